@@ -1,0 +1,73 @@
+"""QEMU command lines for domains: pure functions, tested against golden argv.
+
+Choices that matter:
+* ``-daemonize`` + ``-pidfile``: QEMU is re-parented to init and outlives xend;
+  the launching process exits only once QEMU is initialised (our readiness signal)
+  and with QEMU's own error text when it is not.
+* ``-action reboot=shutdown,shutdown=pause,panic=pause``: a guest poweroff,
+  reboot or crash stops the guest but keeps the process, so xend (even one
+  restarted in between) decides what on_poweroff/on_reboot/on_crash mean.
+* The serial console is a socket chardev with ``logfile=``: QEMU itself keeps the
+  console log, so nothing is lost while xend is down.
+* RAM is sized to maxmem; virtio-balloon brings the guest down to ``memory``.
+"""
+
+from __future__ import annotations
+
+from dom0.domain.config import DomainConfig
+from dom0.store.layout import DomainPaths
+
+
+def kernel_append(cfg: DomainConfig) -> str:
+    """The guest command line, with the serial console added when none was named."""
+    cmdline = cfg.kernel_cmdline()
+    if "console=" not in cmdline:
+        cmdline = f"console=ttyS0 {cmdline}".strip()
+    return cmdline
+
+
+def build_argv(
+    cfg: DomainConfig,
+    paths: DomainPaths,
+    *,
+    binary: str = "qemu-system-x86_64",
+    accel: str = "tcg",
+    paused: bool = False,
+    incoming: str | None = None,
+) -> list[str]:
+    argv = [
+        binary,
+        "-name", f"guest={cfg.name},debug-threads=on",
+        "-uuid", cfg.uuid,
+        "-machine", "pc",
+        "-accel", accel,
+        "-cpu", "host" if accel == "kvm" else "qemu64",
+        "-m", f"{cfg.max_memory}M",
+        "-smp", f"{cfg.vcpus},maxcpus={cfg.vcpus}",
+        "-nodefaults",
+        "-no-user-config",
+        "-display", "none",
+        "-vga", "none",
+        "-kernel", cfg.kernel,
+    ]
+    if cfg.ramdisk:
+        argv += ["-initrd", cfg.ramdisk]
+    argv += ["-append", kernel_append(cfg)]
+    argv += [
+        "-chardev",
+        f"socket,id=console0,path={paths.console_socket},server=on,wait=off,"
+        f"logfile={paths.console_log},logappend=on",
+        "-serial", "chardev:console0",
+        "-chardev", f"socket,id=qmp0,path={paths.qmp_socket},server=on,wait=off",
+        "-mon", "chardev=qmp0,mode=control",
+        "-device", "pvpanic",
+        "-device", "virtio-balloon-pci,id=balloon0",
+        "-action", "reboot=shutdown,shutdown=pause,panic=pause",
+        "-pidfile", paths.pidfile,
+        "-daemonize",
+    ]
+    if paused or incoming:
+        argv.append("-S")
+    if incoming:
+        argv += ["-incoming", incoming]
+    return argv

@@ -1,0 +1,165 @@
+"""One domain's QEMU: launch or adopt it, and the lifecycle verbs over QMP.
+
+Everything QEMU-specific that the domain manager needs goes through this class,
+so the manager speaks only of domains and power states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from dom0.backends.qemu import process
+from dom0.backends.qemu.argv import build_argv
+from dom0.backends.qemu.qmp import QMPSession
+from dom0.domain.config import DomainConfig
+from dom0.errors import BackendError
+from dom0.store.layout import DomainPaths
+
+log = logging.getLogger(__name__)
+
+#: QEMU runstates (query-status) -> what they mean to us
+RUNSTATE_PAUSED = {"paused", "prelaunch", "inmigrate", "suspended", "debug", "restore-vm",
+                   "save-vm", "watchdog", "io-error"}
+
+EventHandler = Callable[[str, dict[str, Any]], None]
+
+
+class QemuMachine:
+    def __init__(self, paths: DomainPaths, binary: str, accel: str) -> None:
+        self.paths = paths
+        self.binary = binary
+        self.accel = accel
+        self.pid: int | None = None
+        self.qmp: QMPSession | None = None
+        self.vcpu_threads: list[int] = []
+        self._watch: asyncio.Task[None] | None = None
+
+    # ---- bringing it up -------------------------------------------------------
+
+    async def launch(self, cfg: DomainConfig, on_event: EventHandler,
+                     on_gone: Callable[[], None]) -> None:
+        """Start QEMU with the guest stopped (-S); the caller resumes it when ready."""
+        os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
+        argv = build_argv(cfg, self.paths, binary=self.binary, accel=self.accel, paused=True)
+        self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
+        try:
+            await self.attach(on_event, on_gone)
+            if cfg.memory < cfg.max_memory:
+                await self.set_balloon(cfg.memory)
+        except BaseException:
+            await self.kill()
+            raise
+
+    def recognise(self, pid: int | None) -> bool:
+        """Is the recorded pid (or the pidfile's) still our QEMU?  Used on re-adoption."""
+        for candidate in (pid, process.read_pidfile(self.paths.pidfile)):
+            if candidate and process.is_our_qemu(candidate, self.paths.qmp_socket):
+                self.pid = candidate
+                return True
+        return False
+
+    async def attach(self, on_event: EventHandler, on_gone: Callable[[], None]) -> None:
+        self.qmp = QMPSession(self.paths.qmp_socket, on_event)
+        await self.qmp.connect()
+        await self.refresh_vcpus()
+        self._watch = asyncio.create_task(self._watch_connection(on_gone))
+
+    async def _watch_connection(self, on_gone: Callable[[], None]) -> None:
+        """QMP closing without our asking means QEMU went away."""
+        assert self.qmp is not None
+        qmp = self.qmp
+        await qmp.closed.wait()
+        if self.qmp is qmp:
+            on_gone()
+
+    async def refresh_vcpus(self) -> None:
+        cpus = await self._exec("query-cpus-fast")
+        self.vcpu_threads = [c["thread-id"] for c in sorted(cpus, key=lambda c: c["cpu-index"])]
+
+    # ---- verbs -----------------------------------------------------------------
+
+    async def _exec(self, command: str, timeout: float = 10.0, **args: Any) -> Any:
+        if self.qmp is None:
+            raise BackendError("no QMP session")
+        return await self.qmp.execute(command, timeout=timeout, **args)
+
+    async def runstate(self) -> str:
+        return str((await self._exec("query-status"))["status"])
+
+    async def cont(self) -> None:
+        await self._exec("cont")
+
+    async def stop(self) -> None:
+        await self._exec("stop")
+
+    async def system_reset(self) -> None:
+        await self._exec("system_reset")
+
+    async def hard_reset(self) -> None:
+        """Reset and run the guest, also from the stopped 'shutdown' runstate.  Our
+        -action makes any reset a shutdown, so lift that for this one reset."""
+        await self._exec("set-action", reboot="reset")
+        try:
+            await self._exec("system_reset")
+        finally:
+            await self._exec("set-action", reboot="shutdown")
+        await self._exec("cont")
+
+    def still_running(self) -> bool:
+        return bool(self.pid) and process.alive(self.pid or 0) and \
+            process.is_our_qemu(self.pid or 0, self.paths.qmp_socket)
+
+    async def powerdown(self) -> None:
+        """The ACPI power button."""
+        await self._exec("system_powerdown")
+
+    async def send_keys(self, *keys: str) -> None:
+        await self._exec("send-key", keys=[{"type": "qcode", "data": k} for k in keys])
+
+    async def set_balloon(self, mib: int) -> None:
+        await self._exec("balloon", value=mib * 1024 * 1024)
+
+    async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
+        await self._exec("dump-guest-memory", timeout=timeout, paging=False,
+                         protocol=f"file:{path}")
+
+    # ---- host-side figures -----------------------------------------------------
+
+    def cpu_seconds(self) -> float:
+        return process.cpu_seconds(self.pid) if self.pid else 0.0
+
+    def vcpu_figures(self) -> list[tuple[float, int, str]]:
+        """(cpu seconds, last host CPU, thread state) per vCPU."""
+        out = []
+        for tid in self.vcpu_threads:
+            secs, cpu = process.thread_cpu(self.pid or 0, tid)
+            out.append((secs, cpu, process.thread_state(self.pid or 0, tid)))
+        return out
+
+    def blocked(self) -> bool:
+        """Xen's 'b': every vCPU thread is asleep (the guest is idle)."""
+        if not self.vcpu_threads or not self.pid:
+            return False
+        return all(process.thread_state(self.pid, t) in ("S", "D") for t in self.vcpu_threads)
+
+    # ---- tearing down ----------------------------------------------------------
+
+    async def detach(self) -> None:
+        """Close our QMP session; QEMU keeps running (xend stopping)."""
+        qmp, self.qmp = self.qmp, None
+        if self._watch:
+            self._watch.cancel()
+        if qmp:
+            await qmp.close()
+
+    async def kill(self) -> None:
+        await self.detach()
+        if self.pid and process.is_our_qemu(self.pid, self.paths.qmp_socket):
+            await process.kill(self.pid)
+        self.pid = None
+        shutil.rmtree(self.paths.run_dir, ignore_errors=True)

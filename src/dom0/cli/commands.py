@@ -1,0 +1,326 @@
+"""The xm subcommands.  Each takes the words after its name and returns an exit
+status; errors are raised (dom0.errors) and mapped to output in ``cli.main``.
+Heavy imports stay inside the commands that need them."""
+
+from __future__ import annotations
+
+import getopt
+import os
+import sys
+import time
+from typing import Any
+
+from dom0.client import XendClient
+from dom0.errors import InvalidDomain, OptionError, UsageError, XendError
+
+
+def _client() -> XendClient:
+    return XendClient()
+
+
+def _getopt(args: list[str], short: str, long: list[str]) -> tuple[dict[str, str], list[str]]:
+    try:
+        pairs, rest = getopt.gnu_getopt(args, short, long)
+    except getopt.GetoptError as exc:
+        raise OptionError(str(exc)) from None
+    return {k: v for k, v in pairs}, rest
+
+
+def _has(opts: dict[str, str], *names: str) -> bool:
+    return any(n in opts for n in names)
+
+
+# ---- create / new / start / delete ----------------------------------------
+
+
+def cmd_create(args: list[str]) -> int:
+    return _create_or_new(args, managed=False)
+
+
+def cmd_new(args: list[str]) -> int:
+    return _create_or_new(args, managed=True)
+
+
+def _create_or_new(args: list[str], managed: bool) -> int:
+    from dom0.cli import configfile
+
+    opts = configfile.parse_create_args(args)
+    if opts.help:
+        raise UsageError("")
+    if opts.help_config:
+        for name, (kind, default) in configfile.VARIABLES.items():
+            print(f"{name:<30} {kind} (default {default!r})")
+        return 0
+    filename, cfg = configfile.config_from_args(opts)
+    if filename and not opts.quiet:
+        print(f'Using config file "{filename}".')
+    if opts.dryrun:
+        from dom0.store import sxp
+
+        print(sxp.pretty(cfg.to_sxp()))
+        return 0
+    client = _client()
+    if managed:
+        client.call("domain.new", config=cfg.to_dict())
+        return 0
+    info = client.call("domain.create", config=cfg.to_dict(),
+                       paused=opts.paused or opts.console)
+    if not opts.quiet:
+        print(f"Started domain {info['name']} (id={info['domid']})")
+    if opts.console:
+        return _console_then_unpause(client, info, keep_paused=opts.paused)
+    return 0
+
+
+def _console_then_unpause(client: XendClient, info: dict[str, Any], keep_paused: bool) -> int:
+    """-c: attach first, then let the guest run, so no boot output is missed."""
+    from dom0.cli import console
+
+    try:
+        sock = console.connect(info["console"], retry_for=10.0)
+    except OSError:
+        print("Could not start console", file=sys.stderr)
+        return 1
+    sock.close()
+    if not keep_paused:
+        client.call("domain.unpause", dom=str(info["domid"]))
+    return console.attach(info["console"], retry_for=10.0)
+
+
+def cmd_start(args: list[str]) -> int:
+    opts, rest = _getopt(args, "pc", ["paused", "console_autoconnect", "vncviewer",
+                                       "vncviewer-autopass"])
+    _nargs("start", rest, 1)
+    client = _client()
+    paused = _has(opts, "-p", "--paused")
+    console = _has(opts, "-c", "--console_autoconnect")
+    info = client.call("domain.start", dom=rest[0], paused=paused or console)
+    if console:
+        return _console_then_unpause(client, info, keep_paused=paused)
+    return 0
+
+
+def cmd_delete(args: list[str]) -> int:
+    _nargs("delete", args, 1)
+    _client().call("domain.delete", dom=args[0])
+    return 0
+
+
+# ---- simple verbs -----------------------------------------------------------
+
+
+def _verb(route: str, command: str) -> Any:
+    def run(args: list[str]) -> int:
+        _nargs(command, args, 1)
+        _client().call(route, dom=args[0])
+        return 0
+    run.__name__ = f"cmd_{command}"
+    return run
+
+
+cmd_destroy = _verb("domain.destroy", "destroy")
+cmd_pause = _verb("domain.pause", "pause")
+cmd_unpause = _verb("domain.unpause", "unpause")
+cmd_reset = _verb("domain.reset", "reset")
+
+
+def cmd_rename(args: list[str]) -> int:
+    _nargs("rename", args, 2)
+    _client().call("domain.rename", dom=args[0], name=args[1])
+    return 0
+
+
+def cmd_sysrq(args: list[str]) -> int:
+    _nargs("sysrq", args, 2)
+    _client().call("domain.sysrq", dom=args[0], key=args[1])
+    return 0
+
+
+def cmd_domid(args: list[str]) -> int:
+    _nargs("domid", args, 1)
+    info = _client().call("domain.info", dom=args[0])
+    if info.get("domid") is None:
+        print("None")
+    else:
+        print(info["domid"])
+    return 0
+
+
+def cmd_domname(args: list[str]) -> int:
+    _nargs("domname", args, 1)
+    print(_client().call("domain.info", dom=args[0])["name"])
+    return 0
+
+
+# ---- shutdown / reboot -------------------------------------------------------
+
+
+def cmd_shutdown(args: list[str]) -> int:
+    opts, rest = _getopt(args, "awHRh", ["all", "wait", "halt", "reboot", "help"])
+    if _has(opts, "-h", "--help"):
+        raise UsageError("")
+    mode = "poweroff"
+    if _has(opts, "-H", "--halt"):
+        mode = "halt"
+    if _has(opts, "-R", "--reboot"):
+        mode = "reboot"
+    return _shutdown(rest, mode, _has(opts, "-a", "--all"), _has(opts, "-w", "--wait"),
+                     "shutdown")
+
+
+def cmd_reboot(args: list[str]) -> int:
+    opts, rest = _getopt(args, "aw", ["all", "wait"])
+    return _shutdown(rest, "reboot", _has(opts, "-a", "--all"), _has(opts, "-w", "--wait"),
+                     "reboot")
+
+
+def _shutdown(rest: list[str], mode: str, all_: bool, wait: bool, command: str) -> int:
+    client = _client()
+    if all_:
+        if rest:
+            raise UsageError(f"'xm {command}' takes no domain with -a")
+        targets = [d for d in client.call("domain.list")
+                   if d["domid"] not in (None, 0) and d["state"] and "s" not in d["state"]]
+    else:
+        _nargs(command, rest, 1)
+        targets = [client.call("domain.info", dom=rest[0])]
+    started = [client.call("domain.shutdown", dom=str(d["domid"]), mode=mode) for d in targets]
+    if not wait:
+        return 0
+    for info in started:
+        _wait_shutdown(client, info, mode)
+    print("All domains rebooted" if mode == "reboot" else "All domains terminated")
+    return 0
+
+
+def _wait_shutdown(client: XendClient, info: dict[str, Any], mode: str) -> None:
+    name, domid, uuid = info["name"], info["domid"], info["uuid"]
+    while True:
+        try:
+            now = client.call("domain.info", dom=uuid)
+        except InvalidDomain:
+            now = None
+        if mode == "reboot":
+            if now is None or now.get("domid") is None:
+                print(f"Domain {name} destroyed for failing to reboot")
+                return
+            if now["domid"] != domid:
+                print(f"Domain {name} rebooted")
+                return
+        elif now is None or now.get("domid") != domid or now.get("state", "").find("s") >= 0:
+            print(f"Domain {name} terminated")
+            return
+        time.sleep(0.1)
+
+
+# ---- list and friends -----------------------------------------------------
+
+
+def cmd_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = _getopt(args, "lv", ["long", "label", "state=", "vcpus"])
+    if _has(opts, "-v", "--vcpus"):
+        print("Command list -v is deprecated.  Please use xm vcpu-list instead.",
+              file=sys.stderr)
+        return cmd_vcpu_list(rest)
+    state = opts.get("--state")
+    if state and rest:
+        raise OptionError("You may specify either a state or a particular VM, but not both")
+    domains = _client().call("domain.list", state=state.lower() if state else None, names=rest)
+    if _has(opts, "-l", "--long"):
+        print(format.list_long(domains))
+    else:
+        print(format.list_rows(domains))
+    return 0
+
+
+def cmd_uptime(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = _getopt(args, "s", ["short"])
+    domains = _client().call("domain.list", names=rest)
+    text = format.uptime(domains, _has(opts, "-s", "--short"))
+    if text:
+        print(text)
+    return 0
+
+
+def cmd_vcpu_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    entries = _client().call("domain.vcpus", names=args)
+    print(format.vcpu_list(entries, os.cpu_count() or 1))
+    return 0
+
+
+def cmd_info(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = _getopt(args, "c", ["config"])
+    if rest:
+        raise UsageError("'xm info' takes no arguments")
+    client = _client()
+    if _has(opts, "-c", "--config"):
+        print(format.info(client.call("node.config"), width=38))
+    else:
+        print(format.info(client.call("node.info")))
+    return 0
+
+
+def cmd_dmesg(args: list[str]) -> int:
+    opts, rest = _getopt(args, "c", ["clear"])
+    if rest:
+        raise UsageError("'xm dmesg' takes no arguments")
+    sys.stdout.write(_client().call("node.dmesg", clear=_has(opts, "-c", "--clear")))
+    return 0
+
+
+def cmd_log(args: list[str]) -> int:
+    _nargs("log", args, 0)
+    sys.stdout.write(_client().call("node.log"))
+    return 0
+
+
+def cmd_dump_core(args: list[str]) -> int:
+    opts, rest = _getopt(args, "LCR", ["live", "crash", "reset"])
+    crash, reset = _has(opts, "-C", "--crash"), _has(opts, "-R", "--reset")
+    if crash and reset:
+        raise OptionError("You may not specify more than one '-CR' option")
+    _nargs("dump-core", rest, 1, 2)
+    filename = os.path.abspath(rest[1]) if len(rest) > 1 else None
+    print(f"Dumping core of domain: {rest[0]} ...")
+    _client().call("domain.dump", dom=rest[0], file=filename,
+                   live=_has(opts, "-L", "--live"), crash=crash, reset=reset)
+    return 0
+
+
+def cmd_console(args: list[str]) -> int:
+    from dom0.cli import console
+
+    opts, rest = _getopt(args, "q", ["quiet"])
+    quiet = _has(opts, "-q", "--quiet")
+    _nargs("console", rest, 1)
+    try:
+        info = _client().call("domain.info", dom=rest[0])
+    except InvalidDomain:
+        if quiet:
+            return 1
+        raise
+    if not info.get("console"):
+        if quiet:
+            return 1
+        raise XendError(f"Domain '{rest[0]}' is not started")
+    try:
+        return console.attach(info["console"])
+    except OSError as exc:
+        raise XendError(f"Could not attach to the console of {rest[0]}: {exc}") from None
+
+
+def _nargs(command: str, args: list[str], lo: int, hi: int | None = None) -> None:
+    hi = lo if hi is None else hi
+    if lo <= len(args) <= hi:
+        return
+    if lo == hi:
+        raise UsageError(f"'xm {command}' requires {lo} argument{'s' if lo != 1 else ''}.\n")
+    raise UsageError(f"'xm {command}' requires between {lo} and {hi} arguments.\n")

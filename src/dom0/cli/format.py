@@ -1,0 +1,131 @@
+"""xm's output formats (spec §1.3): pure functions from API data to text."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dom0.domain.config import DomainConfig, format_cpu_list
+from dom0.store import sxp
+from dom0.store.sxp import Sxp
+
+LIST_HEADER = "%-40s %5s %5s %5s %10s %9s" % ("Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
+
+
+def list_rows(domains: list[dict[str, Any]]) -> str:
+    lines = [LIST_HEADER]
+    for d in domains:
+        domid = "" if d.get("domid") is None else str(d["domid"])
+        vcpus = d.get("online_vcpus") or d.get("vcpus") or 0
+        lines.append("%-40s %5s %5d %5d %10s %8.1f" % (
+            d["name"], domid, d["memory"], vcpus, d.get("state") or "", d.get("cpu_time") or 0.0))
+    return "\n".join(lines)
+
+
+def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
+    """The ``(domain ...)`` form of ``xm list -l``.  ``(domid ..)`` and ``(name ..)``
+    are direct children, so pretty-printing puts each on its own line, as the
+    xendomains script requires."""
+    out: list[Sxp] = ["domain"]
+    if d.get("domid") is not None:
+        out.append(["domid", str(d["domid"])])
+    out.append(["uuid", d["uuid"]])
+    cfg = DomainConfig.from_dict(d["config"]) if d.get("config") else None
+    out.append(["vcpus", str(d["vcpus"])])
+    if cfg and cfg.cpus is not None:
+        out.append(["cpus", list(cfg.cpus) if isinstance(cfg.cpus, list) else cfg.cpus])
+    out.append(["name", d["name"]])
+    if cfg:
+        for key in ("on_poweroff", "on_reboot", "on_crash"):
+            out.append([key, cfg.action(key)])
+    out.append(["maxmem", str(d.get("maxmem", d["memory"]))])
+    out.append(["memory", str(d["memory"])])
+    if cfg:
+        out.append(["on_xend_start", cfg.on_xend_start])
+        out.append(["on_xend_stop", cfg.on_xend_stop])
+    if d.get("start_time") is not None:
+        out.append(["start_time", "%.2f" % d["start_time"]])
+    out.append(["cpu_time", "%.6f" % (d.get("cpu_time") or 0.0)])
+    out.append(["online_vcpus", str(d.get("online_vcpus", 0))])
+    if cfg:
+        if cfg.cpu_weight is not None:
+            out.append(["cpu_weight", str(cfg.cpu_weight)])
+        if cfg.cpu_cap is not None:
+            out.append(["cpu_cap", str(cfg.cpu_cap)])
+        out.append(["image", cfg.image_sxp()])
+    out.append(["status", str(d.get("status", 0))])
+    if d.get("state"):
+        out.append(["state", d["state"]])
+    if d.get("shutdown_reason"):
+        out.append(["shutdown_reason", d["shutdown_reason"]])
+    if cfg:
+        for disk in cfg.disks:
+            out.append(["device", disk.to_sxp()])
+        for vif in cfg.vifs:
+            out.append(["device", vif.to_sxp()])
+    if d.get("console"):
+        out.append(["device", ["console", ["protocol", "vt100"], ["location", d["console"]]]])
+    return out
+
+
+def list_long(domains: list[dict[str, Any]]) -> str:
+    return "\n".join(sxp.pretty(domain_sxp(d)) for d in domains)
+
+
+def _duration(seconds: float) -> tuple[int, int, int, int]:
+    secs = int(seconds)
+    days, secs = divmod(secs, 86400)
+    hours, secs = divmod(secs, 3600)
+    minutes, secs = divmod(secs, 60)
+    return days, hours, minutes, secs
+
+
+def _days(days: int) -> str:
+    if not days:
+        return ""
+    return f"{days} day{'s' if days != 1 else ''}, "
+
+
+def uptime(domains: list[dict[str, Any]], short: bool, now: float | None = None) -> str:
+    lines = []
+    if not short:
+        lines.append("%-33s %4s %s " % ("Name", "ID", "Uptime"))
+    clock = time.strftime("%H:%M:%S", time.localtime(now))
+    for d in domains:
+        if d.get("domid") is None:
+            continue
+        days, hours, minutes, secs = _duration(d.get("uptime") or 0.0)
+        if short:
+            lines.append(" %s up %s%2d:%02d, %s (%s)" % (
+                clock, _days(days), hours, minutes, d["name"], d["domid"]))
+        else:
+            lines.append("%-32s %5s %s%2d:%02d:%02d" % (
+                d["name"], d["domid"], _days(days), hours, minutes, secs))
+    return "\n".join(lines)
+
+
+VCPU_HEADER = "%-32s %5s %5s %5s %5s %9s %s" % (
+    "Name", "ID", "VCPU", "CPU", "State", "Time(s)", "CPU Affinity")
+
+
+def vcpu_list(entries: list[dict[str, Any]], nr_cpus: int) -> str:
+    lines = [VCPU_HEADER]
+    for e in entries:
+        domid = "" if e.get("domid") is None else str(e["domid"])
+        for v in e["vcpus"]:
+            running = v.get("cpu", -1) >= 0
+            lines.append("%-32s %5s %5d %5s %5s  %8.1f %s" % (
+                e["name"], domid, v["number"], str(v["cpu"]) if running else "",
+                v["state"] if running else "", v["cpu_time"],
+                format_cpu_list(v["affinity"], nr_cpus)))
+    return "\n".join(lines)
+
+
+def info(rows: list[list[Any]], width: int = 23) -> str:
+    lines = []
+    for key, value in rows:
+        if value is None or value == "":
+            lines.append(("%-" + str(width) + "s: (none)") % key)
+        else:
+            lines.append(("%-" + str(width) + "s: %s") % (key, value))
+    return "\n".join(lines)

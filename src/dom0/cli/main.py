@@ -1,0 +1,222 @@
+"""``xm``: the ordered command registry, help, prefix matching, deprecated
+aliases, and the one place where errors become output and exit codes (spec §1.1, §9)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dom0.errors import (
+    ConfigFileError,
+    InvalidDomain,
+    OptionError,
+    UsageError,
+    XendError,
+)
+
+USAGE_HEAD = "Usage: xm <subcommand> [args]\n\nControl, list, and manipulate Xen guest instances.\n"
+USAGE_FOOT = ("<Domain> can either be the Domain Name or Id.\n"
+              "For more help on 'xm' see the xm(1) man page.\n"
+              "For more help on 'xm create' see the xmdomain.cfg(5)  man page.\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    synopsis: str
+    description: str
+    options: list[tuple[str, str]] = field(default_factory=list)
+    common: bool = False
+
+
+_CREATE_OPTS = [
+    ("-h, --help", "Print this help."),
+    ("--help_config", "Print the available configuration variables."),
+    ("-q, --quiet", "Quiet."),
+    ("--path=PATH", "Search path for configuration scripts."),
+    ("-f=FILE, --defconfig=FILE", "Use the given Python configuration script."),
+    ("-F=FILE, --config=FILE", "Domain configuration to use (SXP)."),
+    ("-n, --dryrun", "Dry run - prints the resulting configuration in SXP."),
+    ("-p, --paused", "Leave the domain paused after it is created."),
+    ("-c, --console_autoconnect", "Connect to the console after the domain is created."),
+]
+
+COMMANDS: list[Command] = [
+    Command("console", "[-q|--quiet] <Domain>", "Attach to <Domain>'s console.",
+            [("-q, --quiet", "Do not print an error message if the domain does not exist.")],
+            common=True),
+    Command("create", "<ConfigFile> [options] [vars]", "Create a domain based on <ConfigFile>.",
+            _CREATE_OPTS, common=True),
+    Command("new", "<ConfigFile> [options] [vars]", "Adds a domain to Xend domain management",
+            _CREATE_OPTS, common=True),
+    Command("delete", "<DomainName>", "Remove a domain from Xend domain management.",
+            common=True),
+    Command("start", "<DomainName>", "Start a Xend managed domain",
+            [("-p, --paused", "Do not unpause domain after starting it"),
+             ("-c, --console_autoconnect", "Connect to the console after the domain is created")],
+            common=True),
+    Command("destroy", "<Domain>", "Terminate a domain immediately.", common=True),
+    Command("domid", "<DomainName>", "Convert a domain name to domain id."),
+    Command("domname", "<DomId>", "Convert a domain id to domain name."),
+    Command("dump-core", "[-L|--live] [-C|--crash] [-R|--reset] <Domain> [Filename]",
+            "Dump core for a specific domain.",
+            [("-L, --live", "Dump core without pausing the domain"),
+             ("-C, --crash", "Crash domain after dumping core"),
+             ("-R, --reset", "Reset domain after dumping core")]),
+    Command("list", "[options] [Domain, ...]", "List information about all/some domains.",
+            [("-l, --long", "Output all VM details in SXP"),
+             ("--label", "Include security labels"),
+             ("--state=<state>", "Select only VMs with the specified state")], common=True),
+    Command("pause", "<Domain>", "Pause execution of a domain.", common=True),
+    Command("reboot", "<Domain> [-wa]", "Reboot a domain.",
+            [("-a, --all", "Reboot all domains"),
+             ("-w, --wait", "Wait for reboot to complete before returning")], common=True),
+    Command("reset", "<Domain>", "Reset a domain."),
+    Command("rename", "<Domain> <NewDomainName>", "Rename a domain."),
+    Command("shutdown", "<Domain> [-waRH]", "Shutdown a domain.",
+            [("-a, --all", "Shutdown all guest domains"),
+             ("-w, --wait", "Wait for guest domain to shutdown"),
+             ("-H, --halt", "Shutdown guest domain (halt)"),
+             ("-R, --reboot", "Reboot guest domain")], common=True),
+    Command("sysrq", "<Domain> <letter>", "Send a sysrq to a domain."),
+    Command("unpause", "<Domain>", "Unpause a paused domain.", common=True),
+    Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
+            [("-s, --short", "Print a short uptime")], common=True),
+    Command("vcpu-list", "[Domain, ...]", "List the VCPUs for all/some domains.", common=True),
+    Command("dmesg", "[-c|--clear]", "Read and/or clear xend's message buffer.",
+            [("-c, --clear", "Clear the message buffer after reading")]),
+    Command("info", "[-c|--config]", "Get information about Xen host.",
+            [("-c, --config", "List Xend configuration parameters")], common=True),
+    Command("log", "", "Print Xend log"),
+    Command("help", "[--long] [<Command>]", "Display this message."),
+]
+BY_NAME = {c.name: c for c in COMMANDS}
+
+#: old name -> new name (spec §1.1)
+DEPRECATED = {"balloon": "mem-set", "set-vcpus": "vcpu-set", "vif-list": "network-list",
+              "vbd-create": "block-attach", "vbd-destroy": "block-detach",
+              "vbd-list": "block-list"}
+
+
+def _handler(name: str) -> Callable[[list[str]], int]:
+    from dom0.cli import commands
+
+    return getattr(commands, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
+
+
+def command_usage(cmd: Command) -> str:
+    text = f"Usage: xm {cmd.name} {cmd.synopsis}\n\n{cmd.description}\n"
+    if cmd.options:
+        text += "\nOptions:\n" + "".join("  %-30s %-43s\n" % o for o in cmd.options)
+    return text
+
+
+def short_help() -> str:
+    lines = [USAGE_HEAD, "Common 'xm' commands:\n"]
+    lines += [" %-18s %s" % (c.name, c.description) for c in COMMANDS if c.common]
+    lines.append("\n" + USAGE_FOOT)
+    return "\n".join(lines)
+
+
+def long_help(with_options: bool) -> str:
+    lines = [USAGE_HEAD, "xm full list of subcommands:\n"]
+    for c in COMMANDS:
+        lines.append(" %-18s %s" % (c.name, c.description))
+        if with_options:
+            lines += ["   %-30s %s" % o for o in c.options]
+    lines.append("\n" + USAGE_FOOT)
+    return "\n".join(lines)
+
+
+def resolve(word: str) -> Command | None:
+    """Exact name, else an unambiguous prefix longer than one letter."""
+    if word in BY_NAME:
+        return BY_NAME[word]
+    if len(word) > 1:
+        matches = [c for c in COMMANDS if c.name.startswith(word)]
+        if len(matches) == 1:
+            return matches[0]
+    return None
+
+
+def cmd_help(args: list[str]) -> int:
+    long_ = "--long" in args
+    words = [a for a in args if a != "--long"]
+    if words:
+        cmd = resolve(words[0])
+        if cmd is None:
+            print(f"Error: Subcommand {words[0]} not found!", file=sys.stderr)
+            return 1
+        print(command_usage(cmd))
+        return 0
+    print(long_help(long_))
+    return 0
+
+
+def run(cmd: Command, args: list[str]) -> int:
+    """Run one command; map every error to the spec's output and exit code."""
+    if args and args[0] in ("-h", "--help") and cmd.name not in ("help",):
+        print(command_usage(cmd))
+        return 1
+    try:
+        if cmd.name == "help":
+            return cmd_help(args)
+        return _handler(cmd.name)(args)
+    except InvalidDomain as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ConfigFileError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except UsageError as exc:
+        if str(exc):
+            print(f"Error: {exc}", file=sys.stderr)
+        print(command_usage(cmd), file=sys.stderr)
+        return 1
+    except OptionError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        print(command_usage(cmd), file=sys.stderr)
+        return 1
+    except XendError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        if exc.show_usage:
+            print(f"Usage: xm {cmd.name} {cmd.synopsis}\n\n{cmd.description}", file=sys.stderr)
+        return exc.exit_code
+    except (ValueError, OverflowError):
+        print("Error: Invalid argument.", file=sys.stderr)
+        print(command_usage(cmd), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted.")
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print(short_help())
+        return 1
+    word = args[0]
+    if word in ("help", "--help", "-h"):
+        return cmd_help(args[1:])
+    if word in DEPRECATED:
+        new = DEPRECATED[word]
+        print(f"Command {word} is deprecated.  Please use xm {new} instead.", file=sys.stderr)
+        word = new
+    cmd = resolve(word)
+    if cmd is None:
+        print(f"Error: Subcommand {word} not found!", file=sys.stderr)
+        print(short_help(), file=sys.stderr)
+        return 1
+    try:
+        return run(cmd, args[1:])
+    except Exception as exc:  # the last guard: no traceback reaches a user
+        print(f"Unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""xend-config.sxp: the options of spec §4 plus dom0's own (every path, the
+accelerator), read into one typed object."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from dom0.store import sxp
+from dom0.store.layout import Layout
+
+DEFAULT_CONFIG = "/etc/xen/xend-config.sxp"
+TRUE = ("yes", "y", "1", "on", "true", "t")
+FALSE = ("no", "n", "0", "off", "false", "f")
+
+
+class OptionsError(ValueError):
+    pass
+
+
+def _opt(name: str, default: Any) -> Any:
+    return field(default=default, metadata={"sxp": name})
+
+
+@dataclass
+class XendOptions:
+    # spec §4
+    logfile: str = _opt("logfile", "/var/log/xen/xend.log")
+    loglevel: str = _opt("loglevel", "DEBUG")
+    xend_http_server: bool = _opt("xend-http-server", False)
+    xend_unix_server: bool = _opt("xend-unix-server", False)
+    xend_tcp_xmlrpc_server: bool = _opt("xend-tcp-xmlrpc-server", False)
+    xend_unix_xmlrpc_server: bool = _opt("xend-unix-xmlrpc-server", True)
+    xend_relocation_server: bool = _opt("xend-relocation-server", False)
+    xend_relocation_ssl_server: bool = _opt("xend-relocation-ssl-server", False)
+    xend_relocation_port: int = _opt("xend-relocation-port", 8002)
+    xend_relocation_ssl_port: int = _opt("xend-relocation-ssl-port", 8003)
+    xend_relocation_address: str = _opt("xend-relocation-address", "")
+    xend_relocation_hosts_allow: str = _opt("xend-relocation-hosts-allow", "")
+    xend_relocation_ssl: bool = _opt("xend-relocation-ssl", False)
+    xend_port: int = _opt("xend-port", 8000)
+    xend_address: str = _opt("xend-address", "")
+    xend_unix_path: str = _opt("xend-unix-path", "/var/lib/xend/xend-socket")
+    xend_domains_path: str = _opt("xend-domains-path", "/var/lib/xend/domains")
+    xend_state_path: str = _opt("xend-state-path", "/var/lib/xend/state")
+    xend_storage_path: str = _opt("xend-storage-path", "/var/lib/xend/storage")
+    xend_security_path: str = _opt("xend-security-path", "/var/lib/xend/security")
+    network_script: str | None = _opt("network-script", None)
+    vif_script: str = _opt("vif-script", "vif-bridge")
+    dom0_min_mem: int = _opt("dom0-min-mem", 0)
+    enable_dom0_ballooning: bool | None = _opt("enable-dom0-ballooning", None)
+    dom0_cpus: int = _opt("dom0-cpus", 0)
+    enable_dump: bool = _opt("enable-dump", False)
+    console_limit: int = _opt("console-limit", 1024)
+    vnc_listen: str = _opt("vnc-listen", "127.0.0.1")
+    vncpasswd: str | None = _opt("vncpasswd", None)
+    keymap: str | None = _opt("keymap", None)
+    # dom0's own: where everything lives, so several xends can share a machine
+    xend_api_socket: str = _opt("xend-api-socket", "/var/run/xend/xmlrpc.sock")
+    xend_pid_file: str = _opt("xend-pid-file", "/var/run/xend.pid")
+    xend_run_path: str = _opt("xend-run-path", "/var/run/xend")
+    xend_log_path: str = _opt("xend-log-path", "/var/log/xen")
+    xend_dump_path: str = _opt("xend-dump-path", "/var/xen/dump")
+    qemu_binary: str = _opt("qemu-binary", "qemu-system-x86_64")
+    qemu_accel: str = _opt("qemu-accel", "auto")
+    domain_minimum_restart_time: float = _opt("domain-minimum-restart-time", 60.0)
+    domain_shutdown_timeout: float = _opt("domain-shutdown-timeout", 60.0)
+
+    #: messages about the file itself, logged once logging is up
+    warnings: list[str] = field(default_factory=list, metadata={"sxp": None})
+    path: str = field(default=DEFAULT_CONFIG, metadata={"sxp": None})
+
+    def layout(self) -> Layout:
+        return Layout(
+            state_dir=self.xend_state_path,
+            domains_dir=self.xend_domains_path,
+            run_dir=self.xend_run_path,
+            log_dir=self.xend_log_path,
+            dump_dir=self.xend_dump_path,
+        )
+
+    def ballooning(self) -> bool:
+        if self.enable_dom0_ballooning is None:
+            return self.dom0_min_mem != 0
+        return self.enable_dom0_ballooning
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(sxp name, value) of every option, for ``xm info -c``."""
+        return [(f.metadata["sxp"], getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.metadata.get("sxp")]
+
+
+_FIELDS = {f.metadata["sxp"]: f for f in dataclasses.fields(XendOptions) if f.metadata.get("sxp")}
+
+
+def _convert(name: str, kind: Any, value: str) -> Any:
+    kind = str(kind)
+    if "bool" in kind:
+        low = value.lower()
+        if low in TRUE:
+            return True
+        if low in FALSE:
+            return False
+        raise OptionsError(f"invalid xend config {name}: expected bool: {value}")
+    if "int" in kind:
+        try:
+            return int(value)
+        except ValueError:
+            raise OptionsError(f"invalid xend config {name}: expected int: {value}") from None
+    if "float" in kind:
+        try:
+            return float(value)
+        except ValueError:
+            raise OptionsError(f"invalid xend config {name}: expected number: {value}") from None
+    return value
+
+
+def config_path() -> str:
+    return os.environ.get("XEND_CONFIG") or DEFAULT_CONFIG
+
+
+def load(path: str | None = None) -> XendOptions:
+    """Read xend-config.sxp.  A missing file gives the defaults (and a logged
+    error, as xend did); unknown options are logged, not fatal; a bad value is."""
+    path = path or config_path()
+    opts = XendOptions(path=path)
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError:
+        opts.warnings.append(f"Config file does not exist: {path}")
+        return opts
+    try:
+        forms = sxp.parse(text)
+    except sxp.SxpSyntaxError as exc:
+        raise OptionsError(f"{path}: {exc}") from None
+    for form in forms:
+        if not isinstance(form, list) or not form or not isinstance(form[0], str):
+            opts.warnings.append(f"ignoring malformed entry in {path}: {sxp.to_string(form)}")
+            continue
+        name = form[0]
+        value = form[1] if len(form) > 1 else ""
+        f = _FIELDS.get(name)
+        if f is None:
+            opts.warnings.append(f"unknown xend config option ignored: {name}")
+            continue
+        if isinstance(value, list):
+            setattr(opts, f.name, sxp.to_string(value))
+            continue
+        setattr(opts, f.name, _convert(name, f.type, value))
+    if opts.qemu_accel not in ("auto", "kvm", "tcg"):
+        raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
+    return opts

@@ -1,0 +1,104 @@
+"""xend's durable records in SQLite: the domain-ID counter, managed domains, and
+one runtime record per live domain (for re-adoption after xend restarts).
+
+Each method is one transaction, so xend can be killed at any instant and the
+database holds either the old or the new state, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS managed (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+                                    config TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'halted');
+CREATE TABLE IF NOT EXISTS running (instance TEXT PRIMARY KEY, domid INTEGER NOT NULL UNIQUE,
+                                    record TEXT NOT NULL);
+"""
+SCHEMA_VERSION = "1"
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        with self._tx():
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('next_domid', '1')")
+
+    def _tx(self) -> Any:
+        return _Transaction(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- domain IDs ---------------------------------------------------------
+
+    def allocate_domid(self) -> int:
+        """Next ID, increasing, skipping any ID still held by a live domain."""
+        with self._tx():
+            (value,) = self.db.execute("SELECT value FROM meta WHERE key='next_domid'").fetchone()
+            domid = int(value)
+            while self.db.execute("SELECT 1 FROM running WHERE domid=?", (domid,)).fetchone():
+                domid += 1
+            self.db.execute("UPDATE meta SET value=? WHERE key='next_domid'", (str(domid + 1),))
+        return domid
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # ---- runtime records of live domains -------------------------------------
+
+    def put_running(self, instance: str, domid: int, record: dict[str, Any]) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO running VALUES (?, ?, ?)",
+                            (instance, domid, json.dumps(record)))
+
+    def delete_running(self, instance: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM running WHERE instance=?", (instance,))
+
+    def running_records(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT record FROM running ORDER BY domid").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # ---- managed domains -----------------------------------------------------
+
+    def put_managed(self, uuid: str, name: str, config: dict[str, Any],
+                    state: str = "halted") -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO managed VALUES (?, ?, ?, ?)",
+                            (uuid, name, json.dumps(config), state))
+
+    def set_managed_state(self, uuid: str, state: str) -> None:
+        with self._tx():
+            self.db.execute("UPDATE managed SET state=? WHERE uuid=?", (state, uuid))
+
+    def delete_managed(self, uuid: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM managed WHERE uuid=?", (uuid,))
+
+    def managed(self) -> list[tuple[dict[str, Any], str]]:
+        rows = self.db.execute("SELECT config, state FROM managed ORDER BY name").fetchall()
+        return [(json.loads(c), s) for c, s in rows]
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,53 @@
+"""Where every file of one xend instance lives, derived from its configuration.
+
+Nothing else in dom0 builds paths: several xend instances on one machine (the
+two-host tests) differ only in these roots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DomainPaths:
+    """Runtime files of one launch of a domain, keyed by a unique instance id (the
+    domain ID changes on reboot, and rename-restart keeps two QEMUs of one UUID)."""
+
+    run_dir: str
+    qmp_socket: str
+    console_socket: str
+    pidfile: str
+    console_log: str
+    qemu_log: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    state_dir: str  # SQLite database
+    domains_dir: str  # managed domain store
+    run_dir: str  # sockets, pidfiles
+    log_dir: str  # console logs
+    dump_dir: str  # xm dump-core default
+
+    @property
+    def database(self) -> str:
+        return os.path.join(self.state_dir, "xend.db")
+
+    def domain(self, instance: str) -> DomainPaths:
+        run = os.path.join(self.run_dir, "dom", instance)
+        return DomainPaths(
+            run_dir=run,
+            qmp_socket=os.path.join(run, "qmp.sock"),
+            console_socket=os.path.join(run, "console.sock"),
+            pidfile=os.path.join(run, "qemu.pid"),
+            console_log=os.path.join(self.log_dir, "console", f"{instance}.log"),
+            qemu_log=os.path.join(self.log_dir, "qemu", f"{instance}.log"),
+        )
+
+    def create_dirs(self) -> None:
+        for path in (self.state_dir, self.domains_dir, self.run_dir,
+                     os.path.join(self.run_dir, "dom"), os.path.join(self.log_dir, "console"),
+                     os.path.join(self.log_dir, "qemu")):
+            os.makedirs(path, mode=0o700, exist_ok=True)
