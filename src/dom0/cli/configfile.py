@@ -318,9 +318,9 @@ def _apply_network_boot(cfg: DomainConfig, values: dict[str, Any]) -> None:
         cfg.ip = ":".join([ip, str(server), str(values.get("gateway") or ""),
                            str(values.get("netmask") or ""), str(values.get("hostname") or ""),
                            str(values.get("interface") or "eth0"), dhcp])
-    if nfs_root or nfs_server:
-        if not (nfs_root and nfs_server):
-            raise OptionError("Must set nfs root and nfs server")
+    if nfs_root and not nfs_server:
+        raise OptionError("Must set nfs root and nfs server")
+    if nfs_root:
         nfs = f"nfsroot={nfs_server}:{nfs_root}"
         cfg.extra = f"{nfs} {cfg.extra}" if cfg.extra else nfs
 

@@ -64,7 +64,10 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
         for vif in cfg.vifs:
             out.append(["device", vif.to_sxp()])
     if d.get("console"):
-        out.append(["device", ["console", ["protocol", "vt100"], ["location", d["console"]]]])
+        console: list[Sxp] = ["console", ["protocol", "vt100"], ["location", d["console"]]]
+        if d.get("console_log"):
+            console.append(["log", d["console_log"]])
+        out.append(["device", console])
     return out
 
 

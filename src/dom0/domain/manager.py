@@ -265,10 +265,12 @@ class DomainManager:
 
     # ---- events from QEMU ----------------------------------------------------
 
-    def _handlers(self, dom: Domain) -> tuple[Callable[[str, dict], None], Callable[[], None]]:
+    def _handlers(self, dom: Domain) -> tuple[Callable[[str, dict[str, Any]], None],
+                                               Callable[[], None]]:
         instance = dom.instance
 
-        def on_event(event: str, data: dict) -> None:
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            log.debug("domain %s: QMP event %s %s", dom.name, event, data)
             if event == "SHUTDOWN" and data.get("guest"):
                 reason = {"guest-reset": "reboot", "guest-panic": "crash"}.get(
                     data.get("reason", ""), "poweroff")

@@ -11,7 +11,8 @@ from typing import Union
 
 Sxp = Union[str, list["Sxp"]]
 
-_SPECIAL = set("()'\"\\;")
+#: characters an atom may hold and still be written bare; anything else is quoted
+_BARE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:/~")
 
 
 class SxpSyntaxError(ValueError):
@@ -82,7 +83,7 @@ def _read_string(text: str, pos: int) -> tuple[str, int]:
 def atom_to_string(atom: str) -> str:
     if atom == "":
         return ""
-    if any(c.isspace() or c in _SPECIAL for c in atom):
+    if any(c not in _BARE for c in atom):
         escaped = atom.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
         return f"'{escaped}'"
     return atom

@@ -27,6 +27,8 @@ RUNSTATE_PAUSED = {"paused", "prelaunch", "inmigrate", "suspended", "debug", "re
                    "save-vm", "watchdog", "io-error"}
 
 EventHandler = Callable[[str, dict[str, Any]], None]
+#: seconds after a reset during which a guest reset is not reported as a reboot
+RESET_GRACE = 2.0
 
 
 class QemuMachine:
@@ -38,6 +40,7 @@ class QemuMachine:
         self.qmp: QMPSession | None = None
         self.vcpu_threads: list[int] = []
         self._watch: asyncio.Task[None] | None = None
+        self._restore_action: asyncio.Task[None] | None = None
 
     # ---- bringing it up -------------------------------------------------------
 
@@ -66,6 +69,7 @@ class QemuMachine:
     async def attach(self, on_event: EventHandler, on_gone: Callable[[], None]) -> None:
         self.qmp = QMPSession(self.paths.qmp_socket, on_event)
         await self.qmp.connect()
+        await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
         self._watch = asyncio.create_task(self._watch_connection(on_gone))
 
@@ -101,14 +105,24 @@ class QemuMachine:
         await self._exec("system_reset")
 
     async def hard_reset(self) -> None:
-        """Reset and run the guest, also from the stopped 'shutdown' runstate.  Our
-        -action makes any reset a shutdown, so lift that for this one reset."""
+        """Reset and run the guest, also from the stopped 'shutdown' runstate.
+
+        Our -action turns every reset into a stop, so lift that for a grace period:
+        after a reset SeaBIOS finds itself already initialised and resets the
+        machine once more (within ~50 ms); that second reset must just happen."""
         await self._exec("set-action", reboot="reset")
-        try:
-            await self._exec("system_reset")
-        finally:
-            await self._exec("set-action", reboot="shutdown")
+        await self._exec("system_reset")
         await self._exec("cont")
+        if self._restore_action:
+            self._restore_action.cancel()
+        self._restore_action = asyncio.create_task(self._reboot_means_stop(RESET_GRACE))
+
+    async def _reboot_means_stop(self, delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await self._exec("set-action", reboot="shutdown", shutdown="pause", panic="pause")
+        except BackendError as exc:
+            log.warning("could not restore the reboot action: %s", exc)
 
     def still_running(self) -> bool:
         return bool(self.pid) and process.alive(self.pid or 0) and \
@@ -152,8 +166,9 @@ class QemuMachine:
     async def detach(self) -> None:
         """Close our QMP session; QEMU keeps running (xend stopping)."""
         qmp, self.qmp = self.qmp, None
-        if self._watch:
-            self._watch.cancel()
+        for task in (self._watch, self._restore_action):
+            if task:
+                task.cancel()
         if qmp:
             await qmp.close()
 

@@ -1,0 +1,30 @@
+#!/bin/bash
+# make demo: start xend (system paths), boot the example guest, show `xm list`
+# and the first lines of its console.  Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$PWD/.venv/bin
+mkdir -p /etc/xen
+[ -f /etc/xen/xend-config.sxp ] || cp examples/xend-config.sxp /etc/xen/xend-config.sxp
+for f in xmexample1 xmexample2; do [ -f /etc/xen/$f ] || cp examples/$f /etc/xen/$f; done
+ln -sf "$BIN/xm" /usr/local/sbin/xm
+ln -sf "$BIN/xend" /usr/local/sbin/xend
+
+"$BIN/xend" start
+if "$BIN/xm" domid demo >/dev/null 2>&1; then
+	"$BIN/xm" destroy demo
+fi
+"$BIN/xm" create examples/demo
+# the console log is QEMU's own; wait for the guest's shell prompt in it
+log=$("$BIN/xm" list -l demo | sed -n 's/.*(log \(.*\))$/\1/p' | tr -d "'")
+for _ in $(seq 1 300); do
+	grep -q '# ' "$log" 2>/dev/null && break
+	sleep 0.1
+done
+echo
+"$BIN/xm" list
+echo
+echo "--- first lines of the console of 'demo' ($log) ---"
+head -n 20 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g'
+echo "---"
+echo "Attach with: xm console demo   (Ctrl-] detaches)"

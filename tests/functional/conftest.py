@@ -1,0 +1,215 @@
+"""Fixtures for functional tests: private xend "hosts" booting real QEMU guests
+from the project's own image.  Every host records what it started and tears all
+of it down, logs shown on failure; readiness waits have explicit budgets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from guestconsole import GuestConsole  # noqa: E402
+
+from dom0.client import XendClient  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+GUEST_DIR = Path(os.environ.get("DOM0_GUEST_DIR", REPO / "build" / "guest"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "functional" in str(item.fspath):
+            item.add_marker(pytest.mark.functional)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prerequisites() -> None:
+    """Functional tests need what `make test` sets up; say so plainly if absent."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("must run as root")
+    if not shutil.which("qemu-system-x86_64"):
+        problems.append("qemu-system-x86_64 is not installed")
+    for f in ("vmlinuz", "initrd.img"):
+        if not (GUEST_DIR / f).is_file():
+            problems.append(f"guest image {GUEST_DIR / f} missing (make guest)")
+    if problems:
+        pytest.fail("functional test prerequisites: " + "; ".join(problems), pytrace=False)
+
+
+class Host:
+    """One private xend instance with its own paths (a "host")."""
+
+    def __init__(self, extra_config: str = "") -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="d0t-", dir="/tmp"))
+        self.config = self.dir / "xend-config.sxp"
+        self.socket = self.dir / "xend.sock"
+        self.config.write_text(f"""
+(logfile {self.dir}/xend.log)
+(loglevel DEBUG)
+(xend-api-socket {self.socket})
+(xend-pid-file {self.dir}/xend.pid)
+(xend-run-path {self.dir}/run)
+(xend-log-path {self.dir}/log)
+(xend-state-path {self.dir}/state)
+(xend-domains-path {self.dir}/domains)
+(xend-dump-path {self.dir}/dump)
+(qemu-accel tcg)
+(domain-minimum-restart-time 20)
+(domain-shutdown-timeout 30)
+{extra_config}
+""")
+        self.env = dict(os.environ, XEND_CONFIG=str(self.config), XM_SERVER=str(self.socket))
+
+    # ---- xend and xm ------------------------------------------------------------
+
+    def xend(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(BIN / "xend"), *args], env=self.env, capture_output=True,
+                              text=True, timeout=180)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"xend {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
+        return proc
+
+    def start(self) -> Host:
+        self.xend("start")
+        return self
+
+    def xend_pid(self) -> int | None:
+        try:
+            return int((self.dir / "xend.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill9(self) -> None:
+        """kill -9 xend and wait until it is really gone."""
+        pid = self.xend_pid()
+        assert pid, "xend is not running"
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                        break
+            except OSError:
+                break
+            time.sleep(0.02)
+
+    def xm(self, *args: str, check: bool = True, timeout: float = 120,
+           input: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([str(BIN / "xm"), *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, input=input, cwd=self.dir)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"xm {' '.join(args)} -> {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def client(self) -> XendClient:
+        return XendClient(str(self.socket))
+
+    def write_config(self, name: str, /, **values: Any) -> Path:
+        """A Python domain config file booting the project's guest (file <name>.cfg;
+        the domain's name is *name* unless given)."""
+        values.setdefault("kernel", str(GUEST_DIR / "vmlinuz"))
+        values.setdefault("ramdisk", str(GUEST_DIR / "initrd.img"))
+        values.setdefault("memory", 96)  # this kernel needs more than 64 MiB
+        values.setdefault("extra", "quiet")
+        values.setdefault("name", name)
+        path = self.dir / f"{name}.cfg"
+        path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+        return path
+
+    def create(self, name: str, *args: str, **values: Any) -> dict[str, Any]:
+        path = self.write_config(name, **values)
+        self.xm("create", "-q", str(path), *args)
+        return self.info(name)
+
+    def info(self, dom: str | int) -> dict[str, Any]:
+        return self.client().call("domain.info", dom=str(dom))  # type: ignore[no-any-return]
+
+    def console(self, dom: str | int, boot_timeout: float = 90.0) -> GuestConsole:
+        """A shell on the guest's serial console, once it answers."""
+        con = GuestConsole(self.info(dom)["console"])
+        con.wait_prompt(boot_timeout)
+        return con
+
+    def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(0.1)
+
+    # ---- teardown ---------------------------------------------------------------
+
+    def logs(self) -> str:
+        out = []
+        for p in [self.dir / "xend.log", *sorted((self.dir / "log").glob("*/*.log"))]:
+            try:
+                out.append(f"==> {p} <==\n{p.read_text(errors='replace')[-3000:]}")
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def teardown(self) -> None:
+        if self.xend_pid():
+            self.xend("stop", check=False)
+        # whatever QEMU this host started, by its paths, is killed
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if str(self.dir).encode() in cmd and (b"qemu" in cmd or b"xend" in cmd):
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def make_host(request: pytest.FixtureRequest) -> Iterator[Any]:
+    hosts: list[Host] = []
+
+    def factory(extra_config: str = "", start: bool = True) -> Host:
+        host = Host(extra_config)
+        hosts.append(host)
+        return host.start() if start else host
+
+    yield factory
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for host in hosts:
+        if failed:
+            print(f"\n----- logs of {host.dir} -----\n{host.logs()}")
+        host.teardown()
+
+
+@pytest.fixture
+def host(make_host: Any) -> Host:
+    return make_host()  # type: ignore[no-any-return]
