@@ -125,7 +125,7 @@ class Host:
         values.setdefault("kernel", str(GUEST_DIR / "vmlinuz"))
         values.setdefault("ramdisk", str(GUEST_DIR / "initrd.img"))
         values.setdefault("memory", 96)  # this kernel needs more than 64 MiB
-        values.setdefault("extra", "quiet")
+        values.setdefault("extra", "quiet cryptomgr.notests")
         values.setdefault("name", name)
         path = self.dir / f"{name}.cfg"
         path.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))

@@ -40,7 +40,8 @@ class GuestConsole:
         while marker not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{marker!r} not seen on {self.path}; got {self.buffer[-500:]!r}")
+                raise TimeoutError(
+                    f"{marker!r} not seen on {self.path}; got {self.buffer[-500:]!r}")
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(65536)

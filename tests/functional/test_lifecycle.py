@@ -181,3 +181,18 @@ def test_uptime_and_dmesg(host: Host) -> None:
     dmesg = host.xm("dmesg", "-c").stdout
     assert f"Domain {info['domid']} (up) created" in dmesg
     assert "created" not in host.xm("dmesg").stdout
+
+
+def test_rename_restart_keeps_the_old_domain_and_starts_a_new_one(host: Host) -> None:
+    first = host.create("rr", on_poweroff="rename-restart")
+    with host.console("rr") as con:
+        con.send("poweroff\n")
+    host.wait_for(lambda: host.info("rr")["domid"] != first["domid"], 60, "the new domain")
+    new = host.info("rr")
+    assert new["uuid"] == first["uuid"]
+    old = [d for d in host.client().call("domain.list") if d["name"].startswith("Domain-")
+           and d["name"] != "Domain-0"]
+    assert len(old) == 1 and old[0]["domid"] == first["domid"] and old[0]["state"] == "---s--"
+    assert old[0]["name"] == f"Domain-{old[0]['uuid']}"
+    with host.console("rr") as con:
+        assert con.run("echo fresh").strip() == "fresh"

@@ -17,6 +17,9 @@ class DomainPaths:
 
     run_dir: str
     qmp_socket: str
+    #: QEMU's end of the serial console (xend's relay is its only client)
+    serial_socket: str
+    #: xend's console relay, where `xm console` attaches
     console_socket: str
     pidfile: str
     console_log: str
@@ -40,6 +43,7 @@ class Layout:
         return DomainPaths(
             run_dir=run,
             qmp_socket=os.path.join(run, "qmp.sock"),
+            serial_socket=os.path.join(run, "serial.sock"),
             console_socket=os.path.join(run, "console.sock"),
             pidfile=os.path.join(run, "qemu.pid"),
             console_log=os.path.join(self.log_dir, "console", f"{instance}.log"),

@@ -55,7 +55,7 @@ def build_argv(
     argv += ["-append", kernel_append(cfg)]
     argv += [
         "-chardev",
-        f"socket,id=console0,path={paths.console_socket},server=on,wait=off,"
+        f"socket,id=console0,path={paths.serial_socket},server=on,wait=off,"
         f"logfile={paths.console_log},logappend=on",
         "-serial", "chardev:console0",
         "-chardev", f"socket,id=qmp0,path={paths.qmp_socket},server=on,wait=off",

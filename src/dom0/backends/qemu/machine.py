@@ -16,6 +16,7 @@ from typing import Any
 from dom0.backends.qemu import process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.qmp import QMPSession
+from dom0.devices.console import ConsoleRelay
 from dom0.domain.config import DomainConfig
 from dom0.errors import BackendError
 from dom0.store.layout import DomainPaths
@@ -41,6 +42,7 @@ class QemuMachine:
         self.vcpu_threads: list[int] = []
         self._watch: asyncio.Task[None] | None = None
         self._restore_action: asyncio.Task[None] | None = None
+        self.console = ConsoleRelay(paths.serial_socket, paths.console_socket)
 
     # ---- bringing it up -------------------------------------------------------
 
@@ -71,6 +73,7 @@ class QemuMachine:
         await self.qmp.connect()
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
+        await self.console.start()
         self._watch = asyncio.create_task(self._watch_connection(on_gone))
 
     async def _watch_connection(self, on_gone: Callable[[], None]) -> None:
@@ -166,6 +169,7 @@ class QemuMachine:
     async def detach(self) -> None:
         """Close our QMP session; QEMU keeps running (xend stopping)."""
         qmp, self.qmp = self.qmp, None
+        await self.console.stop()
         for task in (self._watch, self._restore_action):
             if task:
                 task.cancel()
