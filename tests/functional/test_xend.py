@@ -161,3 +161,21 @@ def test_accel_auto_probe_boots_a_guest(make_host) -> None:  # type: ignore[no-u
     host.create("probe")
     with host.console("probe") as con:
         assert con.run("echo booted").strip() == "booted"
+
+
+def test_kvm_probe_payload_runs_and_takes_interrupts() -> None:
+    """The probe's boot sector, run under TCG, must reach its interrupt handler."""
+    import subprocess
+    import tempfile
+
+    from dom0.backends.qemu.process import probe_boot_sector
+
+    with tempfile.NamedTemporaryFile(suffix=".img") as img:
+        img.write(probe_boot_sector())
+        img.flush()
+        r = subprocess.run(["qemu-system-x86_64", "-machine", "pc", "-accel", "tcg",
+                            "-display", "none", "-nodefaults", "-m", "16", "-device",
+                            "isa-debug-exit,iobase=0xf4,iosize=0x04", "-drive",
+                            f"file={img.name},format=raw,if=floppy", "-boot", "a"],
+                           timeout=60)
+    assert r.returncode == (0x41 << 1) | 1

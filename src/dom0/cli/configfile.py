@@ -9,7 +9,6 @@ in every variable not given on the command line.  The result is a typed
 
 from __future__ import annotations
 
-import getopt
 import os
 import os.path
 import sys
@@ -74,15 +73,14 @@ class CreateOptions:
 
 def parse_create_args(argv: list[str]) -> CreateOptions:
     opts = CreateOptions()
-    try:
-        pairs, rest = getopt.gnu_getopt(
-            argv, "hqf:F:npcxs",
-            ["help", "help_config", "quiet", "path=", "defconfig=", "config=", "dryrun",
-             "paused", "console_autoconnect", "xmldryrun", "skipdtd", "vncviewer",
-             "vncviewer-autopass"],
-        )
-    except getopt.GetoptError as exc:
-        raise OptionError(str(exc)) from None
+    from dom0.cli.opts import parse
+
+    pairs, rest = parse(
+        argv, "hqf:F:npcxs",
+        ["help", "help_config", "quiet", "path=", "defconfig=", "config=", "dryrun",
+         "paused", "console_autoconnect", "xmldryrun", "skipdtd", "vncviewer",
+         "vncviewer-autopass"],
+    )
     for opt, value in pairs:
         if opt in ("-h", "--help"):
             opts.help = True

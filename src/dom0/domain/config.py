@@ -14,6 +14,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from dom0.domain.cpus import format_cpu_list as format_cpu_list  # re-exported
+from dom0.domain.cpus import parse_cpu_list
 from dom0.errors import ConfigError
 from dom0.store import sxp
 from dom0.store.sxp import Sxp
@@ -306,49 +308,3 @@ def _to_sxp_value(value: Any) -> Sxp:
     if isinstance(value, list):
         return [_to_sxp_value(v) for v in value]
     return str(value)
-
-
-def parse_cpu_list(spec: str, max_cpus: int = 64) -> list[int]:
-    """``"0-3,5,^1"`` -> ``[0, 2, 3, 5]`` (spec §1.2 vcpu-pin); ``all`` is every CPU."""
-    spec = str(spec).strip()
-    if spec == "all":
-        return list(range(max_cpus))
-    chosen: set[int] = set()
-    removed: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        target = chosen
-        if part.startswith("^"):
-            target, part = removed, part[1:]
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if lo > hi:
-                    raise ValueError
-                target.update(range(lo, hi + 1))
-            else:
-                target.add(int(part))
-        except ValueError:
-            raise ConfigError(f"Invalid CPU list: {spec}") from None
-    return sorted(chosen - removed)
-
-
-def format_cpu_list(cpus: list[int], nr_cpus: int) -> str:
-    """The CPU Affinity column of ``xm vcpu-list``: ``any cpu``, ``no cpus`` or ranges."""
-    present = sorted(set(cpus))
-    if not present:
-        return "no cpus"
-    if set(range(nr_cpus)) <= set(present):
-        return "any cpu"
-    ranges = []
-    start = prev = present[0]
-    for c in present[1:] + [None]:  # type: ignore[list-item]
-        if c is not None and c == prev + 1:
-            prev = c
-            continue
-        ranges.append(str(start) if start == prev else f"{start}-{prev}")
-        if c is not None:
-            start = prev = c
-    return ",".join(ranges)

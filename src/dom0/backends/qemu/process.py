@@ -123,19 +123,38 @@ def thread_cpu(pid: int, tid: int) -> tuple[float, int]:
         return 0.0, -1
 
 
+def probe_boot_sector() -> bytes:
+    """A boot sector that proves the vCPU runs *and* takes interrupts: it points
+    the timer vector (IVT entry 8) at a handler, enables interrupts and halts; the
+    handler writes 0x41 to the isa-debug-exit port, ending QEMU with status 0x83."""
+    handler = 0x7C00 + 21
+    code = bytes([
+        0xFA,                                     # cli
+        0x31, 0xC0,                               # xor ax, ax
+        0x8E, 0xD8,                               # mov ds, ax
+        0xC7, 0x06, 0x20, 0x00, handler & 0xFF, handler >> 8,  # mov [0x20], handler
+        0xC7, 0x06, 0x22, 0x00, 0x00, 0x00,       # mov word [0x22], 0
+        0xFB,                                     # sti
+        0xF4,                                     # hlt
+        0xEB, 0xFD,                               # jmp hlt
+        0xB0, 0x41, 0xE6, 0xF4, 0xF4,             # handler: mov al,0x41; out 0xf4,al; hlt
+    ])
+    return code + b"\0" * (510 - len(code)) + b"\x55\xaa"
+
+
 async def probe_kvm(binary: str, timeout: float = 4.0) -> bool:
     """Can KVM really run a guest here?  Opening /dev/kvm is not enough (on some
     hosts it opens but guests hang), so boot a few instructions that write a byte
     to the ISA debug-exit port, and see whether QEMU exits with that code."""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False
-    # 16-bit real mode at 0x7c00: mov al,0x41; out 0xf4,al; hlt
-    code = bytes([0xB0, 0x41, 0xE6, 0xF4, 0xF4])
-    boot = code + b"\0" * (510 - len(code)) + b"\x55\xaa"
+    boot = probe_boot_sector()
     with tempfile.NamedTemporaryFile(suffix=".img") as img:
         img.write(boot)
         img.flush()
-        argv = [binary, "-accel", "kvm", "-display", "none", "-nodefaults", "-no-user-config",
+        # the same machine, accelerator and CPU model a guest would get (argv.py)
+        argv = [binary, "-machine", "pc", "-accel", "kvm", "-cpu", "host",
+                "-display", "none", "-nodefaults", "-no-user-config",
                 "-m", "16", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
                 "-drive", f"file={img.name},format=raw,if=floppy", "-boot", "a"]
         try:
