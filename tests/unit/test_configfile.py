@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from spec_samples import SPEC_XMEXAMPLE1
 
 from dom0.cli import configfile
 from dom0.cli.configfile import (
@@ -38,25 +39,7 @@ root = "/dev/hda1 ro"
 extra = "4"
 """
 
-SPEC_XMEXAMPLE1 = """\
-(vm
-    (name ExampleDomain)
-    (memory 64)
-    (vcpus 1)
-    (on_xend_start ignore)
-    (on_xend_stop ignore)
-    (image
-        (linux
-            (kernel /boot/vmlinuz-2.6.10-xenU)
-            (root '/dev/hda1 ro')
-            (videoram 4)
-            (args 4)
-        )
-    )
-    (s3_integrity 1)
-    (device (vbd (uname phy:hda1) (dev hda1) (mode w)))
-    (device (vif))
-)"""
+
 
 NETWORK_ARGS = (
     "ip=10.0.0.5 gateway=10.0.0.1 netmask=255.255.255.0 hostname=vm1 nfs_server=10.0.0.2 "

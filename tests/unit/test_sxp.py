@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from spec_samples import SPEC_XMEXAMPLE1
 
 from dom0.store import sxp
 
@@ -198,25 +199,7 @@ def test_pretty_list_headed_by_a_list() -> None:
     )
 
 
-SPEC_XMEXAMPLE1 = """\
-(vm
-    (name ExampleDomain)
-    (memory 64)
-    (vcpus 1)
-    (on_xend_start ignore)
-    (on_xend_stop ignore)
-    (image
-        (linux
-            (kernel /boot/vmlinuz-2.6.10-xenU)
-            (root '/dev/hda1 ro')
-            (videoram 4)
-            (args 4)
-        )
-    )
-    (s3_integrity 1)
-    (device (vbd (uname phy:hda1) (dev hda1) (mode w)))
-    (device (vif))
-)"""
+
 
 
 def test_pretty_matches_spec_xmexample1_block() -> None:
