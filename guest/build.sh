@@ -129,6 +129,7 @@ make_tree() { # make_tree DIR
 	install -m 644 "$HERE/inittab" "$d/etc/inittab"
 	install -m 644 "$HERE/profile" "$d/etc/profile"
 	install -m 755 "$HERE/udhcpc.script" "$d/etc/udhcpc/default.script"
+	install -m 755 "$HERE/disknames" "$d/sbin/disknames"
 	for p in poweroff reboot halt; do
 		rm -f "$d/sbin/$p" "$d/bin/$p"
 		install -m 755 "$HERE/poweroff" "$d/sbin/$p"

@@ -146,6 +146,34 @@ async def domain_vcpus(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# ---- block devices ----------------------------------------------------------
+
+
+@route("domain.block_attach", "Attach a virtual block device; returns when the guest has it",
+       ("dom", "uname", "dev", "mode"), dom="string", uname="string", dev="string",
+       mode="string")
+async def block_attach(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.block_attach(a["dom"], a["uname"], a["dev"], a["mode"])
+
+
+@route("domain.block_detach", "Detach a virtual block device once the guest released it",
+       ("dom", "dev"), dom="string", dev="string", force="boolean")
+async def block_detach(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.block_detach(a["dom"], a["dev"], bool(a.get("force")))
+
+
+@route("domain.block_configure", "Change the medium of a CD-ROM drive",
+       ("dom", "uname", "dev", "mode"), dom="string", uname="string", dev="string",
+       mode="string")
+async def block_configure(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.block_configure(a["dom"], a["uname"], a["dev"], a["mode"])
+
+
+@route("domain.block_list", "A domain's virtual block devices", ("dom",), dom="string")
+async def block_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
+    return await x.manager.block_list(a["dom"])
+
+
 # ---- the host ------------------------------------------------------------
 
 

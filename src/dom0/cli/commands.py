@@ -318,6 +318,53 @@ def cmd_console(args: list[str]) -> int:
         raise XendError(f"Could not attach to the console of {rest[0]}: {exc}") from None
 
 
+# ---- block devices -------------------------------------------------------------
+
+
+def cmd_block_attach(args: list[str]) -> int:
+    _nargs("block-attach", args, 4, 5)
+    if len(args) == 5 and args[4] not in ("0", "Domain-0"):
+        raise OptionError("Only Domain-0 can be a block backend")
+    _client().call("domain.block_attach", dom=args[0], uname=args[1], dev=args[2],
+                   mode=args[3])
+    return 0
+
+
+def cmd_block_configure(args: list[str]) -> int:
+    _nargs("block-configure", args, 4, 5)
+    _client().call("domain.block_configure", dom=args[0], uname=args[1], dev=args[2],
+                   mode=args[3])
+    return 0
+
+
+def cmd_block_detach(args: list[str]) -> int:
+    _nargs("block-detach", args, 2, 3)
+    force = False
+    if len(args) == 3:
+        if args[2] in ("-f", "--force"):
+            force = True
+        else:
+            print(f"Ignoring option {args[2]}")
+    _client().call("domain.block_detach", dom=args[0], dev=args[1], force=force)
+    return 0
+
+
+def cmd_block_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = _getopt(args, "l", ["long"])
+    if not rest:
+        raise OptionError("No domain parameter given")
+    if len(rest) > 1:
+        raise OptionError("No multiple domain parameters allowed")
+    devices = _client().call("domain.block_list", dom=rest[0])
+    if _has(opts, "-l", "--long"):
+        print(format.device_long(devices))
+    else:
+        print(format.block_list(devices))
+    return 0
+
+
 def _nargs(command: str, args: list[str], lo: int, hi: int | None = None) -> None:
     hi = lo if hi is None else hi
     if lo <= len(args) <= hi:

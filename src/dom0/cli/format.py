@@ -140,3 +140,26 @@ def info(rows: list[list[Any]], width: int = 23) -> str:
         else:
             lines.append(("%-" + str(width) + "s: %s") % (key, value))
     return "\n".join(lines)
+
+
+BLOCK_HEADER = "Vdev  BE handle state evt-ch ring-ref BE-path"
+
+
+def block_list(devices: list[dict[str, Any]]) -> str:
+    """``xm block-list`` (spec §1.3)."""
+    lines = [BLOCK_HEADER]
+    for d in devices:
+        lines.append("%(idx)-5d  %(backend-id)-3d  %(handle)-3d   %(state)-3d    "
+                     "%(event-ch)-3d    %(ring-ref)-5d %(be-path)-30s  " % d)
+    return "\n".join(lines)
+
+
+def device_long(devices: list[dict[str, Any]]) -> str:
+    """``--long``: each device as ``[devid, [[key, value] ...]]`` pretty-printed."""
+    from dom0.store import sxp
+
+    out = []
+    for d in devices:
+        pairs: list[Sxp] = [[k, str(v)] for k, v in d.items() if k != "idx"]
+        out.append(sxp.pretty([str(d["idx"]), pairs]))
+    return "\n".join(out)

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dom0.backends.qemu.machine import QemuMachine
-from dom0.domain.config import NAME_RE, DomainConfig, parse_cpu_list
+from dom0.devices import vbd as vbd_mod
+from dom0.devices.vbd import Vbd
+from dom0.domain.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.state import STATE_FILTER, PowerState, require
-from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
+from dom0.errors import BackendError, ConfigError, DeviceError, InvalidDomain, VmError
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -38,6 +40,8 @@ class ManagerOptions:
     minimum_restart_time: float = 60.0
     shutdown_timeout: float = 60.0
     dump_dir: str = "/var/xen/dump"
+    #: how long a hot-plugged device may take to be seen by the guest (Xen: 100 s)
+    device_timeout: float = 100.0
     host_cpus: int = os.cpu_count() or 1
 
 
@@ -102,10 +106,12 @@ class DomainManager:
         try:
             await machine.attach(*self._handlers(dom))
             runstate = await machine.runstate()
-        except BackendError as exc:
-            log.error("cannot adopt domain %s: %s", dom.name, exc)
-            self.store.delete_running(dom.instance)
-            await machine.kill()
+        except (BackendError, OSError) as exc:
+            # the guest is running: never kill it for our failure; keep its record so
+            # the next xend start tries again
+            log.error("cannot adopt domain %s (pid %s): %s", dom.name, machine.pid, exc)
+            self.hvlog.add(f"Domain {dom.domid} ({dom.name}) could not be adopted: {exc}")
+            await machine.detach()
             return
         self.domains[dom.uuid] = dom
         log.info("adopted domain %s (id %s, pid %s, %s)", dom.name, dom.domid, machine.pid,
@@ -225,6 +231,7 @@ class DomainManager:
     async def _launch(self, dom: Domain, paused: bool) -> None:
         """Start a QEMU for *dom* (its lock held).  The runtime record is written
         before QEMU starts, so a kill of xend in between still finds the QEMU."""
+        disks = self._resolve_disks(dom, dom.config.disks)
         dom.instance = uuidlib.uuid4().hex[:16]
         dom.domid = self.store.allocate_domid()
         dom.shutdown_reason = dom.shutdown_request = None
@@ -233,7 +240,7 @@ class DomainManager:
         dom.set_state(PowerState.PAUSED)
         self._persist(dom)
         try:
-            await dom.machine.launch(dom.config, *self._handlers(dom))
+            await dom.machine.launch(dom.config, disks, *self._handlers(dom))
             self._pin_vcpus(dom)
             if not paused:
                 await dom.machine.cont()
@@ -248,6 +255,122 @@ class DomainManager:
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) created: QEMU pid {dom.machine.pid}, "
                        f"{dom.machine.accel}")
         log.info("started domain %s (id %d, pid %s)", dom.name, dom.domid, dom.machine.pid)
+
+    # ---- block devices -----------------------------------------------------------
+
+    def _resolve_disks(self, dom: Domain, disks: list[DiskSpec]) -> list[Vbd]:
+        vbds: list[Vbd] = []
+        for spec in disks:
+            vbd = vbd_mod.parse(spec)
+            if any(v.devid == vbd.devid for v in vbds):
+                raise DeviceError(f"Device {vbd.dev} is already connected.")
+            self._check_sharing(dom, vbd)
+            vbds.append(vbd)
+        return vbds
+
+    def _check_sharing(self, dom: Domain, vbd: Vbd) -> None:
+        """The manual's protection: storage written by one domain (or mounted
+        read-write on the host) is not given to another; ``w!`` overrides, and
+        read-only sharing is fine.  Identity is the inode or device number, so
+        the same file reached through another path is caught too."""
+        ident = vbd_mod.identity(vbd)
+        if ident is None or vbd.mode == "w!":
+            return
+        for other in self.domains.values():
+            if other is dom or not other.active:
+                continue
+            for spec in other.config.disks:
+                try:
+                    used = vbd_mod.parse(spec, check_exists=False)
+                except DeviceError:
+                    continue
+                if vbd_mod.identity(used) == ident and (vbd.writable or used.writable):
+                    raise DeviceError(vbd_mod.sharing_error(
+                        vbd.target, vbd.writable, "guest", used.writable))
+        host_rw = vbd_mod.host_mounts_writable(vbd)
+        if host_rw is not None and (vbd.writable or host_rw):
+            raise DeviceError(vbd_mod.sharing_error(vbd.target, vbd.writable, "host", host_rw))
+
+    def _find_disk(self, dom: Domain, dev: str) -> tuple[int, Vbd]:
+        wanted = vbd_mod.device_number(dev)
+        for i, spec in enumerate(dom.config.disks):
+            vbd = vbd_mod.parse(spec, check_exists=False)
+            if vbd.devid == wanted:
+                return i, vbd
+        raise DeviceError(f"Device {dev} not connected")
+
+    def _save_config(self, dom: Domain) -> None:
+        self._persist(dom)
+        if dom.managed:
+            self.store.put_managed(dom.uuid, dom.name, dom.config.to_dict())
+
+    async def block_attach(self, ident: str, uname: str, dev: str, mode: str) -> None:
+        self._not_dom0(ident, "attach a device to")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            spec = DiskSpec(uname, dev, mode)
+            vbd = vbd_mod.parse(spec)
+            if any(vbd_mod.parse(d, check_exists=False).devid == vbd.devid
+                   for d in dom.config.disks):
+                raise DeviceError(f"Device {dev} is already connected.")
+            if dom.active:
+                self._check_sharing(dom, vbd)
+                assert dom.machine is not None
+                try:
+                    await dom.machine.attach_disk(vbd, self.options.device_timeout)
+                except BackendError as exc:
+                    log.error("attaching %s to %s failed: %s", dev, dom.name, exc)
+                    raise DeviceError(f"Device {vbd.devid} (vbd) could not be connected. "
+                                      f"{exc}") from None
+            dom.config.disks.append(spec)
+            self._save_config(dom)
+
+    async def block_detach(self, ident: str, dev: str, force: bool) -> None:
+        self._not_dom0(ident, "detach a device from")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            index, vbd = self._find_disk(dom, dev)
+            if dom.active:
+                assert dom.machine is not None
+                released = await dom.machine.detach_disk(
+                    vbd, 5.0 if force else self.options.device_timeout)
+                if not released and not force:
+                    raise DeviceError(f"Device {dev} (vbd) could not be disconnected: "
+                                      "the guest did not release it.")
+            del dom.config.disks[index]
+            self._save_config(dom)
+
+    async def block_configure(self, ident: str, uname: str, dev: str, mode: str) -> None:
+        dom = self.lookup(ident)
+        async with dom.lock:
+            index, old = self._find_disk(dom, dev)
+            spec = DiskSpec(uname, dev if ":" in dev else dom.config.disks[index].dev, mode)
+            new = vbd_mod.parse(spec)
+            if not old.cdrom:
+                raise DeviceError(f"Device {dev} is not a CD-ROM: only media can be changed")
+            if dom.active:
+                assert dom.machine is not None
+                await dom.machine.change_media(old, new)
+            dom.config.disks[index] = spec
+            self._save_config(dom)
+
+    async def block_list(self, ident: str) -> list[dict[str, Any]]:
+        dom = self.lookup(ident)
+        out = []
+        for spec in dom.config.disks:
+            vbd = vbd_mod.parse(spec, check_exists=False)
+            connected = False
+            if dom.active and dom.machine is not None:
+                connected = vbd.emulated or vbd.cdrom or \
+                    await dom.machine.guest_uses(vbd.device_id)
+            out.append({
+                "idx": vbd.devid, "backend-id": 0, "handle": 0, "state": 4 if connected else 1,
+                "event-ch": -1, "ring-ref": -1,
+                "be-path": f"/local/domain/0/backend/vbd/{dom.domid}/{vbd.devid}",
+                "uname": spec.uname, "dev": spec.dev, "mode": spec.mode,
+                "virtual-device": vbd.dev,
+            })
+        return out
 
     def _pin_vcpus(self, dom: Domain) -> None:
         assert dom.machine is not None

@@ -14,6 +14,8 @@ Choices that matter:
 
 from __future__ import annotations
 
+from dom0.devices import vbd as vbd_mod
+from dom0.devices.vbd import Vbd
 from dom0.domain.config import DomainConfig
 from dom0.store.layout import DomainPaths
 
@@ -34,6 +36,7 @@ def build_argv(
     accel: str = "tcg",
     paused: bool = False,
     incoming: str | None = None,
+    disks: list[Vbd] | None = None,
 ) -> list[str]:
     argv = [
         binary,
@@ -63,6 +66,7 @@ def build_argv(
         "-device", "pvpanic",
         "-device", "virtio-balloon-pci,id=balloon0",
         "-action", "reboot=shutdown,shutdown=pause,panic=pause",
+        *vbd_mod.argv(disks or []),
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]

@@ -16,7 +16,9 @@ from typing import Any
 from dom0.backends.qemu import process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.qmp import QMPSession
+from dom0.devices import vbd as vbd_mod
 from dom0.devices.console import ConsoleRelay
+from dom0.devices.vbd import Vbd
 from dom0.domain.config import DomainConfig
 from dom0.errors import BackendError
 from dom0.store.layout import DomainPaths
@@ -43,14 +45,17 @@ class QemuMachine:
         self._watch: asyncio.Task[None] | None = None
         self._restore_action: asyncio.Task[None] | None = None
         self.console = ConsoleRelay(paths.serial_socket, paths.console_socket)
+        #: device id -> future resolved by QEMU's DEVICE_DELETED (the guest let go)
+        self._deleting: dict[str, asyncio.Future[None]] = {}
 
     # ---- bringing it up -------------------------------------------------------
 
-    async def launch(self, cfg: DomainConfig, on_event: EventHandler,
+    async def launch(self, cfg: DomainConfig, disks: list[Vbd], on_event: EventHandler,
                      on_gone: Callable[[], None]) -> None:
         """Start QEMU with the guest stopped (-S); the caller resumes it when ready."""
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
-        argv = build_argv(cfg, self.paths, binary=self.binary, accel=self.accel, paused=True)
+        argv = build_argv(cfg, self.paths, binary=self.binary, accel=self.accel, paused=True,
+                          disks=disks)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
         try:
             await self.attach(on_event, on_gone)
@@ -69,11 +74,19 @@ class QemuMachine:
         return False
 
     async def attach(self, on_event: EventHandler, on_gone: Callable[[], None]) -> None:
-        self.qmp = QMPSession(self.paths.qmp_socket, on_event)
+        def events(event: str, data: dict[str, Any]) -> None:
+            if event == "DEVICE_DELETED" and data.get("device"):
+                self.device_deleted(data["device"])
+            on_event(event, data)
+
+        self.qmp = QMPSession(self.paths.qmp_socket, events)
         await self.qmp.connect()
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
-        await self.console.start()
+        try:
+            await self.console.start()
+        except OSError as exc:  # the guest runs on without a console relay
+            log.error("no console for %s: %s", self.paths.serial_socket, exc)
         self._watch = asyncio.create_task(self._watch_connection(on_gone))
 
     async def _watch_connection(self, on_gone: Callable[[], None]) -> None:
@@ -94,6 +107,10 @@ class QemuMachine:
         if self.qmp is None:
             raise BackendError("no QMP session")
         return await self.qmp.execute(command, timeout=timeout, **args)
+
+    async def _exec_args(self, command: str, args: dict[str, Any]) -> Any:
+        """For arguments whose names are not identifiers (``node-name``)."""
+        return await self._exec(command, **args)
 
     async def runstate(self) -> str:
         return str((await self._exec("query-status"))["status"])
@@ -144,6 +161,71 @@ class QemuMachine:
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
         await self._exec("dump-guest-memory", timeout=timeout, paging=False,
                          protocol=f"file:{path}")
+
+    # ---- block devices ----------------------------------------------------------
+
+    def device_deleted(self, device_id: str) -> None:
+        """Called for QMP DEVICE_DELETED."""
+        fut = self._deleting.pop(device_id, None)
+        if fut and not fut.done():
+            fut.set_result(None)
+
+    async def attach_disk(self, vbd: Vbd, timeout: float) -> None:
+        """Hot-plug a disk; return once the guest's driver has taken it."""
+        if vbd.emulated or vbd.cdrom:
+            raise BackendError(f"Device {vbd.dev}: emulated IDE/SCSI disks cannot be hot-plugged")
+        await self._exec_args("blockdev-add", vbd_mod.blockdev(vbd))
+        try:
+            await self._exec_args("device_add", vbd_mod.device(vbd))
+        except BackendError:
+            await self._exec_args("blockdev-del", {"node-name": vbd.node})
+            raise
+        await self._wait_driver_ok(vbd.device_id, timeout)
+
+    async def _wait_driver_ok(self, device_id: str, timeout: float) -> None:
+        path = f"/machine/peripheral/{device_id}/virtio-backend"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await self.guest_uses(device_id):
+            if loop.time() > deadline:
+                raise BackendError(f"the guest did not take device {device_id} ({path})")
+            await asyncio.sleep(0.05)
+
+    async def guest_uses(self, device_id: str) -> bool:
+        """Has the guest's virtio driver set DRIVER_OK on the device?"""
+        path = f"/machine/peripheral/{device_id}/virtio-backend"
+        try:
+            status = await self._exec("x-query-virtio-status", path=path)
+        except BackendError:
+            return False
+        return "DRIVER_OK" in str(status.get("status"))
+
+    async def detach_disk(self, vbd: Vbd, timeout: float) -> bool:
+        """Ask the guest to release the disk (ACPI eject); True once it did.  The
+        block node is removed only after the device is gone."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[vbd.device_id] = fut
+        await self._exec("device_del", id=vbd.device_id)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._deleting.pop(vbd.device_id, None)
+            return False
+        if vbd.kind != "empty":
+            await self._exec_args("blockdev-del", {"node-name": vbd.node})
+        return True
+
+    async def change_media(self, old: Vbd, new: Vbd) -> None:
+        """Swap the medium of a CD-ROM drive (block-configure)."""
+        await self._exec("blockdev-open-tray", id=old.device_id, force=True)
+        if old.kind != "empty":
+            await self._exec("blockdev-remove-medium", id=old.device_id)
+            await self._exec_args("blockdev-del", {"node-name": old.node})
+        if new.kind != "empty":
+            await self._exec_args("blockdev-add", vbd_mod.blockdev(new))
+            await self._exec_args("blockdev-insert-medium",
+                                  {"id": new.device_id, "node-name": new.node})
+        await self._exec("blockdev-close-tray", id=new.device_id)
 
     # ---- host-side figures -----------------------------------------------------
 

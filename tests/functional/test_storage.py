@@ -1,0 +1,150 @@
+"""Virtual block devices on real guests: images made here, seen from inside."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from conftest import GUEST_DIR, Host
+
+
+def make_ext4(path: Path, size_mb: int = 24, files: dict[str, str] | None = None) -> Path:
+    """A sparse ext4 image, optionally holding files (mkfs.ext4 -d)."""
+    content = path.parent / (path.name + ".d")
+    content.mkdir()
+    for name, text in (files or {}).items():
+        (content / name).write_text(text)
+    subprocess.run(["truncate", "-s", f"{size_mb}M", str(path)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(content), str(path)], check=True)
+    return path
+
+
+def partitions(con) -> set[str]:  # type: ignore[no-untyped-def]
+    return {ln.split()[-1] for ln in con.run("cat /proc/partitions").splitlines()[2:]
+            if ln.split()}
+
+
+def test_file_disk_keeps_data_across_destroy_and_create(host: Host) -> None:
+    img = make_ext4(host.dir / "data.img")
+    host.create("fd", disk=[f"file:{img},xvdb,w"])
+    with host.console("fd") as con:
+        assert con.run("readlink /dev/xvdb").strip().startswith("/dev/vd")
+        con.run("mount /dev/xvdb /mnt && echo kept-across-boots > /mnt/proof && umount /mnt")
+    host.xm("destroy", "fd")
+    host.create("fd", disk=[f"file:{img},xvdb,w"])
+    with host.console("fd") as con:
+        assert con.run("mount -o ro /dev/xvdb /mnt && cat /mnt/proof").strip() \
+            == "kept-across-boots"
+
+
+def test_root_on_a_tap_aio_disk_exported_as_sda1(host: Host) -> None:
+    root = host.dir / "root.img"
+    subprocess.run(["cp", "--sparse=always", str(GUEST_DIR / "rootfs.ext4"), str(root)],
+                   check=True)
+    host.create("rootdisk", disk=[f"tap:aio:{root},sda1,w"], root="/dev/sda1")
+    with host.console("rootdisk") as con:
+        mounts = con.run("cat /proc/mounts")
+        assert any(ln.split()[1] == "/" and ln.split()[2] == "ext4" for ln in mounts.splitlines())
+        assert "root=/dev/sda1" in con.run("cat /proc/cmdline")
+
+
+def test_hotplug_attach_list_detach(host: Host) -> None:
+    img = make_ext4(host.dir / "hot.img", files={"hello": "from-the-host"})
+    info = host.create("hp")
+    with host.console("hp") as con:
+        before = partitions(con)
+        host.xm("block-attach", "hp", f"file:{img}", "xvdc", "w")
+        # block-attach returned: the guest already has it
+        new = partitions(con) - before
+        assert len(new) == 1
+        # /dev/xvdc itself is made by the guest's hotplug helper, a moment later
+        con.run("i=0; while [ ! -b /dev/xvdc ] && [ $i -lt 50 ]; do usleep 100000; i=$((i+1)); "
+                "done")
+        assert con.run("mount /dev/xvdc /mnt && cat /mnt/hello && umount /mnt").strip() \
+            == "from-the-host"
+        rows = host.xm("block-list", "hp").stdout.splitlines()
+        assert rows[0] == "Vdev  BE handle state evt-ch ring-ref BE-path"
+        assert rows[1].split()[0] == "51744" and rows[1].split()[3] == "4"
+        assert f"/local/domain/0/backend/vbd/{info['domid']}/51744" in rows[1]
+        r = host.xm("block-attach", "hp", f"file:{img}", "xvdc", "w", check=False)
+        assert r.returncode == 1 and "Error: Device xvdc is already connected." in r.stderr
+        host.xm("block-detach", "hp", "xvdc")
+        assert partitions(con) == before
+        assert len(host.xm("block-list", "hp").stdout.splitlines()) == 1
+
+
+def test_writable_disk_in_use_is_refused_even_through_another_path(host: Host) -> None:
+    img = make_ext4(host.dir / "shared.img")
+    alias = host.dir / "alias.img"
+    alias.symlink_to(img)
+    host.create("owner", disk=[f"file:{img},xvdb,w"])
+    r = host.xm("create", str(host.write_config("thief", disk=[f"file:{alias},xvdb,w"])),
+                check=False)
+    assert r.returncode == 1
+    assert f"Error: Device {alias} is mounted in a guest domain,\nand so cannot be mounted now." \
+        in r.stderr
+    r = host.xm("create", str(host.write_config("reader", disk=[f"file:{alias},xvdb,r"])),
+                check=False)
+    assert "read-write in a guest domain,\nand so cannot be mounted read-only now." in r.stderr
+    host.create("forced", disk=[f"file:{alias},xvdb,w!"])  # w! overrides
+    ro = make_ext4(host.dir / "ro.img")
+    host.create("ro1", disk=[f"file:{ro},xvdb,r"])
+    host.create("ro2", disk=[f"file:{ro},xvdb,r"])  # read-only sharing is fine
+    with host.console("ro2") as con:
+        assert con.run("mount -o ro /dev/xvdb /mnt && echo mounted").strip() == "mounted"
+
+
+def test_qcow2_clones_share_one_base_image(host: Host) -> None:
+    base = make_ext4(host.dir / "base.img", files={"os": "base-image\n"})
+    digest = hashlib.sha256(base.read_bytes()).hexdigest()
+    for n in (1, 2):
+        clone = host.dir / f"clone{n}.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "raw",
+                        str(clone)], check=True)
+        host.create(f"cl{n}", disk=[f"tap:qcow2:{clone},xvda,w"])
+    for n in (1, 2):
+        with host.console(f"cl{n}") as con:
+            out = con.run(f"mount /dev/xvda /mnt && cat /mnt/os && echo clone{n} > /mnt/mine && "
+                          "sync && cat /mnt/mine && umount /mnt")
+            assert out.split() == ["base-image", f"clone{n}"]
+    assert hashlib.sha256(base.read_bytes()).hexdigest() == digest
+
+
+def test_nbd_disk_is_readable_in_the_guest(host: Host) -> None:
+    img = make_ext4(host.dir / "nbd.img", files={"served": "over-nbd"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(["qemu-nbd", "--persistent", "--read-only", "--format=raw",
+                               "--bind=127.0.0.1", f"--port={port}", str(img)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        host.create("nb", disk=[f"nbd:127.0.0.1:{port},xvdb,r"])
+        with host.console("nb") as con:
+            assert con.run("mount -o ro /dev/xvdb /mnt && cat /mnt/served").strip() == "over-nbd"
+    finally:
+        host.xm("destroy", "nb", check=False)
+        server.kill()
+        server.wait()
+
+
+def test_bad_disk_specs_get_xens_errors(host: Host) -> None:
+    cases = [
+        (["file:/nonexistent.img,xvdb,w"], "Error: Disk image does not exist: /nonexistent.img"),
+        (["bogus:/x,xvdb,w"], 'Error: Block device type "bogus" is invalid.'),
+        (["file:/etc/hostname,xvdb,rw"], "Error: Invalid mode"),
+        (["file:/etc/hostname,qqq,w"], "Error: Unable to find number for device (qqq)"),
+        (["phy:/etc/hostname,xvdb,w"], "Error: /etc/hostname is not a block device."),
+    ]
+    for n, (disk, message) in enumerate(cases):
+        r = host.xm("create", str(host.write_config(f"bad{n}", disk=disk)), check=False)
+        assert r.returncode == 1 and message in r.stderr, (disk, r.stderr)
