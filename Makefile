@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 GUEST := build/guest
 STAMP := build/stamps
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod xz-utils zstd \
-	iproute2 socat python3-venv procps file
+	iproute2 socat python3-venv procps file dnsmasq-base iptables
 BENCH_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 GUEST_IMAGE_DIR := /var/lib/dom0/guest
 
@@ -48,6 +48,8 @@ install-guest: guest
 		cmp -s $(GUEST)/$$f $(GUEST_IMAGE_DIR)/$$f || cp $(GUEST)/$$f $(GUEST_IMAGE_DIR)/$$f; done
 
 demo: setup install-guest
+	@mkdir -p /etc/xen/scripts
+	@for f in scripts/xen/*; do [ -e /etc/xen/scripts/$$(basename $$f) ] || cp $$f /etc/xen/scripts/; done
 	@bash scripts/demo.sh
 
 lint: setup

@@ -52,8 +52,12 @@ def _prerequisites() -> None:
 class Host:
     """One private xend instance with its own paths (a "host")."""
 
-    def __init__(self, extra_config: str = "") -> None:
+    def __init__(self, extra_config: str = "", netns: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="d0t-", dir="/tmp"))
+        #: a network namespace of its own: xend, its bridges, taps and scripts live there
+        self.netns = self.dir.name if netns else None
+        if self.netns:
+            subprocess.run(["ip", "netns", "add", self.netns], check=True)
         self.config = self.dir / "xend-config.sxp"
         self.socket = self.dir / "xend.sock"
         self.config.write_text(f"""
@@ -69,15 +73,29 @@ class Host:
 (qemu-accel tcg)
 (domain-minimum-restart-time 20)
 (domain-shutdown-timeout 30)
+(xend-scripts-path {REPO}/scripts/xen)
 {extra_config}
 """)
         self.env = dict(os.environ, XEND_CONFIG=str(self.config), XM_SERVER=str(self.socket))
+        if self.netns:
+            self.ns_run("ip", "link", "set", "lo", "up")
 
     # ---- xend and xm ------------------------------------------------------------
 
+    def ns_run(self, *argv: str, check: bool = True, timeout: float = 120,
+               input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """A command in this host's network namespace."""
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        proc = subprocess.run([*prefix, *argv], capture_output=True, text=True, env=self.env,
+                              timeout=timeout, input=input)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr}")
+        return proc
+
     def xend(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([str(BIN / "xend"), *args], env=self.env, capture_output=True,
-                              text=True, timeout=180)
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        proc = subprocess.run([*prefix, str(BIN / "xend"), *args], env=self.env,
+                              capture_output=True, text=True, timeout=180)
         if check and proc.returncode != 0:
             raise AssertionError(f"xend {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
         return proc
@@ -183,6 +201,8 @@ class Host:
                     os.kill(int(pid), signal.SIGKILL)
                 except OSError:
                     pass
+        if self.netns:
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -197,8 +217,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
 def make_host(request: pytest.FixtureRequest) -> Iterator[Any]:
     hosts: list[Host] = []
 
-    def factory(extra_config: str = "", start: bool = True) -> Host:
-        host = Host(extra_config)
+    def factory(extra_config: str = "", start: bool = True, netns: bool = False) -> Host:
+        host = Host(extra_config, netns)
         hosts.append(host)
         return host.start() if start else host
 

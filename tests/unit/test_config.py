@@ -224,7 +224,7 @@ def test_to_dict_from_dict_round_trip() -> None:
 def test_to_dict_is_plain_data() -> None:
     data = full().to_dict()
     assert data["disks"][0] == {"uname": "phy:a", "dev": "xvda", "mode": "w", "backend": "0"}
-    assert data["vifs"][1] == {"options": {}}
+    assert data["vifs"][1] == {"options": {}, "devid": None}
     assert data["name"] == "vm1"
 
 

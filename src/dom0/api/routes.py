@@ -174,6 +174,26 @@ async def block_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
     return await x.manager.block_list(a["dom"])
 
 
+# ---- network interfaces ---------------------------------------------------------
+
+
+@route("domain.network_attach", "Attach a vif; returns its device ID once the guest has it",
+       ("dom",), dom="string", options="object")
+async def network_attach(x: Xend, a: dict[str, Any]) -> int:
+    return await x.manager.network_attach(a["dom"], dict(a.get("options") or {}))
+
+
+@route("domain.network_detach", "Detach a vif once the guest released it", ("dom", "devid"),
+       dom="string", devid="integer", force="boolean")
+async def network_detach(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.network_detach(a["dom"], int(a["devid"]), bool(a.get("force")))
+
+
+@route("domain.network_list", "A domain's vifs", ("dom",), dom="string")
+async def network_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
+    return await x.manager.network_list(a["dom"])
+
+
 # ---- the host ------------------------------------------------------------
 
 

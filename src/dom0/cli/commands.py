@@ -365,6 +365,46 @@ def cmd_block_list(args: list[str]) -> int:
     return 0
 
 
+# ---- network interfaces ----------------------------------------------------------
+
+
+def cmd_network_attach(args: list[str]) -> int:
+    from dom0.devices.vif import ATTACH_KEYS
+
+    if not args:
+        raise UsageError("'xm network-attach' requires at least 1 argument.\n")
+    options = {}
+    for word in args[1:]:
+        key, eq, value = word.partition("=")
+        if not eq or key not in ATTACH_KEYS:
+            raise XendError(f"Invalid argument: {word}")
+        options[key] = value
+    _client().call("domain.network_attach", dom=args[0], options=options)
+    return 0
+
+
+def cmd_network_detach(args: list[str]) -> int:
+    _nargs("network-detach", args, 2, 3)
+    force = len(args) == 3 and args[2] in ("-f", "--force")
+    if len(args) == 3 and not force:
+        print(f"Ignoring option {args[2]}")
+    _client().call("domain.network_detach", dom=args[0], devid=int(args[1]), force=force)
+    return 0
+
+
+def cmd_network_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = _getopt(args, "l", ["long"])
+    if not rest:
+        raise OptionError("No domain parameter given")
+    if len(rest) > 1:
+        raise OptionError("No multiple domain parameters allowed")
+    vifs = _client().call("domain.network_list", dom=rest[0])
+    print(format.device_long(vifs) if _has(opts, "-l", "--long") else format.network_list(vifs))
+    return 0
+
+
 def _nargs(command: str, args: list[str], lo: int, hi: int | None = None) -> None:
     hi = lo if hi is None else hi
     if lo <= len(args) <= hi:

@@ -163,3 +163,15 @@ def device_long(devices: list[dict[str, Any]]) -> str:
         pairs: list[Sxp] = [[k, str(v)] for k, v in d.items() if k != "idx"]
         out.append(sxp.pretty([str(d["idx"]), pairs]))
     return "\n".join(out)
+
+
+NETWORK_HEADER = "Idx BE     MAC Addr.     handle state evt-ch tx-/rx-ring-ref BE-path"
+
+
+def network_list(vifs: list[dict[str, Any]]) -> str:
+    """``xm network-list`` (spec §1.3)."""
+    lines = [NETWORK_HEADER]
+    for d in vifs:
+        lines.append("%(idx)-3d %(backend-id)-3d%(mac)-17s    %(handle)-3d   %(state)-3d    "
+                     "%(event-ch)-3d   %(tx-ring-ref)-5d/%(rx-ring-ref)-5d   %(be-path)-30s  " % d)
+    return "\n".join(lines)

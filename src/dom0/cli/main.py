@@ -101,6 +101,14 @@ COMMANDS: list[Command] = [
             "Destroy a domain's virtual block device."),
     Command("block-list", "<Domain> [--long]", "List virtual block devices for a domain.",
             [("-l, --long", "List in long format")]),
+    Command("network-attach", "<Domain> [type=<type>] [mac=<mac>] [bridge=<bridge>] "
+            "[ip=<ip>] [script=<script>] [backend=<BackDomain>] [vifname=<name>] "
+            "[rate=<rate>] [model=<model>] [accel=<accel>]",
+            "Create a new virtual network device."),
+    Command("network-detach", "<Domain> <DevId> [-f|--force]",
+            "Destroy a domain's virtual network device."),
+    Command("network-list", "<Domain> [--long]", "List virtual network interfaces for a domain.",
+            [("-l, --long", "List in long format")]),
     Command("dmesg", "[-c|--clear]", "Read and/or clear xend's message buffer.",
             [("-c, --clear", "Clear the message buffer after reading")]),
     Command("info", "[-c|--config]", "Get information about Xen host.",

@@ -63,6 +63,7 @@ class XendOptions:
     xend_run_path: str = _opt("xend-run-path", "/var/run/xend")
     xend_log_path: str = _opt("xend-log-path", "/var/log/xen")
     xend_dump_path: str = _opt("xend-dump-path", "/var/xen/dump")
+    xend_scripts_path: str = _opt("xend-scripts-path", "/etc/xen/scripts")
     qemu_binary: str = _opt("qemu-binary", "qemu-system-x86_64")
     qemu_accel: str = _opt("qemu-accel", "auto")
     domain_minimum_restart_time: float = _opt("domain-minimum-restart-time", 60.0)

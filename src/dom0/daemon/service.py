@@ -15,8 +15,11 @@ from dom0.backends.qemu.machine import QemuMachine
 from dom0.backends.qemu.process import probe_kvm
 from dom0.daemon import host
 from dom0.daemon.options import XendOptions
+from dom0.devices import hotplug
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.manager import DomainManager, ManagerOptions
+from dom0.domain.network import NetworkOptions, VifController
+from dom0.errors import DeviceError
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths
 
@@ -90,7 +93,11 @@ class Xend:
             ManagerOptions(minimum_restart_time=self.options.domain_minimum_restart_time,
                            shutdown_timeout=self.options.domain_shutdown_timeout,
                            dump_dir=self.options.xend_dump_path),
-            self.hvlog)
+            self.hvlog,
+            VifController(NetworkOptions(scripts_dir=self.options.xend_scripts_path,
+                                         vif_script=self.options.vif_script,
+                                         run_dir=self.options.xend_run_path)))
+        await self.network_script("start")
         await self.manager.adopt_all()
         if self.options.xend_unix_xmlrpc_server:
             self.api = ApiServer(self, self.options.xend_api_socket)
@@ -103,8 +110,21 @@ class Xend:
             await self.api.stop()
         if self.manager:
             await self.manager.on_xend_stop()
+        await self.network_script("stop")
         if self.store:
             self.store.close()
+
+    async def network_script(self, op: str) -> None:
+        """xend-config's network-script (``network-bridge netdev=eth1``) at start and
+        stop.  A failing script is logged; xend serves on (domains may not need it)."""
+        if not self.options.network_script:
+            return
+        try:
+            await hotplug.run(self.options.xend_scripts_path, self.options.network_script, [op],
+                              {"XEND_RUN_PATH": self.options.xend_run_path})
+        except DeviceError as exc:
+            log.error("network script: %s", exc)
+            self.hvlog.add(f"network script failed: {exc}")
 
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -56,6 +56,8 @@ class VifSpec:
     """One ``vif = [...]`` entry as its ``key=value`` options (spec §3.2)."""
 
     options: dict[str, str] = field(default_factory=dict)
+    #: the device ID xend gave it (never reused in the domain's life)
+    devid: int | None = None
 
     def to_sxp(self) -> Sxp:
         form: list[Sxp] = ["vif"]

@@ -33,6 +33,10 @@ class Domain:
     shutdown_request: str | None = None
     #: why the guest stopped: poweroff, reboot, crash
     shutdown_reason: str | None = None
+    #: the next vif device ID (IDs are never reused while the domain lives)
+    next_vif_devid: int = 0
+    #: the domain ID its vif taps were named after (vif<domid>.<devid>) when plugged
+    vif_domid: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: bumped on every state change; set when anything waits for one
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -68,6 +72,8 @@ class Domain:
             "start_time": self.start_time,
             "last_restart": self.last_restart,
             "shutdown_reason": self.shutdown_reason,
+            "next_vif_devid": self.next_vif_devid,
+            "vif_domid": self.vif_domid,
         }
 
     @classmethod
@@ -81,6 +87,8 @@ class Domain:
             start_time=rec.get("start_time") or time.time(),
             last_restart=rec.get("last_restart"),
             shutdown_reason=rec.get("shutdown_reason"),
+            next_vif_devid=rec.get("next_vif_devid", 0),
+            vif_domid=rec.get("vif_domid"),
         )
 
     # ---- what xm sees --------------------------------------------------------

@@ -23,6 +23,7 @@ from dom0.devices.vbd import Vbd
 from dom0.domain.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
+from dom0.domain.network import VifController
 from dom0.domain.state import STATE_FILTER, PowerState, require
 from dom0.errors import BackendError, ConfigError, DeviceError, InvalidDomain, VmError
 from dom0.store.db import Store
@@ -47,12 +48,13 @@ class ManagerOptions:
 
 class DomainManager:
     def __init__(self, store: Store, layout: Layout, machines: MachineFactory,
-                 options: ManagerOptions, hvlog: HypervisorLog) -> None:
+                 options: ManagerOptions, hvlog: HypervisorLog, vifs: VifController) -> None:
         self.store = store
         self.layout = layout
         self.machines = machines
         self.options = options
         self.hvlog = hvlog
+        self.vifs = vifs
         self.domains: dict[str, Domain] = {}  # by UUID
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -238,9 +240,12 @@ class DomainManager:
         dom.start_time = time.time()
         dom.machine = self.machines(self.layout.domain(dom.instance))
         dom.set_state(PowerState.PAUSED)
+        nics = self.vifs.prepare(dom, dom.domid)
+        dom.vif_domid = dom.domid
         self._persist(dom)
         try:
-            await dom.machine.launch(dom.config, disks, *self._handlers(dom))
+            await self.vifs.plug_all(dom, nics)
+            await dom.machine.launch(dom.config, disks, nics, *self._handlers(dom))
             self._pin_vcpus(dom)
             if not paused:
                 await dom.machine.cont()
@@ -248,8 +253,9 @@ class DomainManager:
             self._persist(dom)
         except BaseException:
             await dom.machine.kill()
+            await self.vifs.unplug_all(dom)
             self.store.delete_running(dom.instance)
-            dom.machine, dom.domid, dom.instance = None, None, None
+            dom.machine, dom.domid, dom.instance, dom.vif_domid = None, None, None, None
             dom.set_state(PowerState.HALTED)
             raise
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) created: QEMU pid {dom.machine.pid}, "
@@ -372,6 +378,26 @@ class DomainManager:
             })
         return out
 
+    # ---- network interfaces ------------------------------------------------------
+
+    async def network_attach(self, ident: str, options: dict[str, str]) -> int:
+        self._not_dom0(ident, "attach a device to")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            devid = await self.vifs.attach(dom, options)
+            self._save_config(dom)
+            return devid
+
+    async def network_detach(self, ident: str, devid: int, force: bool) -> None:
+        self._not_dom0(ident, "detach a device from")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            await self.vifs.detach(dom, devid, force)
+            self._save_config(dom)
+
+    async def network_list(self, ident: str) -> list[dict[str, Any]]:
+        return await self.vifs.rows(self.lookup(ident))
+
     def _pin_vcpus(self, dom: Domain) -> None:
         assert dom.machine is not None
         for vcpu, tid in enumerate(dom.machine.vcpu_threads):
@@ -491,6 +517,9 @@ class DomainManager:
         dom.set_state(PowerState.DYING)
         if dom.machine:
             await dom.machine.kill()
+        if dom.vif_domid is not None:
+            await self.vifs.unplug_all(dom)
+            dom.vif_domid = None
         if dom.instance:
             self.store.delete_running(dom.instance)
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) destroyed")

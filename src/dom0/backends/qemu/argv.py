@@ -15,7 +15,9 @@ Choices that matter:
 from __future__ import annotations
 
 from dom0.devices import vbd as vbd_mod
+from dom0.devices import vif as vif_mod
 from dom0.devices.vbd import Vbd
+from dom0.devices.vif import Vif
 from dom0.domain.config import DomainConfig
 from dom0.store.layout import DomainPaths
 
@@ -37,6 +39,7 @@ def build_argv(
     paused: bool = False,
     incoming: str | None = None,
     disks: list[Vbd] | None = None,
+    nics: list[Vif] | None = None,
 ) -> list[str]:
     argv = [
         binary,
@@ -67,6 +70,7 @@ def build_argv(
         "-device", "virtio-balloon-pci,id=balloon0",
         "-action", "reboot=shutdown,shutdown=pause,panic=pause",
         *vbd_mod.argv(disks or []),
+        *vif_mod.argv(nics or []),
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]

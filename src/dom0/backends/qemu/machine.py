@@ -17,8 +17,10 @@ from dom0.backends.qemu import process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.qmp import QMPSession
 from dom0.devices import vbd as vbd_mod
+from dom0.devices import vif as vif_mod
 from dom0.devices.console import ConsoleRelay
 from dom0.devices.vbd import Vbd
+from dom0.devices.vif import Vif
 from dom0.domain.config import DomainConfig
 from dom0.errors import BackendError
 from dom0.store.layout import DomainPaths
@@ -50,12 +52,12 @@ class QemuMachine:
 
     # ---- bringing it up -------------------------------------------------------
 
-    async def launch(self, cfg: DomainConfig, disks: list[Vbd], on_event: EventHandler,
-                     on_gone: Callable[[], None]) -> None:
+    async def launch(self, cfg: DomainConfig, disks: list[Vbd], nics: list[Vif],
+                     on_event: EventHandler, on_gone: Callable[[], None]) -> None:
         """Start QEMU with the guest stopped (-S); the caller resumes it when ready."""
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         argv = build_argv(cfg, self.paths, binary=self.binary, accel=self.accel, paused=True,
-                          disks=disks)
+                          disks=disks, nics=nics)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
         try:
             await self.attach(on_event, on_gone)
@@ -213,6 +215,29 @@ class QemuMachine:
             return False
         if vbd.kind != "empty":
             await self._exec_args("blockdev-del", {"node-name": vbd.node})
+        return True
+
+    async def attach_nic(self, vif: Vif, timeout: float) -> None:
+        """Hot-plug a NIC on its (already made) tap; return once the guest has it."""
+        await self._exec_args("netdev_add", vif_mod.netdev(vif))
+        try:
+            await self._exec_args("device_add", vif_mod.device(vif))
+        except BackendError:
+            await self._exec("netdev_del", id=vif.netdev_id)
+            raise
+        if not vif.emulated:
+            await self._wait_driver_ok(vif.device_id, timeout)
+
+    async def detach_nic(self, vif: Vif, timeout: float) -> bool:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[vif.device_id] = fut
+        await self._exec("device_del", id=vif.device_id)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._deleting.pop(vif.device_id, None)
+            return False
+        await self._exec("netdev_del", id=vif.netdev_id)
         return True
 
     async def change_media(self, old: Vbd, new: Vbd) -> None:

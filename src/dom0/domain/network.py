@@ -1,0 +1,165 @@
+"""A domain's virtual network interfaces: from its ``vif`` entries to taps on
+bridges (net/), the vif scripts (devices/hotplug) and QEMU NICs (the machine).
+
+Device IDs are handed out by the domain and never reused in its life; a MAC
+generated for a vif is written back into its entry, so it survives restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dom0.devices import hotplug
+from dom0.devices import vif as vif_mod
+from dom0.devices.vif import Vif
+from dom0.domain.config import VifSpec
+from dom0.errors import BackendError, DeviceError
+from dom0.net import links
+
+if TYPE_CHECKING:
+    from dom0.domain.domain import Domain
+
+log = logging.getLogger(__name__)
+
+
+async def _netlink(fn: Any, *args: Any) -> Any:
+    """pyroute2's synchronous API runs an event loop of its own, so it cannot run
+    inside xend's: each netlink exchange (short) happens on a worker thread."""
+    return await asyncio.to_thread(fn, *args)
+
+
+@dataclass
+class NetworkOptions:
+    scripts_dir: str = "/etc/xen/scripts"
+    vif_script: str = "vif-bridge"
+    run_dir: str = "/var/run/xend"
+    device_timeout: float = 100.0
+
+
+class VifController:
+    def __init__(self, options: NetworkOptions) -> None:
+        self.options = options
+
+    # ---- resolving ----------------------------------------------------------
+
+    def prepare(self, dom: Domain, domid: int) -> list[Vif]:
+        """Give every vif entry its device ID and MAC (kept in the config)."""
+        vifs = []
+        for spec in dom.config.vifs:
+            if spec.devid is None:
+                spec.devid = dom.next_vif_devid
+                dom.next_vif_devid += 1
+            if not spec.options.get("mac"):
+                spec.options["mac"] = vif_mod.random_mac()
+            vifs.append(vif_mod.resolve(spec, spec.devid, domid))
+        return vifs
+
+    def current(self, dom: Domain) -> list[Vif]:
+        """The vifs of a running domain, as they were plugged."""
+        return [vif_mod.resolve(s, s.devid or 0, dom.vif_domid or 0) for s in dom.config.vifs]
+
+    # ---- host side ----------------------------------------------------------
+
+    def _env(self, dom: Domain, vif: Vif) -> dict[str, str]:
+        return {"vif": vif.vifname, "mac": vif.mac, "ip": vif.ip or "",
+                "bridge": vif.bridge or "", "domid": str(dom.domid), "devid": str(vif.devid),
+                "XENBUS_PATH": f"backend/vif/{dom.domid}/{vif.devid}",
+                "XEND_RUN_PATH": self.options.run_dir}
+
+    async def plug_host(self, dom: Domain, vif: Vif) -> None:
+        """The tap, on its bridge, rate-limited, then the vif script's policy."""
+        bridge = vif.bridge
+        if bridge is None and not vif.script:
+            found = await _netlink(links.bridges)
+            bridge = found[0] if found else None
+        if bridge is not None and not await _netlink(links.is_bridge, bridge):
+            raise DeviceError(f"Device {vif.devid} (vif) could not be connected. "
+                              f"Bridge {bridge} does not exist.")
+        await _netlink(links.create_tap, vif.vifname, bridge)
+        try:
+            if vif.rate:
+                await _netlink(links.limit_rate, vif.vifname, vif.rate)
+            script = vif.script or self.options.vif_script
+            await hotplug.run(self.options.scripts_dir, script, ["online"], self._env(dom, vif))
+        except BaseException:
+            await _netlink(links.delete, vif.vifname)
+            raise
+
+    async def unplug_host(self, dom: Domain, vif: Vif) -> None:
+        script = vif.script or self.options.vif_script
+        try:
+            await hotplug.run(self.options.scripts_dir, script, ["offline"],
+                              self._env(dom, vif))
+        except DeviceError as exc:
+            log.warning("%s", exc)
+        await _netlink(links.delete, vif.vifname)
+
+    async def plug_all(self, dom: Domain, vifs: list[Vif]) -> None:
+        done: list[Vif] = []
+        try:
+            for vif in vifs:
+                await self.plug_host(dom, vif)
+                done.append(vif)
+        except BaseException:
+            for vif in done:
+                await self.unplug_host(dom, vif)
+            raise
+
+    async def unplug_all(self, dom: Domain) -> None:
+        for vif in self.current(dom):
+            await self.unplug_host(dom, vif)
+
+    # ---- hotplug --------------------------------------------------------------
+
+    async def attach(self, dom: Domain, options: dict[str, str]) -> int:
+        spec = VifSpec(dict(options))
+        spec.devid = dom.next_vif_devid
+        dom.next_vif_devid += 1
+        if not spec.options.get("mac"):
+            spec.options["mac"] = vif_mod.random_mac()
+        vif = vif_mod.resolve(spec, spec.devid, dom.domid or 0)
+        if dom.active:
+            assert dom.machine is not None
+            await self.plug_host(dom, vif)
+            try:
+                await dom.machine.attach_nic(vif, self.options.device_timeout)
+            except BackendError as exc:
+                await self.unplug_host(dom, vif)
+                raise DeviceError(f"Device {vif.devid} (vif) could not be connected. "
+                                  f"{exc}") from None
+        dom.config.vifs.append(spec)
+        return vif.devid
+
+    async def detach(self, dom: Domain, devid: int, force: bool) -> None:
+        index = next((i for i, s in enumerate(dom.config.vifs) if s.devid == devid), None)
+        if index is None:
+            raise DeviceError(f"Device {devid} not connected")
+        spec = dom.config.vifs[index]
+        if dom.active:
+            assert dom.machine is not None
+            vif = vif_mod.resolve(spec, devid, dom.vif_domid or 0)
+            released = await dom.machine.detach_nic(
+                vif, 5.0 if force else self.options.device_timeout)
+            if not released and not force:
+                raise DeviceError(f"Device {devid} (vif) could not be disconnected: "
+                                  "the guest did not release it.")
+            await self.unplug_host(dom, vif)
+        del dom.config.vifs[index]
+
+    async def rows(self, dom: Domain) -> list[dict[str, Any]]:
+        out = []
+        for spec in dom.config.vifs:
+            vif = vif_mod.resolve(spec, spec.devid or 0, dom.vif_domid or 0)
+            connected = False
+            if dom.active and dom.machine is not None:
+                connected = vif.emulated or await dom.machine.guest_uses(vif.device_id)
+            out.append({
+                "idx": vif.devid, "backend-id": 0, "mac": vif.mac, "handle": vif.devid,
+                "state": 4 if connected else 1, "event-ch": -1, "tx-ring-ref": -1,
+                "rx-ring-ref": -1,
+                "be-path": f"/local/domain/0/backend/vif/{dom.domid}/{vif.devid}",
+                "vifname": vif.vifname, "bridge": vif.bridge or "", "model": vif.model,
+            })
+        return out
