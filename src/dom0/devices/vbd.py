@@ -58,7 +58,10 @@ class Vbd:
 
 
 def device_number(name: str) -> int:
-    """Xen's number for a virtual device name (``xvda1`` -> 51713, ``hda`` -> 768)."""
+    """Xen's number for a virtual device name (``xvda1`` -> 51713, ``hda`` -> 768);
+    ``ioemu:`` and ``:disk``/``:cdrom`` decorations are ignored."""
+    name = name[len("ioemu:"):] if name.startswith("ioemu:") else name
+    name = name.rsplit(":", 1)[0] if name.endswith((":cdrom", ":disk")) else name
     if name.isdigit():
         return int(name)
     if name.lower().startswith("0x"):
