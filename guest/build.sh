@@ -19,7 +19,7 @@ BOOT_MODULES="virtio_pci virtio_blk virtio_net virtio_console virtio_balloon
 # Loaded at boot in the background (the IDE probe mostly sleeps).
 ASYNC_MODULES="ata_piix ata_generic"
 # Shipped in the images but loaded on demand (kernel autoload via modprobe).
-EXTRA_MODULES="nfs nfsv3 sunrpc lockd iso9660 isofs"
+EXTRA_MODULES="nfs nfsv3 nfsv4 sunrpc lockd iso9660 isofs"
 
 log() { echo "guest/build.sh: $*" >&2; }
 
@@ -130,6 +130,7 @@ make_tree() { # make_tree DIR
 	install -m 644 "$HERE/profile" "$d/etc/profile"
 	install -m 755 "$HERE/udhcpc.script" "$d/etc/udhcpc/default.script"
 	install -m 755 "$HERE/disknames" "$d/sbin/disknames"
+	install -m 755 "$HERE/ipconfig-xen" "$d/sbin/ipconfig-xen"
 	for p in poweroff reboot halt; do
 		rm -f "$d/sbin/$p" "$d/bin/$p"
 		install -m 755 "$HERE/poweroff" "$d/sbin/$p"

@@ -242,3 +242,62 @@ def test_iscsi_disk_is_readable_in_the_guest(make_host) -> None:  # type: ignore
     finally:
         tgtd.kill()  # tgtd ignores SIGTERM while it has targets
         tgtd.wait(10)
+
+
+GANESHA_CONF = """
+NFS_CORE_PARAM {{ Protocols = 4; NFS_Port = 2049; Bind_addr = {addr};
+                 Enable_RQUOTA = false; Enable_NLM = false; }}
+NFSV4 {{ Graceless = true; }}
+NFS_KRB5 {{ Active_krb5 = false; }}
+EXPORT {{ Export_Id = 1; Path = {path}; Pseudo = /guestroot; Access_Type = RW;
+          Squash = No_Root_Squash; SecType = sys; Protocols = 4; Transports = TCP;
+          FSAL {{ Name = VFS; }} }}
+LOG {{ Default_Log_Level = WARN; }}
+"""
+
+
+def test_nfs_root_from_a_server_in_another_namespace(make_host) -> None:  # type: ignore[no-untyped-def]
+    host = make_host("(network-script 'network-bridge bridge=xenbr0')", netns=True)
+    export = host.dir / "export"
+    mnt = host.dir / "rootfs"
+    mnt.mkdir()
+    with Loop(GUEST_DIR / "rootfs.ext4") as loop:
+        subprocess.run(["mount", "-o", "ro", loop.dev, str(mnt)], check=True)
+        try:
+            subprocess.run(["cp", "-a", str(mnt), str(export)], check=True)
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    server_ns = host.netns + "n"
+    subprocess.run(["ip", "netns", "add", server_ns], check=True)
+    ganesha = None
+    try:
+        subprocess.run(["ip", "link", "add", "nfs0", "netns", host.netns, "type", "veth",
+                        "peer", "name", "nfs1", "netns", server_ns], check=True)
+        host.ns_run("ip", "link", "set", "nfs0", "master", "xenbr0", "up")
+        for cmd in (["ip", "addr", "add", "10.50.0.2/24", "dev", "nfs1"],
+                    ["ip", "link", "set", "nfs1", "up"], ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", server_ns, *cmd], check=True)
+        conf = host.dir / "ganesha.conf"
+        conf.write_text(GANESHA_CONF.format(addr="10.50.0.2", path=export))
+        ganesha = subprocess.Popen(
+            ["ip", "netns", "exec", server_ns, "ganesha.nfsd", "-F", "-f", str(conf),
+             "-L", str(host.dir / "ganesha.log"), "-p", str(host.dir / "ganesha.pid")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        host.wait_for(lambda: ":2049" in subprocess.run(
+            ["ip", "netns", "exec", server_ns, "ss", "-ltn"], capture_output=True,
+            text=True).stdout, 30, "the NFS server")
+        host.create("nfsroot", vif=["bridge=xenbr0"], ip="10.50.0.11",
+                    netmask="255.255.255.0", root="/dev/nfs", nfs_server="10.50.0.2",
+                    nfs_root="/guestroot")
+        with host.console("nfsroot") as con:
+            root = [ln.split() for ln in con.run("cat /proc/mounts").splitlines()
+                    if len(ln.split()) > 2 and ln.split()[1] == "/"]
+            assert root and root[-1][0] == "10.50.0.2:/guestroot" and root[-1][2] == "nfs4"
+            con.run("echo written-by-the-guest > /proof && sync")
+        assert (export / "proof").read_text() == "written-by-the-guest\n"
+        host.xm("destroy", "nfsroot")
+    finally:
+        if ganesha:
+            ganesha.kill()
+            ganesha.wait(10)
+        subprocess.run(["ip", "netns", "del", server_ns], capture_output=True)

@@ -204,11 +204,13 @@ def test_kernel_cmdline_not_repeated_when_in_extra() -> None:
     assert cfg.kernel_cmdline() == "root=/dev/sda1 ip=off"
 
 
-def test_kernel_cmdline_nfsroot_suppresses_root_like_xend() -> None:
-    # xend 3.4 update_with_image_sxp tests re.search('root=', args), so an
-    # nfsroot= in args also keeps root= out.
+def test_kernel_cmdline_nfsroot_does_not_hide_root() -> None:
+    # xend 3.4 tested re.search('root=', args), so nfsroot= in args kept root=/dev/nfs
+    # out and NFS-root configs needed root= in extra; we compare whole words (README).
     cfg = valid(root="/dev/nfs", extra="nfsroot=10.0.0.2:/export/vm1 4")
-    assert cfg.kernel_cmdline() == "nfsroot=10.0.0.2:/export/vm1 4"
+    assert cfg.kernel_cmdline() == "root=/dev/nfs nfsroot=10.0.0.2:/export/vm1 4"
+    cfg = valid(root="/dev/sda1", extra="root=/dev/vda 4")
+    assert cfg.kernel_cmdline() == "root=/dev/vda 4"
 
 
 # ---- JSON edge -----------------------------------------------------------------------

@@ -62,14 +62,14 @@ def device_number(name: str) -> int:
     ``ioemu:`` and ``:disk``/``:cdrom`` decorations are ignored."""
     name = name[len("ioemu:"):] if name.startswith("ioemu:") else name
     name = name.rsplit(":", 1)[0] if name.endswith((":cdrom", ":disk")) else name
-    if name.isdigit():
+    if name.isascii() and name.isdigit():
         return int(name)
     if name.lower().startswith("0x"):
         try:
             return int(name, 16)
         except ValueError:
             pass
-    m = _NAME.match(name)
+    m = _NAME.fullmatch(name)
     if not m:
         raise DeviceError(f"Unable to find number for device ({name})")
     prefix, letters, part_s = m.groups()

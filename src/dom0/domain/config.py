@@ -106,11 +106,13 @@ class DomainConfig:
         return self.maxmem if self.maxmem is not None else self.memory
 
     def kernel_cmdline(self) -> str:
-        """``root=<root> ip=<ip> <extra>``; parts already present in extra are not repeated."""
+        """``root=<root> ip=<ip> <extra>``; an argument already in extra is not repeated
+        (compared word by word: ``nfsroot=`` is not ``root=``)."""
+        words = self.extra.split()
         parts = []
-        if self.root and "root=" not in self.extra:
+        if self.root and not any(w.startswith("root=") for w in words):
             parts.append(self.root if self.root.startswith("root=") else "root=" + self.root)
-        if self.ip and "ip=" not in self.extra:
+        if self.ip and not any(w.startswith("ip=") for w in words):
             parts.append("ip=" + self.ip)
         if self.extra:
             parts.append(self.extra)
