@@ -74,7 +74,7 @@ def test_hotplug_attach_list_detach(host: Host) -> None:
         assert r.returncode == 1 and "Error: Device xvdc is already connected." in r.stderr
         host.xm("block-detach", "hp", "xvdc")
         assert partitions(con) == before
-        assert len(host.xm("block-list", "hp").stdout.splitlines()) == 1
+        assert host.xm("block-list", "hp").stdout == ""  # like xm: no devices, no header
 
 
 def test_writable_disk_in_use_is_refused_even_through_another_path(host: Host) -> None:

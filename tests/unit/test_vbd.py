@@ -44,6 +44,14 @@ def test_device_number_ext_encoding_beyond_fifteen_disks_or_partitions() -> None
     assert vbd.device_number("xvda16") == (1 << 28) | 16
 
 
+@pytest.mark.parametrize("name, number", [
+    ("ioemu:hda", 768), ("hdc:cdrom", 5632), ("ioemu:hdc:cdrom", 5632), ("xvda1:disk", 51713),
+    ("ioemu:sdb:disk", 2064),
+])
+def test_device_number_ignores_decorations(name: str, number: int) -> None:
+    assert vbd.device_number(name) == number
+
+
 @pytest.mark.parametrize("name", [
     "junk", "", "xvd", "0x", "0xzz", "-1", "xvda-1", "hda64", "sda16", "XVDA", "nvme0n1",
 ])
@@ -53,10 +61,9 @@ def test_device_number_junk_is_xens_error(name: str) -> None:
     assert str(e.value) == f"Unable to find number for device ({name})"
 
 
-# BUG: src/dom0/devices/vbd.py device_number(): `name.isdigit()` is true for non-ASCII
-# digits ("²" then crashes int() with ValueError; "１" and "٣" are accepted as 1 and 3), and
-# _NAME's `$` also matches before a trailing newline ("xvda\n" -> 51712).  Each should give
-# Xen's "Unable to find number for device (<dev>)".
+# str.isdigit() is true for non-ASCII digits ("²" used to crash int() with ValueError; "１"
+# and "٣" were taken as 1 and 3), and a regex `$` matches before a trailing newline ("xvda\n"
+# was 51712).  Each must be Xen's "Unable to find number for device (<dev>)".
 @pytest.mark.parametrize("name", ["²", "１", "٣", "xvda\n"])
 def test_device_number_rejects_non_ascii_digits_and_trailing_newline(name: str) -> None:
     with pytest.raises(DeviceError) as e:

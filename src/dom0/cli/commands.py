@@ -358,10 +358,10 @@ def cmd_block_list(args: list[str]) -> int:
     if len(rest) > 1:
         raise OptionError("No multiple domain parameters allowed")
     devices = _client().call("domain.block_list", dom=rest[0])
-    if _has(opts, "-l", "--long"):
-        print(format.device_long(devices))
-    else:
-        print(format.block_list(devices))
+    text = format.device_long(devices) if _has(opts, "-l", "--long") \
+        else format.block_list(devices)
+    if text:
+        print(text)
     return 0
 
 
@@ -401,7 +401,9 @@ def cmd_network_list(args: list[str]) -> int:
     if len(rest) > 1:
         raise OptionError("No multiple domain parameters allowed")
     vifs = _client().call("domain.network_list", dom=rest[0])
-    print(format.device_long(vifs) if _has(opts, "-l", "--long") else format.network_list(vifs))
+    text = format.device_long(vifs) if _has(opts, "-l", "--long") else format.network_list(vifs)
+    if text:
+        print(text)
     return 0
 
 

@@ -146,7 +146,9 @@ BLOCK_HEADER = "Vdev  BE handle state evt-ch ring-ref BE-path"
 
 
 def block_list(devices: list[dict[str, Any]]) -> str:
-    """``xm block-list`` (spec §1.3)."""
+    """``xm block-list`` (spec §1.3); like xm, nothing at all when there is no device."""
+    if not devices:
+        return ""
     lines = [BLOCK_HEADER]
     for d in devices:
         lines.append("%(idx)-5d  %(backend-id)-3d  %(handle)-3d   %(state)-3d    "
@@ -169,7 +171,9 @@ NETWORK_HEADER = "Idx BE     MAC Addr.     handle state evt-ch tx-/rx-ring-ref B
 
 
 def network_list(vifs: list[dict[str, Any]]) -> str:
-    """``xm network-list`` (spec §1.3)."""
+    """``xm network-list`` (spec §1.3); nothing at all when there is no device."""
+    if not vifs:
+        return ""
     lines = [NETWORK_HEADER]
     for d in vifs:
         lines.append("%(idx)-3d %(backend-id)-3d%(mac)-17s    %(handle)-3d   %(state)-3d    "

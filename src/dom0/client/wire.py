@@ -15,6 +15,9 @@ except ImportError:  # pragma: no cover - every CPython we support has it
     _json = None  # type: ignore[assignment]
 
 
+_JSON_SPACE = " \t\n\r"  # the only whitespace JSON allows
+
+
 class _ScanContext:
     strict = True
     object_hook = None
@@ -34,12 +37,12 @@ def loads(text: str) -> Any:
 
         return json.loads(text)
     scanner = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
-    i = len(text) - len(text.lstrip())
+    i = len(text) - len(text.lstrip(_JSON_SPACE))
     try:
         value, end = scanner(text, i)
     except StopIteration:
         raise ValueError("invalid JSON") from None
-    if text[end:].strip():
+    if text[end:].strip(_JSON_SPACE):
         raise ValueError("extra data after JSON value")
     return value
 

@@ -117,7 +117,7 @@ def parse(spec: DiskSpec, check_exists: bool = True) -> Vbd:
     kind, _, params = spec.uname.partition(":")
     fmt = "raw"
     if kind == "phy":
-        target = params if params.startswith("/") else "/dev/" + params
+        target = _phy_path(params)
         if check_exists:
             try:
                 if not stat.S_ISBLK(os.stat(target).st_mode):
@@ -144,6 +144,27 @@ def parse(spec: DiskSpec, check_exists: bool = True) -> Vbd:
         raise DeviceError(f'Block device type "{kind}" is invalid.')
     mode = "r" if cdrom else spec.mode
     return Vbd(spec.uname, dev, devid, mode, kind, target, fmt, emulated, cdrom)
+
+
+def _phy_path(params: str) -> str:
+    """``sda7``, ``/dev/sda7``, ``vg/lv``, or a device number (``0x301`` = 3:1)."""
+    if params.startswith("/"):
+        return params
+    number = None
+    if re.fullmatch(r"0[xX][0-9a-fA-F]+", params):
+        number = int(params, 16)
+    elif params.isascii() and params.isdigit():
+        number = int(params)
+    if number is not None:
+        try:
+            with open(f"/sys/dev/block/{number >> 8}:{number & 0xFF}/uevent") as f:
+                for line in f:
+                    if line.startswith("DEVNAME="):
+                        return "/dev/" + line.strip().split("=", 1)[1]
+        except OSError:
+            pass
+        return params
+    return "/dev/" + params
 
 
 def _check_image(path: str, check_exists: bool) -> None:

@@ -50,7 +50,7 @@ def random_mac(rng: random.Random | None = None) -> str:
 
 def parse_rate(text: str) -> int | None:
     """``10Mb/s`` / ``1MB/s@20ms`` -> bytes per second; a bad rate means unlimited."""
-    m = _RATE.match(text)
+    m = _RATE.fullmatch(text)
     if not m:
         return None
     amount = int(m.group(1)) * {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}[m.group(2)]
@@ -60,7 +60,7 @@ def parse_rate(text: str) -> int | None:
 def resolve(spec: VifSpec, devid: int, domid: int) -> Vif:
     opts = spec.options
     mac = opts.get("mac") or ""
-    if not mac or not _MAC.match(mac):
+    if not mac or not _MAC.fullmatch(mac):
         raise DeviceError("MAC address not specified or generated.")
     if opts.get("backend") not in (None, "", "0"):
         raise DeviceError("Only Domain-0 can be a network backend")

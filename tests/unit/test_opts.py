@@ -1,0 +1,110 @@
+"""dom0.cli.opts: xm's GNU-style option parser, checked against getopt.gnu_getopt
+(what xm 3.4 used)."""
+
+from __future__ import annotations
+
+import getopt
+
+import pytest
+
+from dom0.cli import opts
+from dom0.errors import OptionError
+
+SHORT = "waRp:cl"
+LONG = ["wait", "all", "reboot", "path=", "port=", "console", "long", "label"]
+
+
+def parse(args: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    return opts.parse(args, SHORT, LONG)
+
+
+def test_bundled_short_flags() -> None:
+    assert parse(["-waR", "dom"]) == ([("-w", ""), ("-a", ""), ("-R", "")], ["dom"])
+
+
+def test_short_value_attached_or_separate() -> None:
+    assert parse(["-p8002"]) == ([("-p", "8002")], [])
+    assert parse(["-p", "8002", "x"]) == ([("-p", "8002")], ["x"])
+    assert parse(["-wp", "v"]) == ([("-w", ""), ("-p", "v")], [])
+    assert parse(["-wpv", "x"]) == ([("-w", ""), ("-p", "v")], ["x"])
+    # the value ends the bundle, even if it looks like flags
+    assert parse(["-pwR"]) == ([("-p", "wR")], [])
+
+
+def test_short_value_may_look_like_an_option() -> None:
+    assert parse(["-p", "-w"]) == ([("-p", "-w")], [])
+    assert parse(["-p", "--"]) == ([("-p", "--")], [])
+
+
+def test_long_with_equals_or_separate_value() -> None:
+    assert parse(["--path=/a:/b"]) == ([("--path", "/a:/b")], [])
+    assert parse(["--path", "/a:/b"]) == ([("--path", "/a:/b")], [])
+    assert parse(["--path="]) == ([("--path", "")], [])
+    assert parse(["--path=a=b"]) == ([("--path", "a=b")], [])
+
+
+def test_unambiguous_long_prefix() -> None:
+    assert parse(["--wa", "--rebo", "--con", "--pa=x", "--po", "1"]) == (
+        [("--wait", ""), ("--reboot", ""), ("--console", ""), ("--path", "x"),
+         ("--port", "1")], [])
+
+
+def test_exact_long_name_beats_longer_ones() -> None:
+    assert opts.parse(["--list"], "", ["list", "listen"]) == ([("--list", "")], [])
+    assert opts.parse(["--listen"], "", ["list", "listen"]) == ([("--listen", "")], [])
+    with pytest.raises(OptionError, match="^option --lis not a unique prefix$"):
+        opts.parse(["--lis"], "", ["list", "listen"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--p"], "option --p not a unique prefix"),
+    (["--l"], "option --l not a unique prefix"),
+    (["--colour"], "option --colour not recognized"),
+    (["--wait=1"], "option --wait must not have an argument"),
+    (["--path"], "option --path requires argument"),
+    (["-x"], "option -x not recognized"),
+    (["-wx"], "option -x not recognized"),
+    (["-p"], "option -p requires argument"),
+    (["-w-"], "option -- not recognized"),
+    (["-:"], "option -: not recognized"),
+])
+def test_errors(args: list[str], message: str) -> None:
+    with pytest.raises(OptionError) as e:
+        parse(args)
+    assert str(e.value) == message
+    # and the wording is getopt's
+    with pytest.raises(getopt.GetoptError) as g:
+        getopt.gnu_getopt(args, SHORT, LONG)
+    assert str(g.value) == message
+
+
+def test_double_dash_ends_options() -> None:
+    assert parse(["-w", "--", "-R", "--all", "x"]) == ([("-w", "")], ["-R", "--all", "x"])
+    assert parse(["--"]) == ([], [])
+    assert parse(["a", "--", "--"]) == ([], ["a", "--"])
+
+
+def test_interleaved_operands() -> None:
+    assert parse(["a", "-w", "b", "--path", "/p", "c", "-R"]) == (
+        [("-w", ""), ("--path", "/p"), ("-R", "")], ["a", "b", "c"])
+
+
+def test_lone_dash_is_an_operand() -> None:
+    assert parse(["-", "-w"]) == ([("-w", "")], ["-"])
+
+
+def test_nothing() -> None:
+    assert parse([]) == ([], [])
+    assert opts.parse(["x"], "", []) == ([], ["x"])
+
+
+@pytest.mark.parametrize("args", [
+    [], ["dom"], ["-waR", "dom"], ["-p8002"], ["-p", "8002", "x"], ["-wp", "v"], ["-pwR"],
+    ["--path=/a", "x", "--wait"], ["--path", "/a"], ["--wa", "--lo", "--rebo"],
+    ["--lon", "--lab"], ["a", "-w", "b", "--", "-R", "--x"], ["-", "-w"], ["--path="],
+    ["-p", "--"], ["--pa=x"], ["--con"], ["-c", "-l", "dom", "-a"], ["x", "y", "-Rw", "z"],
+    ["--port", "-w", "d"], ["-lp", "", "d"], ["--all", "--", "--all"],
+])
+def test_same_as_gnu_getopt(args: list[str]) -> None:
+    pairs, rest = getopt.gnu_getopt(args, SHORT, LONG)
+    assert parse(args) == (pairs, rest)
