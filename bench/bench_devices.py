@@ -2,7 +2,7 @@
 """Device benchmark of dom0: what a guest gets from its virtual disks and its
 virtual network, against the same work done directly on the host.
 
-One run does everything (about 2 minutes on 2 cores)::
+One run does everything (about 1-2 minutes on 2 cores)::
 
     python bench/bench_devices.py         # or: make bench
 
@@ -305,16 +305,18 @@ def loopback_once(nbytes: int) -> float:
             while chunk := conn.recv(1 << 20):
                 got[0] += len(chunk)
 
-    thread = threading.Thread(target=receive)
+    thread = threading.Thread(target=receive, daemon=True)  # never holds up an exit
     thread.start()
     block = bytes(1 << 20)
-    t0 = time.perf_counter()
-    with socket.create_connection(srv.getsockname()) as c:
-        for _ in range(nbytes // len(block)):
-            c.sendall(block)
-    thread.join(60)
-    secs = time.perf_counter() - t0
-    srv.close()
+    try:
+        t0 = time.perf_counter()
+        with socket.create_connection(srv.getsockname()) as c:
+            for _ in range(nbytes // len(block)):
+                c.sendall(block)
+        thread.join(60)
+        secs = time.perf_counter() - t0
+    finally:
+        srv.close()
     if got[0] != nbytes:
         raise CommandFailed(f"loopback: received {got[0]} of {nbytes} bytes")
     return secs
