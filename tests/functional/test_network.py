@@ -109,3 +109,54 @@ def test_rate_limited_vif_measures_within_20_percent(make_host) -> None:  # type
     measured = size / elapsed
     print(f"rate-limited vif: {measured / 1e6:.2f} MB/s for a limit of {rate / 1e6:.2f} MB/s")
     assert 0.8 * rate <= measured <= 1.2 * rate
+
+
+def test_network_bridge_moves_a_host_nic_and_restores_it(make_host) -> None:  # type: ignore[no-untyped-def]
+    """network-bridge netdev=: the NIC goes under the bridge with its address, guests
+    reach the NIC's network at layer 2, and xend stop puts everything back."""
+    import subprocess
+
+    host = make_host("(network-script 'network-bridge bridge=xenbr0 netdev=eth9')",
+                     start=False, netns=True)
+    peer_ns = host.netns + "p"
+    subprocess.run(["ip", "netns", "add", peer_ns], check=True)
+    try:
+        subprocess.run(["ip", "link", "add", "eth9", "netns", host.netns, "type", "veth",
+                        "peer", "name", "eth0", "netns", peer_ns], check=True)
+        host.ns_run("ip", "addr", "add", "10.95.0.1/24", "dev", "eth9")
+        host.ns_run("ip", "link", "set", "eth9", "up")
+        for cmd in (["ip", "addr", "add", "10.95.0.2/24", "dev", "eth0"],
+                    ["ip", "link", "set", "eth0", "up"]):
+            subprocess.run(["ip", "netns", "exec", peer_ns, *cmd], check=True)
+        host.xend("start")
+        assert "master xenbr0" in host.ns_run("ip", "link", "show", "eth9").stdout
+        assert "10.95.0.1/24" in host.ns_run("ip", "addr", "show", "xenbr0").stdout
+        host.create("br", vif=[""], ip="10.95.0.11", netmask="255.255.255.0")
+        with host.console("br") as con:
+            out = con.run("ping -c 2 -W 3 10.95.0.2")
+            assert "2 packets received" in out, out
+        host.xm("destroy", "br")
+        host.xend("stop")
+        assert "master" not in host.ns_run("ip", "link", "show", "eth9").stdout
+        assert "10.95.0.1/24" in host.ns_run("ip", "addr", "show", "eth9").stdout
+        assert host.ns_run("ip", "link", "show", "xenbr0", check=False).returncode != 0
+    finally:
+        subprocess.run(["ip", "netns", "del", peer_ns], capture_output=True)
+
+
+def test_routed_vif_reaches_the_host(make_host) -> None:  # type: ignore[no-untyped-def]
+    host = make_host("(network-script 'network-route netdev=rt0')\n(vif-script vif-route)",
+                     start=False, netns=True)
+    # the host's "uplink": a veth pair inside the namespace (no dummy driver here)
+    host.ns_run("ip", "link", "add", "rt0", "type", "veth", "peer", "name", "rt1")
+    host.ns_run("ip", "addr", "add", "10.90.0.1/24", "dev", "rt0")
+    host.ns_run("ip", "link", "set", "rt0", "up")
+    host.ns_run("ip", "link", "set", "rt1", "up")
+    host.xend("start")
+    info = host.create("rt", vif=["ip=10.90.0.11"], ip="10.90.0.11", netmask="255.255.255.0",
+                       gateway="10.90.0.1")
+    routes = host.ns_run("ip", "route", "show", "10.90.0.11").stdout
+    assert f"dev vif{info['domid']}.0" in routes
+    with host.console("rt") as con:
+        out = con.run("ping -c 2 -W 3 10.90.0.1")
+        assert "2 packets received" in out, out
