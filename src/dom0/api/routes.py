@@ -146,6 +146,32 @@ async def domain_vcpus(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# ---- save and restore --------------------------------------------------------
+
+
+@route("domain.save", "Save a domain's state to a file (and destroy it, unless checkpoint)",
+       ("dom", "file"), dom="string", file="string", checkpoint="boolean")
+async def domain_save(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.save(a["dom"], a["file"], bool(a.get("checkpoint")))
+
+
+@route("domain.restore", "Restore a domain from a save file", ("file",), file="string",
+       paused="boolean")
+async def domain_restore(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.manager.restore(a["file"], bool(a.get("paused")))).info()
+
+
+@route("domain.suspend", "Save a managed domain to its checkpoint", ("dom",), dom="string")
+async def domain_suspend(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.suspend(a["dom"])
+
+
+@route("domain.resume", "Resume a suspended managed domain", ("dom",), dom="string",
+       paused="boolean")
+async def domain_resume(x: Xend, a: dict[str, Any]) -> None:
+    await x.manager.resume(a["dom"], bool(a.get("paused")))
+
+
 # ---- block devices ----------------------------------------------------------
 
 

@@ -318,6 +318,43 @@ def cmd_console(args: list[str]) -> int:
         raise XendError(f"Could not attach to the console of {rest[0]}: {exc}") from None
 
 
+# ---- save / restore / suspend / resume ----------------------------------------------
+
+
+def cmd_save(args: list[str]) -> int:
+    opts, rest = _getopt(args, "c", ["checkpoint"])
+    _nargs("save", rest, 2)
+    path = os.path.abspath(rest[1])
+    if not os.access(os.path.dirname(path), os.W_OK):
+        raise XendError(f"xm save: Unable to create file {rest[1]}")
+    _client().call("domain.save", dom=rest[0], file=path,
+                   checkpoint=_has(opts, "-c", "--checkpoint"))
+    return 0
+
+
+def cmd_restore(args: list[str]) -> int:
+    opts, rest = _getopt(args, "p", ["paused"])
+    _nargs("restore", rest, 1)
+    path = os.path.abspath(rest[0])
+    if not os.access(path, os.R_OK):
+        raise XendError(f"xm restore: Unable to read file {rest[0]}")
+    _client().call("domain.restore", file=path, paused=_has(opts, "-p", "--paused"))
+    return 0
+
+
+def cmd_suspend(args: list[str]) -> int:
+    _nargs("suspend", args, 1)
+    _client().call("domain.suspend", dom=args[0])
+    return 0
+
+
+def cmd_resume(args: list[str]) -> int:
+    opts, rest = _getopt(args, "p", ["paused"])
+    _nargs("resume", rest, 1)
+    _client().call("domain.resume", dom=rest[0], paused=_has(opts, "-p", "--paused"))
+    return 0
+
+
 # ---- block devices -------------------------------------------------------------
 
 

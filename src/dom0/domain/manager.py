@@ -26,6 +26,8 @@ from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
 from dom0.domain.state import STATE_FILTER, PowerState, require
 from dom0.errors import BackendError, ConfigError, DeviceError, InvalidDomain, VmError
+from dom0.migration import savefile
+from dom0.migration.savefile import SaveImage
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -43,6 +45,8 @@ class ManagerOptions:
     dump_dir: str = "/var/xen/dump"
     #: how long a hot-plugged device may take to be seen by the guest (Xen: 100 s)
     device_timeout: float = 100.0
+    #: the longest a save or restore stream may take
+    save_timeout: float = 600.0
     host_cpus: int = os.cpu_count() or 1
 
 
@@ -125,11 +129,15 @@ class DomainManager:
             self._spawn(self._guest_stopped(dom, dom.instance, "crash"))
 
     async def autostart(self) -> None:
+        """on_xend_start=start: start halted managed domains, resume suspended ones."""
         for dom in list(self.domains.values()):
-            if dom.managed and dom.state == PowerState.HALTED and \
-                    dom.config.on_xend_start == "start":
+            if dom.managed and dom.config.on_xend_start == "start" and \
+                    dom.state in (PowerState.HALTED, PowerState.SUSPENDED):
                 try:
-                    await self.start_managed(dom.name)
+                    if dom.state == PowerState.SUSPENDED:
+                        await self.resume(dom.name, paused=False)
+                    else:
+                        await self.start_managed(dom.name)
                 except Exception as exc:  # one failing domain must not stop the others
                     log.error("autostart of %s failed: %s", dom.name, exc)
 
@@ -145,8 +153,11 @@ class DomainManager:
                 except Exception as exc:
                     log.error("on_xend_stop shutdown of %s failed: %s", dom.name, exc)
             elif dom.state in LIVE and action == "suspend":
-                log.warning("on_xend_stop=suspend for %s: save/restore is not available yet; "
-                            "the domain keeps running", dom.name)
+                try:
+                    async with dom.lock:
+                        await self._suspend_locked(dom)
+                except Exception as exc:  # one domain must not keep the others from stopping
+                    log.error("on_xend_stop suspend of %s failed: %s", dom.name, exc)
         if waits:
             await asyncio.gather(*waits, return_exceptions=True)
         await self.detach_all()
@@ -230,7 +241,7 @@ class DomainManager:
             await self._launch(dom, paused)
         return dom
 
-    async def _launch(self, dom: Domain, paused: bool) -> None:
+    async def _launch(self, dom: Domain, paused: bool, restore: SaveImage | None = None) -> None:
         """Start a QEMU for *dom* (its lock held).  The runtime record is written
         before QEMU starts, so a kill of xend in between still finds the QEMU."""
         disks = self._resolve_disks(dom, dom.config.disks)
@@ -245,7 +256,11 @@ class DomainManager:
         self._persist(dom)
         try:
             await self.vifs.plug_all(dom, nics)
-            await dom.machine.launch(dom.config, disks, nics, *self._handlers(dom))
+            await dom.machine.launch(dom.config, disks, nics, *self._handlers(dom),
+                                     incoming=restore is not None)
+            if restore is not None:
+                await dom.machine.migrate_in(restore.path, restore.stream_offset,
+                                             restore.stream_length, self.options.save_timeout)
             self._pin_vcpus(dom)
             if not paused:
                 await dom.machine.cont()
@@ -261,6 +276,94 @@ class DomainManager:
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) created: QEMU pid {dom.machine.pid}, "
                        f"{dom.machine.accel}")
         log.info("started domain %s (id %d, pid %s)", dom.name, dom.domid, dom.machine.pid)
+
+    # ---- save, restore, suspend, resume ---------------------------------------------
+
+    async def save(self, ident: str, path: str, checkpoint: bool) -> None:
+        if str(ident) in ("0", "Domain-0"):
+            raise VmError(f"Cannot save privileged domain {ident}")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            require(dom.state, LIVE, "Domain is not running")
+            await self._save_to(dom, path, checkpoint)
+
+    async def _save_to(self, dom: Domain, path: str, keep_running: bool) -> None:
+        """Pause, stream the state into a save file, then destroy the domain (or let
+        it run on).  Any failure leaves the domain as it was and no file behind."""
+        assert dom.machine is not None
+        machine = dom.machine
+        try:
+            writer = savefile.Writer(path, dom.config.to_dict())
+        except OSError as exc:
+            raise VmError(f"can't write guest state file {path}: {exc.strerror}") from None
+        was_running = dom.state == PowerState.RUNNING
+        try:
+            if was_running:
+                await machine.stop()
+            await machine.migrate_out(writer.stream, self.options.save_timeout)
+            await asyncio.to_thread(writer.commit)
+        except (BackendError, OSError) as exc:
+            writer.abort()
+            if was_running:
+                await machine.cont()
+            raise VmError(f"Failed to save domain {dom.name}: {exc}") from None
+        self.hvlog.add(f"Domain {dom.domid} ({dom.name}) saved to {path} "
+                       f"({writer.stream_bytes // 1024} KiB)")
+        if keep_running:
+            if was_running:
+                await machine.cont()
+        else:
+            await self._teardown(dom)
+
+    async def restore(self, path: str, paused: bool) -> Domain:
+        image = await asyncio.to_thread(savefile.verify, path)
+        cfg = DomainConfig.from_dict(image.config)
+        cfg.validate()
+        self._check_unique(cfg)
+        self._check_bootable(cfg)
+        dom = Domain(cfg)
+        dom.next_vif_devid = 1 + max((v.devid or 0 for v in cfg.vifs), default=-1)
+        self.domains[cfg.uuid] = dom
+        try:
+            async with dom.lock:
+                await self._launch(dom, paused, restore=image)
+        except BaseException:
+            self.domains.pop(cfg.uuid, None)
+            raise
+        return dom
+
+    def _checkpoint_path(self, dom: Domain) -> str:
+        return os.path.join(self.layout.domains_dir, dom.uuid, "checkpoint.chk")
+
+    async def suspend(self, ident: str) -> None:
+        if str(ident) in ("0", "Domain-0"):
+            raise VmError(f"Cannot suspend privileged domain {ident}")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            await self._suspend_locked(dom)
+
+    async def _suspend_locked(self, dom: Domain) -> None:
+        if not dom.managed:
+            raise VmError("Domain is not managed by Xend lifecycle support.")
+        require(dom.state, LIVE, "Domain is not running")
+        path = self._checkpoint_path(dom)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        await self._save_to(dom, path, keep_running=False)
+        dom.set_state(PowerState.SUSPENDED)
+        self.store.put_managed(dom.uuid, dom.name, dom.config.to_dict(), "suspended")
+
+    async def resume(self, ident: str, paused: bool) -> None:
+        dom = self.lookup(ident)
+        async with dom.lock:
+            if not dom.managed:
+                raise VmError("Domain is not managed by Xend lifecycle support.")
+            if dom.state != PowerState.SUSPENDED:
+                raise VmError("Cannot resume domain that is not suspended.")
+            path = self._checkpoint_path(dom)
+            image = await asyncio.to_thread(savefile.verify, path)
+            await self._launch(dom, paused, restore=image)
+            self.store.set_managed_state(dom.uuid, "halted")
+            os.unlink(path)
 
     # ---- block devices -----------------------------------------------------------
 

@@ -7,6 +7,7 @@ so the manager speaks only of domains and power states.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -53,15 +54,17 @@ class QemuMachine:
     # ---- bringing it up -------------------------------------------------------
 
     async def launch(self, cfg: DomainConfig, disks: list[Vbd], nics: list[Vif],
-                     on_event: EventHandler, on_gone: Callable[[], None]) -> None:
-        """Start QEMU with the guest stopped (-S); the caller resumes it when ready."""
+                     on_event: EventHandler, on_gone: Callable[[], None],
+                     incoming: bool = False) -> None:
+        """Start QEMU with the guest stopped (-S); the caller resumes it when ready.
+        With *incoming* QEMU waits for a migration stream (migrate_in)."""
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         argv = build_argv(cfg, self.paths, binary=self.binary, accel=self.accel, paused=True,
-                          disks=disks, nics=nics)
+                          disks=disks, nics=nics, incoming="defer" if incoming else None)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
         try:
             await self.attach(on_event, on_gone)
-            if cfg.memory < cfg.max_memory:
+            if cfg.memory < cfg.max_memory and not incoming:
                 await self.set_balloon(cfg.memory)
         except BaseException:
             await self.kill()
@@ -251,6 +254,76 @@ class QemuMachine:
             await self._exec_args("blockdev-insert-medium",
                                   {"id": new.device_id, "node-name": new.node})
         await self._exec("blockdev-close-tray", id=new.device_id)
+
+    # ---- migration streams (save/restore) ---------------------------------------
+
+    @property
+    def _migration_socket(self) -> str:
+        return os.path.join(self.paths.run_dir, "migrate.sock")
+
+    async def migrate_out(self, sink: Callable[[bytes], None], timeout: float) -> None:
+        """Stream the guest's state into *sink*: QEMU migrates to a socket of ours,
+        at full speed (its bandwidth cap lifted)."""
+        path = self._migration_socket
+        finished = asyncio.Event()
+
+        async def receive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await reader.read(1 << 20):
+                    sink(chunk)
+            finally:
+                writer.close()
+                finished.set()
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        server = await asyncio.start_unix_server(receive, path)
+        try:
+            await self._exec_args("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+            await self._exec("migrate", uri=f"unix:{path}")
+            await self._wait_migration(timeout)
+            await asyncio.wait_for(finished.wait(), timeout)
+        finally:
+            server.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    async def migrate_in(self, image_path: str, offset: int, length: int,
+                         timeout: float) -> None:
+        """Feed a saved stream to a QEMU started with ``incoming=True``."""
+        path = self._migration_socket
+        await self._exec("migrate-incoming", uri=f"unix:{path}")
+        _, writer = await asyncio.open_unix_connection(path)
+        try:
+            with open(image_path, "rb") as f:
+                f.seek(offset)
+                remaining = length
+                while remaining:
+                    chunk = f.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        raise BackendError(f"{image_path} ended early")
+                    writer.write(chunk)
+                    await writer.drain()
+                    remaining -= len(chunk)
+        finally:
+            writer.close()
+        await self._wait_migration(timeout)
+
+    async def _wait_migration(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            info = await self._exec("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                return
+            if status in ("failed", "cancelled"):
+                raise BackendError(f"migration {status}: {info.get('error-desc', '')}".strip())
+            if loop.time() > deadline:
+                with contextlib.suppress(BackendError):
+                    await self._exec("migrate_cancel")
+                raise BackendError(f"migration did not finish within {timeout:g} s")
+            await asyncio.sleep(0.01)
 
     # ---- host-side figures -----------------------------------------------------
 

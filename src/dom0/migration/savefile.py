@@ -1,0 +1,118 @@
+"""The save file: our own format around QEMU's migration stream.
+
+    b"DOM0SAVE"  u32 version  u32 config-length  config (JSON of DomainConfig)
+    QEMU migration stream
+    b"DOM0END!"  sha256 of everything before the trailer (32 bytes)
+
+The checksum covers the whole file, so a truncated, corrupted or foreign file
+is refused before anything is started.  Files are written to a temporary name
+and renamed when complete: a failed save never leaves a half file under the
+user's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from dom0.errors import VmError
+
+MAGIC = b"DOM0SAVE"
+TRAILER = b"DOM0END!"
+VERSION = 1
+_HEAD = struct.Struct(">II")
+TRAILER_SIZE = len(TRAILER) + 32
+
+
+class SaveFileError(VmError):
+    """The file is not a complete, intact dom0 save file."""
+
+
+@dataclass(frozen=True)
+class SaveImage:
+    path: str
+    config: dict[str, Any]
+    stream_offset: int
+    stream_length: int
+
+
+class Writer:
+    """Writes header, stream chunks and trailer, hashing as it goes."""
+
+    def __init__(self, path: str, config: dict[str, Any]) -> None:
+        self.path = path
+        self.tmp = f"{path}.partial-{os.getpid()}"
+        self.file: BinaryIO = open(self.tmp, "wb")
+        self.hash = hashlib.sha256()
+        self.stream_bytes = 0
+        blob = json.dumps(config, sort_keys=True).encode()
+        self._write(MAGIC + _HEAD.pack(VERSION, len(blob)) + blob)
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hash.update(data)
+
+    def stream(self, data: bytes) -> None:
+        self.stream_bytes += len(data)
+        self._write(data)
+
+    def commit(self) -> None:
+        self.file.write(TRAILER + self.hash.digest())
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+def verify(path: str) -> SaveImage:
+    """Check a save file end to end; return where its QEMU stream is."""
+    try:
+        size = os.path.getsize(path)
+        f = open(path, "rb")
+    except OSError as exc:
+        raise SaveFileError(f"xm restore: Unable to read file {path}: {exc.strerror}") from None
+    with f:
+        head = f.read(len(MAGIC) + _HEAD.size)
+        if not head.startswith(MAGIC):
+            found = head[: len(MAGIC)]
+            raise SaveFileError(f"not a valid guest state file: found {found!r}")
+        if len(head) < len(MAGIC) + _HEAD.size:
+            raise SaveFileError(f"save file {path} is truncated")
+        version, length = _HEAD.unpack(head[len(MAGIC):])
+        if version != VERSION:
+            raise SaveFileError(f"save file {path} has format version {version}; "
+                                f"this xend reads version {VERSION}")
+        stream_offset = len(head) + length
+        if size < stream_offset + TRAILER_SIZE:
+            raise SaveFileError(f"save file {path} is truncated")
+        digest = hashlib.sha256(head)
+        blob = f.read(length)
+        digest.update(blob)
+        remaining = size - TRAILER_SIZE - stream_offset
+        while remaining:
+            chunk = f.read(min(remaining, 4 * 1024 * 1024))
+            if not chunk:
+                raise SaveFileError(f"save file {path} is truncated")
+            digest.update(chunk)
+            remaining -= len(chunk)
+        trailer = f.read(TRAILER_SIZE)
+        if not trailer.startswith(TRAILER):
+            raise SaveFileError(f"save file {path} is truncated or corrupted (no trailer)")
+        if trailer[len(TRAILER):] != digest.digest():
+            raise SaveFileError(f"save file {path} is corrupted (checksum mismatch)")
+        try:
+            config = json.loads(blob)
+        except ValueError:
+            raise SaveFileError("not a valid guest state file: config parse") from None
+    return SaveImage(path, config, stream_offset, size - TRAILER_SIZE - stream_offset)

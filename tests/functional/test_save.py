@@ -1,0 +1,93 @@
+"""Save/restore and managed suspend/resume on real guests."""
+
+from __future__ import annotations
+
+from conftest import Host
+
+
+def test_save_and_restore_keep_the_guests_memory(host: Host) -> None:
+    first = host.create("sv", memory=128)
+    with host.console("sv") as con:
+        con.run("echo kept-in-ram > /run/mark")
+    image = host.dir / "sv.save"
+    host.xm("save", "sv", str(image))
+    assert host.xm("domid", "sv", check=False).returncode == 3  # saved and gone
+    host.xm("restore", str(image))
+    again = host.info("sv")
+    assert again["uuid"] == first["uuid"] and again["domid"] != first["domid"]
+    with host.console("sv") as con:
+        assert con.run("cat /run/mark").strip() == "kept-in-ram"
+        assert con.run("echo still-alive").strip() == "still-alive"
+
+
+def test_checkpoint_leaves_the_domain_running_and_names_stay_unique(host: Host) -> None:
+    host.create("ck")
+    with host.console("ck") as con:
+        con.run("echo at-checkpoint > /run/mark")
+    image = host.dir / "ck.save"
+    host.xm("save", "-c", "ck", str(image))
+    domid = host.info("ck")["domid"]
+    with host.console("ck") as con:
+        assert con.run("cat /run/mark").strip() == "at-checkpoint"
+        con.run("echo after-checkpoint > /run/mark")
+    r = host.xm("restore", str(image), check=False)
+    assert r.returncode == 1
+    assert f"Error: Domain 'ck' already exists with ID '{domid}'" in r.stderr
+    host.xm("destroy", "ck")
+    host.xm("restore", "-p", str(image))
+    assert host.info("ck")["state"] == "--p---"
+    host.xm("unpause", "ck")
+    with host.console("ck") as con:
+        assert con.run("cat /run/mark").strip() == "at-checkpoint"
+
+
+def test_damaged_or_foreign_save_files_are_refused_before_anything_starts(host: Host) -> None:
+    host.create("dm")
+    host.console("dm").close()
+    image = host.dir / "dm.save"
+    host.xm("save", "dm", str(image))
+    data = image.read_bytes()
+    corrupt = host.dir / "corrupt.save"
+    corrupt.write_bytes(data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF])
+                        + data[len(data) // 2 + 1:])
+    truncated = host.dir / "truncated.save"
+    truncated.write_bytes(data[: len(data) - 1000])
+    foreign = host.dir / "foreign.save"
+    foreign.write_bytes(b"LinuxGuestRecord" + b"\0" * 100)
+    for path, text in ((corrupt, "is corrupted (checksum mismatch)"),
+                       (truncated, "truncated"),
+                       (foreign, "not a valid guest state file: found b'LinuxGue'")):
+        r = host.xm("restore", str(path), check=False)
+        assert r.returncode == 1 and text in r.stderr, r.stderr
+    names = [d["name"] for d in host.client().call("domain.list")]
+    assert names == ["Domain-0"]
+    r = host.xm("save", "dm", str(host.dir / "x.save"), check=False)
+    assert r.returncode == 3  # dm is gone already
+    host.xm("restore", str(image))  # the intact file still works
+    host.console("dm").close()
+
+
+def test_managed_suspend_resume_and_on_xend_stop_suspend(host: Host) -> None:
+    host.xm("new", str(host.write_config("ms", on_xend_stop="suspend",
+                                         on_xend_start="start")))
+    host.xm("start", "ms")
+    with host.console("ms") as con:
+        con.run("echo suspended-state > /run/mark")
+    host.xm("suspend", "ms")
+    assert host.info("ms")["domid"] is None
+    r = host.xm("resume", "nosuch", check=False)
+    assert r.returncode == 3
+    host.xm("resume", "ms")
+    with host.console("ms") as con:
+        assert con.run("cat /run/mark").strip() == "suspended-state"
+        con.run("echo across-xend-restart > /run/mark")
+    r = host.xm("resume", "ms", check=False)
+    assert "Error: Cannot resume domain that is not suspended." in r.stderr
+    host.xend("stop")  # on_xend_stop=suspend
+    host.xend("start")  # on_xend_start=start resumes it
+    with host.console("ms") as con:
+        assert con.run("cat /run/mark").strip() == "across-xend-restart"
+    transient = host.create("tr")
+    r = host.xm("suspend", "tr", check=False)
+    assert "Error: Domain is not managed by Xend lifecycle support." in r.stderr
+    assert transient["domid"] == host.info("tr")["domid"]
