@@ -172,6 +172,28 @@ async def domain_resume(x: Xend, a: dict[str, Any]) -> None:
     await x.manager.resume(a["dom"], bool(a.get("paused")))
 
 
+# ---- live migration ---------------------------------------------------------------
+
+
+@route("domain.migrate", "Start migrating a domain to another host; returns a job id",
+       ("dom", "host"), dom="string", host="string", port="integer", live="boolean",
+       ssl="boolean")
+async def domain_migrate(x: Xend, a: dict[str, Any]) -> str:
+    ssl = a.get("ssl")
+    if ssl is None:
+        ssl = x.options.xend_relocation_ssl
+    if ssl:
+        raise VmError("SSL relocation is not implemented yet; migrate without -s")
+    port = int(a.get("port") or x.options.xend_relocation_port)
+    return x.manager.migrate(a["dom"], a["host"], port, bool(a.get("live")))
+
+
+@route("domain.migrate_status", "Progress and outcome of a migration job", ("job",),
+       job="string")
+async def domain_migrate_status(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
+    return x.manager.migration_status(a["job"])
+
+
 # ---- block devices ----------------------------------------------------------
 
 

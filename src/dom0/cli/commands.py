@@ -355,6 +355,58 @@ def cmd_resume(args: list[str]) -> int:
     return 0
 
 
+# ---- migrate -----------------------------------------------------------------------
+
+
+def cmd_migrate(args: list[str]) -> int:
+    opts, rest = _getopt(args, "lp:n:s", ["live", "port=", "node=", "ssl"])
+    _nargs("migrate", rest, 2)
+    port = opts.get("-p") or opts.get("--port")
+    client = _client()
+    job = client.call("domain.migrate", dom=rest[0], host=rest[1],
+                      port=int(port) if port else None, live=_has(opts, "-l", "--live"),
+                      ssl=True if _has(opts, "-s", "--ssl") else None)
+    return _follow_migration(client, job, rest[0], rest[1])
+
+
+def _follow_migration(client: XendClient, job: str, dom: str, host: str) -> int:
+    """Progress: a bar with an ETA on a terminal, a line a second otherwise."""
+    tty = sys.stdout.isatty()
+    shown_prediction = False
+    seen_events = 0
+    last_line = 0.0
+    while True:
+        st = client.call("domain.migrate_status", job=job)
+        if st["prediction"] and not shown_prediction:
+            print(st["prediction"])
+            shown_prediction = True
+        for event in st["events"][seen_events:]:
+            print(("\n" if tty else "") + f"not converging: {event}")
+        seen_events = len(st["events"])
+        if st["done"]:
+            if tty:
+                print()
+            if st["error"]:
+                raise XendError(st["error"])
+            downtime = st["downtime_ms"]
+            print(f"Migrated {dom} to {host}: total {st['total_s']:.2f} s, downtime "
+                  f"{downtime if downtime is not None else '?'} ms")
+            return 0
+        if st["phase"] == "transferring" and st["total"]:
+            eta = "--" if st["eta_s"] is None else f"{st['eta_s']:.1f} s"
+            sent = min(st["transferred"], st["total"])
+            frac = sent / st["total"]
+            text = (f"[{'#' * int(frac * 30):<30}] {sent / 2**20:7.1f} MiB sent, "
+                    f"{st['remaining'] / 2**20:7.1f} MiB left, ETA {eta}")
+            now = time.monotonic()
+            if tty:
+                print("\r" + text, end="", flush=True)
+            elif now - last_line >= 1.0:
+                print(text, flush=True)
+                last_line = now
+        time.sleep(0.2)
+
+
 # ---- block devices -------------------------------------------------------------
 
 

@@ -52,6 +52,7 @@ class Xend:
         self.manager: DomainManager = None  # type: ignore[assignment]
         self.host: Host = None  # type: ignore[assignment]
         self.api: ApiServer | None = None
+        self.relocation: Any = None
         self.stopping = asyncio.Event()
         self.reload_requested: Callable[[], None] | None = None
 
@@ -99,6 +100,18 @@ class Xend:
                                          run_dir=self.options.xend_run_path)))
         await self.network_script("start")
         await self.manager.adopt_all()
+        if self.options.xend_relocation_server:
+            from dom0.migration.relocation import RelocationServer
+
+            self.relocation = RelocationServer(
+                self.manager, self.options.xend_relocation_address,
+                self.options.xend_relocation_port, self.options.xend_relocation_hosts_allow)
+            await self.relocation.start()
+            log.info("relocation server on %s:%d", self.options.xend_relocation_address or "*",
+                     self.options.xend_relocation_port)
+        if self.options.xend_relocation_ssl_server:
+            log.error("xend-relocation-ssl-server: SSL relocation is not implemented yet; "
+                      "not listening on %d", self.options.xend_relocation_ssl_port)
         if self.options.xend_unix_xmlrpc_server:
             self.api = ApiServer(self, self.options.xend_api_socket)
             await self.api.start()
@@ -108,6 +121,8 @@ class Xend:
         """SIGTERM: stop serving, apply on_xend_stop, let go of the rest."""
         if self.api:
             await self.api.stop()
+        if self.relocation:
+            await self.relocation.stop()
         if self.manager:
             await self.manager.on_xend_stop()
         await self.network_script("stop")

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,7 @@ from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
 from dom0.domain.state import STATE_FILTER, PowerState, require
 from dom0.errors import BackendError, ConfigError, DeviceError, InvalidDomain, VmError
-from dom0.migration import savefile
-from dom0.migration.savefile import SaveImage
+from dom0.migration import relocation, savefile
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -61,6 +60,7 @@ class DomainManager:
         self.vifs = vifs
         self.domains: dict[str, Domain] = {}  # by UUID
         self._tasks: set[asyncio.Task[None]] = set()
+        self.migrations: dict[str, relocation.MigrationJob] = {}
 
     # ---- lookup ----------------------------------------------------------------
 
@@ -241,7 +241,8 @@ class DomainManager:
             await self._launch(dom, paused)
         return dom
 
-    async def _launch(self, dom: Domain, paused: bool, restore: SaveImage | None = None) -> None:
+    async def _launch(self, dom: Domain, paused: bool,
+                      incoming: Callable[[QemuMachine], Awaitable[None]] | None = None) -> None:
         """Start a QEMU for *dom* (its lock held).  The runtime record is written
         before QEMU starts, so a kill of xend in between still finds the QEMU."""
         disks = self._resolve_disks(dom, dom.config.disks)
@@ -257,10 +258,9 @@ class DomainManager:
         try:
             await self.vifs.plug_all(dom, nics)
             await dom.machine.launch(dom.config, disks, nics, *self._handlers(dom),
-                                     incoming=restore is not None)
-            if restore is not None:
-                await dom.machine.migrate_in(restore.path, restore.stream_offset,
-                                             restore.stream_length, self.options.save_timeout)
+                                     incoming=incoming is not None)
+            if incoming is not None:  # a saved or migrating guest's state, before it runs
+                await incoming(dom.machine)
             self._pin_vcpus(dom)
             if not paused:
                 await dom.machine.cont()
@@ -326,11 +326,17 @@ class DomainManager:
         self.domains[cfg.uuid] = dom
         try:
             async with dom.lock:
-                await self._launch(dom, paused, restore=image)
+                await self._launch(dom, paused, self._from_image(image))
         except BaseException:
             self.domains.pop(cfg.uuid, None)
             raise
         return dom
+
+    def _from_image(self, image: savefile.SaveImage) -> Callable[[QemuMachine], Awaitable[None]]:
+        async def feed(machine: QemuMachine) -> None:
+            await machine.migrate_in(image.path, image.stream_offset, image.stream_length,
+                                     self.options.save_timeout)
+        return feed
 
     def _checkpoint_path(self, dom: Domain) -> str:
         return os.path.join(self.layout.domains_dir, dom.uuid, "checkpoint.chk")
@@ -361,9 +367,70 @@ class DomainManager:
                 raise VmError("Cannot resume domain that is not suspended.")
             path = self._checkpoint_path(dom)
             image = await asyncio.to_thread(savefile.verify, path)
-            await self._launch(dom, paused, restore=image)
+            await self._launch(dom, paused, self._from_image(image))
             self.store.set_managed_state(dom.uuid, "halted")
             os.unlink(path)
+
+    # ---- live migration ---------------------------------------------------------------
+
+    def migrate(self, ident: str, host: str, port: int, live: bool) -> str:
+        """Start moving a domain to another host's relocation server; returns a job id
+        that ``migration_status`` reports on (xm shows progress from it)."""
+        if str(ident) in ("0", "Domain-0"):
+            raise VmError(f"Cannot migrate privileged domain {ident}")
+        dom = self.lookup(ident)
+        require(dom.state, LIVE, "Domain is not running")
+        job_id = uuidlib.uuid4().hex[:12]
+        job = relocation.MigrationJob(dom.name, f"{host}:{port}", live)
+        self.migrations[job_id] = job
+        self._spawn(self._run_migration(dom, host, port, live, job))
+        return job_id
+
+    async def _run_migration(self, dom: Domain, host: str, port: int, live: bool,
+                             job: relocation.MigrationJob) -> None:
+        try:
+            async with dom.lock:
+                if dom.state not in LIVE:
+                    raise VmError("Domain is not running")
+                await relocation.send_guest(self, dom, host, port, live, job)
+                self.hvlog.add(f"Domain {dom.domid} ({dom.name}) migrated to {host}:{port}")
+                await self._teardown(dom)
+        except Exception as exc:  # reported to xm through the job
+            log.warning("migration of %s to %s failed: %s", dom.name, host, exc)
+            job.error = str(exc) or type(exc).__name__
+        finally:
+            job.phase = "failed" if job.error else "done"
+            job.done = True
+
+    def migration_status(self, job_id: str) -> dict[str, Any]:
+        job = self.migrations.get(job_id)
+        if job is None:
+            raise VmError(f"No such migration: {job_id}")
+        if job.done:
+            self.migrations.pop(job_id, None)
+        return job.view()
+
+    async def receive_migration(self, request: dict[str, Any], reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        """The destination's side, from the relocation server."""
+        cfg = DomainConfig.from_dict(request["config"])
+        cfg.validate()
+        self._check_unique(cfg)
+        self._check_bootable(cfg)
+        await reader.readexactly(int(request.get("probe", 0)))
+        await relocation.send(writer, {"status": "probed"})
+        dom = Domain(cfg)
+        dom.next_vif_devid = int(request.get("next_vif_devid", 0))
+        self.domains[cfg.uuid] = dom
+        try:
+            async with dom.lock:
+                await self._launch(dom, paused=False, incoming=lambda m: relocation.receive_guest(
+                    self, dom, request, reader, writer))
+        except BaseException:
+            self.domains.pop(cfg.uuid, None)
+            raise
+        self.hvlog.add(f"Domain {dom.domid} ({dom.name}) migrated in")
+        await relocation.send(writer, {"status": "running", "domid": dom.domid})
 
     # ---- block devices -----------------------------------------------------------
 

@@ -325,6 +325,68 @@ class QemuMachine:
                 raise BackendError(f"migration did not finish within {timeout:g} s")
             await asyncio.sleep(0.01)
 
+    # ---- live migration over a socket we hand to QEMU ---------------------------------
+
+    async def dirty_rate(self, seconds: int = 1) -> float:
+        """The guest's page-dirtying rate in bytes/s (QEMU's sampling)."""
+        await self._exec_args("calc-dirty-rate", {"calc-time": seconds})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds + 5
+        while loop.time() < deadline:
+            info = await self._exec("query-dirty-rate")
+            if info.get("status") == "measured":
+                return float(info.get("dirty-rate", 0)) * 1024 * 1024
+            await asyncio.sleep(0.1)
+        return 0.0
+
+    async def ram_bytes(self) -> int:
+        info = await self._exec("query-memory-size-summary")
+        return int(info.get("base-memory", 0))
+
+    async def _migration_capabilities(self) -> None:
+        await self._exec("migrate-set-capabilities", capabilities=[
+            {"capability": "auto-converge", "state": True},
+            {"capability": "postcopy-ram", "state": True}])
+
+    async def migrate_to_fd(self, fd: int, live: bool) -> None:
+        """Start sending the guest to an already connected socket (not waiting)."""
+        assert self.qmp is not None
+        await self._migration_capabilities()
+        await self._exec_args("migrate-set-parameters",
+                              {"max-bandwidth": 1 << 40, "downtime-limit": 300})
+        if not live:
+            await self.stop()
+        await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
+        await self._exec("migrate", uri="fd:migrate")
+
+    async def receive_from_fd(self, fd: int) -> None:
+        """Start receiving a guest from a connected socket (QEMU started incoming)."""
+        assert self.qmp is not None
+        await self._migration_capabilities()
+        await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
+        await self._exec("migrate-incoming", uri="fd:migrate")
+
+    async def migration_info(self) -> dict[str, Any]:
+        return dict(await self._exec("query-migrate"))
+
+    async def escalate_migration(self, step: int) -> str:
+        """The fixed policy for a migration that does not converge."""
+        if step == 1:
+            await self._exec_args("migrate-set-parameters", {"cpu-throttle-initial": 50,
+                                                             "cpu-throttle-increment": 20})
+            return "throttling the guest (auto-converge)"
+        if step == 2:
+            await self._exec_args("migrate-set-parameters", {"downtime-limit": 2000})
+            return "raising the downtime limit to 2 s"
+        if step == 3:
+            await self._exec("migrate-start-postcopy")
+            return "switching to post-copy"
+        await self._exec("migrate_cancel")
+        return "aborting"
+
+    async def wait_incoming(self, timeout: float) -> None:
+        await self._wait_migration(timeout)
+
     # ---- host-side figures -----------------------------------------------------
 
     def cpu_seconds(self) -> float:

@@ -7,9 +7,12 @@ re-adopting xend opens a new one.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +110,32 @@ class QMPSession:
             raise BackendError(f"QEMU did not answer {command} within {timeout:g} s") from None
         except ConnectionError:
             raise BackendError("QMP connection closed") from None
+
+    async def execute_with_fd(self, command: str, fd: int, timeout: float = 10.0,
+                              **arguments: Any) -> Any:
+        """Send a command with a file descriptor attached (SCM_RIGHTS), as ``getfd``
+        needs.  The message goes straight to the socket, after the stream's own
+        buffer has drained, so it cannot interleave with other commands."""
+        if self._writer is None or self.closed.is_set():
+            raise BackendError("QMP connection closed")
+        await self._writer.drain()
+        self._next_id += 1
+        msg_id = self._next_id
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = fut
+        payload = json.dumps({"execute": command, "id": msg_id, "arguments": arguments})
+        raw = self._writer.get_extra_info("socket")
+        sock = socket.socket(fileno=os.dup(raw.fileno()))  # closing it closes only the dup
+        try:
+            sock.sendmsg([payload.encode() + b"\n"],
+                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        finally:
+            sock.close()
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._pending.pop(msg_id, None)
+            raise BackendError(f"QEMU did not answer {command} within {timeout:g} s") from None
 
     async def close(self) -> None:
         if self._writer is not None:

@@ -1,0 +1,295 @@
+"""Live migration between hosts: the relocation protocol, both of its sides.
+
+One TCP connection carries everything.  Control messages are JSON lines; the
+QEMU migration stream itself flows over the same socket, handed to QEMU on both
+ends (QMP ``getfd``), so no byte of guest memory is copied by xend.
+
+    source                                  destination (relocation server)
+                                           <-   {"status": "hello"}  (after hosts-allow)
+    {"op": "receive", config, live, probe} ->
+    <probe bytes: the link's bandwidth>    ->   (checks hosts-allow, config, disks)
+                                           <-   {"status": "probed"}
+                                           <-   {"status": "ready"}   (QEMU waits)
+    ======== QEMU migration stream ========>
+                                           <-   {"status": "received"} (guest paused)
+    {"op": "commit"}                       ->   (guest runs)
+                                           <-   {"status": "running", "domid": N}
+
+The guest runs on exactly one host: the destination runs it only after
+``commit``; the source destroys its copy only after ``running``.  If anything
+fails before ``commit`` the source resumes and the destination cleans up; if the
+answer to ``commit`` is lost, the source keeps its copy paused rather than risk
+two running copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dom0.errors import VmError
+from dom0.migration.predict import MonotonicEta, predict
+
+if TYPE_CHECKING:
+    from dom0.domain.domain import Domain
+    from dom0.domain.manager import DomainManager
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+PROBE_BYTES = 16 * 1024 * 1024
+CONNECT_TIMEOUT = 30.0
+STEP_TIMEOUT = 60.0
+
+
+class MigrationError(VmError):
+    pass
+
+
+async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    writer.write(json.dumps(message).encode() + b"\n")
+    await writer.drain()
+
+
+async def receive(reader: asyncio.StreamReader, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
+    line = await asyncio.wait_for(reader.readline(), timeout)
+    if not line:
+        raise MigrationError("the other host closed the connection")
+    try:
+        message = json.loads(line)
+    except ValueError:
+        raise MigrationError("the other host does not speak dom0's relocation protocol") from None
+    if message.get("status") == "error":
+        raise MigrationError(message.get("message", "the other host refused"))
+    return dict(message)
+
+
+def _reading(writer: asyncio.StreamWriter, on: bool) -> None:
+    """Stop (or restart) asyncio reading the socket while QEMU owns its bytes."""
+    transport: Any = writer.transport
+    if on:
+        transport.resume_reading()
+    else:
+        transport.pause_reading()
+
+
+def _fd(writer: asyncio.StreamWriter) -> int:
+    return int(writer.get_extra_info("socket").fileno())
+
+
+# ---- the destination ---------------------------------------------------------
+
+
+def host_allowed(patterns: str, names: list[str]) -> bool:
+    """xend-relocation-hosts-allow: space-separated regexes against name or address."""
+    if not patterns.strip():
+        return True
+    return any(re.match(p, n) for p in patterns.split() for n in names if n)
+
+
+class RelocationServer:
+    def __init__(self, manager: DomainManager, address: str, port: int, hosts_allow: str,
+                 ssl_context: Any = None) -> None:
+        self.manager = manager
+        self.address = address
+        self.port = port
+        self.hosts_allow = hosts_allow
+        self.ssl_context = ssl_context
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, self.address or None, self.port,
+                                                 ssl=self.ssl_context, reuse_address=True)
+
+    async def stop(self) -> None:
+        if self.server:
+            self.server.close()
+
+    async def _peer_names(self, peer: str) -> list[str]:
+        names = [peer]
+        if any(c.isalpha() for c in self.hosts_allow):  # only names need a lookup
+            try:
+                names.append(await asyncio.wait_for(asyncio.to_thread(socket.getfqdn, peer), 3))
+            except TimeoutError:
+                pass
+        return names
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = str(writer.get_extra_info("peername")[0])
+        try:
+            if not host_allowed(self.hosts_allow, await self._peer_names(peer)):
+                log.warning("Rejected connection from %s", peer)
+                await send(writer, {"status": "error",
+                                    "message": f"Host {peer} is not allowed to migrate here "
+                                               "(xend-relocation-hosts-allow)"})
+                return
+            await send(writer, {"status": "hello", "version": PROTOCOL_VERSION})
+            request = await receive(reader)
+            op = request.get("op")
+            if op != "receive" or request.get("version") != PROTOCOL_VERSION:
+                await send(writer, {"status": "error", "message": f"Invalid operation: {op}"})
+                return
+            await self.manager.receive_migration(request, reader, writer)
+        except (TimeoutError, MigrationError, VmError, ConnectionError) as exc:
+            log.warning("incoming migration from %s failed: %s", peer, exc)
+            try:
+                await send(writer, {"status": "error", "message": str(exc)})
+            except ConnectionError:
+                pass
+        finally:
+            writer.close()
+
+
+async def receive_guest(manager: DomainManager, dom: Domain, request: dict[str, Any],
+                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The destination's part once QEMU runs with ``-incoming defer``: called by the
+    manager's launch, which resumes the guest when this returns."""
+    assert dom.machine is not None
+    _reading(writer, False)  # from now on the socket's bytes are QEMU's
+    await dom.machine.receive_from_fd(_fd(writer))
+    await send(writer, {"status": "ready"})
+    await dom.machine.wait_incoming(timeout=3600)
+    _reading(writer, True)
+    await send(writer, {"status": "received"})
+    commit = await receive(reader)
+    if commit.get("op") != "commit":
+        raise MigrationError("the source did not commit")
+
+
+# ---- the source ------------------------------------------------------------------
+
+
+@dataclass
+class MigrationJob:
+    """What ``xm migrate`` polls: progress, prediction, outcome."""
+
+    domain: str
+    destination: str
+    live: bool
+    started: float = field(default_factory=time.monotonic)
+    phase: str = "connecting"
+    prediction: str = ""
+    transferred: int = 0
+    total: int = 0
+    remaining: int = 0
+    eta_s: float | None = None
+    events: list[str] = field(default_factory=list)
+    done: bool = False
+    error: str | None = None
+    downtime_ms: float | None = None
+    total_s: float | None = None
+    new_domid: int | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in (
+            "domain", "destination", "live", "phase", "prediction", "transferred", "total",
+            "remaining", "eta_s", "events", "done", "error", "downtime_ms", "total_s",
+            "new_domid")}
+
+
+async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, live: bool,
+                     job: MigrationJob) -> None:
+    """The source's part (the domain's lock held by the caller)."""
+    machine = dom.machine
+    assert machine is not None
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                CONNECT_TIMEOUT)
+    except (TimeoutError, OSError) as exc:
+        raise MigrationError(f"can't connect: {exc}") from None
+    was_running = await machine.runstate() == "running"
+    committed = False
+    try:
+        await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
+        await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
+                            "config": dom.config.to_dict(), "probe": PROBE_BYTES,
+                            "next_vif_devid": dom.next_vif_devid})
+        job.phase = "measuring"
+        t0 = time.monotonic()
+        writer.write(bytes(PROBE_BYTES))
+        await writer.drain()
+        await receive(reader)  # probed
+        bandwidth = PROBE_BYTES / max(time.monotonic() - t0, 1e-3)
+        dirty = await machine.dirty_rate(1) if live else 0.0
+        ram = await machine.ram_bytes()
+        guess = predict(ram, dirty, bandwidth, live=live)
+        job.prediction = (f"link {bandwidth / 1e6:.0f} MB/s, guest dirties "
+                          f"{dirty / 1e6:.1f} MB/s; {guess.describe()}")
+        await receive(reader)  # ready: the destination's QEMU waits
+        _reading(writer, False)
+        job.phase = "transferring"
+        await machine.migrate_to_fd(_fd(writer), live)
+        await _follow(machine, job, guess.total_s if guess.converges else None)
+        _reading(writer, True)
+        await receive(reader)  # received: the destination holds the guest, paused
+        job.phase = "committing"
+        await send(writer, {"op": "commit"})
+        committed = True
+        running = await receive(reader)
+        job.new_domid = running.get("domid")
+    except BaseException as exc:
+        if not committed:
+            await _recover_source(machine, was_running)
+            writer.close()
+            if isinstance(exc, (MigrationError, VmError)):
+                raise
+            if isinstance(exc, (OSError, asyncio.TimeoutError)):
+                raise MigrationError(f"migration failed: {exc or type(exc).__name__}") from None
+            raise
+        writer.close()
+        raise MigrationError("the destination did not confirm it runs the domain; the "
+                             "source copy is kept paused (check the destination)") from None
+    writer.close()
+    job.total_s = time.monotonic() - job.started
+
+
+async def _recover_source(machine: Any, was_running: bool) -> None:
+    try:
+        info = await machine.migration_info()
+        if info.get("status") in ("active", "setup", "pre-switchover", "device"):
+            await machine.escalate_migration(4)  # cancel
+            for _ in range(100):
+                if (await machine.migration_info()).get("status") not in ("active", "cancelling"):
+                    break
+                await asyncio.sleep(0.05)
+        if was_running and await machine.runstate() != "running":
+            await machine.cont()
+    except Exception as exc:  # recovery must not hide the original failure
+        log.error("could not resume the source after a failed migration: %s", exc)
+
+
+async def _follow(machine: Any, job: MigrationJob, predicted: float | None) -> None:
+    """Poll QEMU until the stream is done; escalate when it does not converge."""
+    eta = MonotonicEta()
+    step = 0
+    next_escalation = time.monotonic() + (max(2 * predicted, 5.0) if predicted else 3.0)
+    while True:
+        info = await machine.migration_info()
+        status = info.get("status")
+        ram = info.get("ram", {})
+        job.transferred = int(ram.get("transferred", 0))
+        job.total = int(ram.get("total", 0))
+        job.remaining = int(ram.get("remaining", 0))
+        rate = float(ram.get("mbps", 0)) * 1e6 / 8
+        now = time.monotonic()
+        if rate > 0:
+            job.eta_s = eta.update(now, job.remaining / rate)
+        if status == "completed":
+            job.downtime_ms = info.get("downtime")
+            return
+        if status in ("failed", "cancelled"):
+            raise MigrationError(f"migration {status}: {info.get('error-desc', '')}".strip())
+        if status == "active" and job.live and now > next_escalation:
+            step += 1
+            job.events.append(await machine.escalate_migration(step))
+            if step >= 4:
+                raise MigrationError("migration did not converge; aborted after throttling, "
+                                     "a larger downtime and post-copy")
+            next_escalation = now + 5.0
+        await asyncio.sleep(0.1)

@@ -1,0 +1,106 @@
+"""Live migration between two "hosts": two xend instances in two network
+namespaces joined by a veth pair, each with its own state and sockets."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+from conftest import BIN, Host
+
+TICKER = ("(i=0; while true; do echo tick-$i; i=$((i+1)); usleep 100000; done "
+          "> /dev/ttyS0 2>&1 &)")
+
+
+@pytest.fixture
+def two_hosts(make_host):  # type: ignore[no-untyped-def]
+    def build(allow: str = r"^10\.99\.0\.1$") -> tuple[Host, Host]:
+        a = make_host(start=False, netns=True)
+        b = make_host("(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
+                      "(xend-relocation-address 10.99.0.2)\n"
+                      f"(xend-relocation-hosts-allow '{allow}')", start=False, netns=True)
+        subprocess.run(["ip", "link", "add", "mig0", "netns", a.netns, "type", "veth", "peer",
+                        "name", "mig1", "netns", b.netns], check=True)
+        for host, addr, dev in ((a, "10.99.0.1/24", "mig0"), (b, "10.99.0.2/24", "mig1")):
+            host.ns_run("ip", "addr", "add", addr, "dev", dev)
+            host.ns_run("ip", "link", "set", dev, "up")
+        a.xend("start")
+        b.xend("start")
+        return a, b
+    return build
+
+
+def guest_uptime(con) -> float:  # type: ignore[no-untyped-def]
+    """/proc/uptime, picked out from between the ticker's lines."""
+    out = con.run("cut -d' ' -f1 /proc/uptime")
+    return float(re.findall(r"^(\d+\.\d+)\s*$", out, re.M)[-1])
+
+
+def last_tick(text: str) -> int:
+    ticks = re.findall(r"tick-(\d+)", text)
+    return int(ticks[-1]) if ticks else -1
+
+
+def test_live_migration_keeps_the_counter_counting(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_hosts()
+    before = a.create("ctr", memory=128)
+    with a.console("ctr") as con:
+        con.run(TICKER)
+        uptime_before = guest_uptime(con)
+        time.sleep(1)
+        seen_on_a = last_tick(con.read_until(b"tick-", 5).decode() + con.run("true"))
+    out = a.xm("migrate", "--live", "ctr", "10.99.0.2", timeout=300).stdout
+    assert "predicted:" in out
+    m = re.search(r"Migrated ctr to 10\.99\.0\.2: total ([\d.]+) s, downtime (\d+) ms", out)
+    assert m, out
+    print(f"\nlive migration: total {m.group(1)} s, downtime {m.group(2)} ms (QEMU's figure)")
+    assert a.xm("domid", "ctr", check=False).returncode == 3  # gone from the source
+    moved = b.info("ctr")
+    assert moved["uuid"] == before["uuid"] and moved["state"] in ("r-----", "-b----")
+    with b.console("ctr") as con:
+        time.sleep(1)
+        text = con.read_until(b"tick-", 10).decode()
+        text += con.read_until(b"\n", 10).decode()
+        assert last_tick(text) > seen_on_a  # counting on, not restarted
+        assert guest_uptime(con) > uptime_before
+
+
+def test_destination_killed_mid_migration_leaves_the_source_running(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_hosts()
+    # a slow link (5 MB/s) and 48 MiB of incompressible guest memory: several seconds
+    a.ns_run("tc", "qdisc", "add", "dev", "mig0", "root", "tbf", "rate", "40mbit",
+             "burst", "64k", "latency", "100ms")
+    a.create("ctr", memory=160)
+    with a.console("ctr") as con:
+        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=48 2>/dev/null", timeout=120)
+        con.run(TICKER)
+    proc = subprocess.Popen([str(BIN / "xm"), "migrate", "-l", "ctr", "10.99.0.2"],
+                            env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    assert proc.poll() is None, proc.communicate()
+    b.kill9()
+    subprocess.run(["pkill", "-9", "-f", str(b.dir)], capture_output=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.startswith("Error: "), (out, err)
+    info = a.info("ctr")
+    assert info["state"] in ("r-----", "-b----")
+    with a.console("ctr") as con:
+        first = last_tick(con.read_until(b"tick-", 10).decode() + con.read_until(b"\n", 5)
+                          .decode())
+        time.sleep(1)
+        second = last_tick(con.read_until(b"tick-", 10).decode() + con.read_until(b"\n", 5)
+                           .decode())
+        assert second > first  # the counter still counts on the source
+
+
+def test_hosts_allow_refuses_a_host_it_does_not_match(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_hosts(allow=r"^10\.99\.0\.250$ ^trusted\.example$")
+    before = a.create("ctr")
+    r = a.xm("migrate", "ctr", "10.99.0.2", check=False)
+    assert r.returncode == 1
+    assert "Host 10.99.0.1 is not allowed to migrate here" in r.stderr
+    assert a.info("ctr")["domid"] == before["domid"]
+    assert b.xm("domid", "ctr", check=False).returncode == 3
+    assert "Rejected connection from 10.99.0.1" in (b.dir / "xend.log").read_text()
