@@ -33,7 +33,7 @@ $(STAMP)/venv: pyproject.toml $(STAMP)/apt
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	@$(BIN)/pip install -q -e '.[test]'
 	@# pip's console-script wrappers import re (~5 ms of every `xm list`): use lean ones
-	@for cmd in xm:dom0.cli.main xend:dom0.daemon.main; do \
+	@for cmd in xm:dom0.cli.main xend:dom0.daemon.main xendomains:dom0.xendomains; do \
 		printf '#!%s\nimport sys\nfrom %s import main\nsys.exit(main())\n' \
 			"$(CURDIR)/$(BIN)/python3" "$${cmd#*:}" > $(BIN)/$${cmd%%:*}; \
 		chmod +x $(BIN)/$${cmd%%:*}; done

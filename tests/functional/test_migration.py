@@ -104,3 +104,28 @@ def test_hosts_allow_refuses_a_host_it_does_not_match(two_hosts) -> None:  # typ
     assert a.info("ctr")["domid"] == before["domid"]
     assert b.xm("domid", "ctr", check=False).returncode == 3
     assert "Rejected connection from 10.99.0.1" in (b.dir / "xend.log").read_text()
+
+
+def test_a_disk_the_destination_cannot_reach_is_refused_cleanly(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    """An NBD export that only the source's namespace can reach: the destination's
+    QEMU cannot open it, the destination refuses, the source runs on."""
+    from test_storage import make_ext4
+
+    a, b = two_hosts()
+    img = make_ext4(a.dir / "local.img", files={"only": "here\n"})
+    server = subprocess.Popen(["ip", "netns", "exec", a.netns, "qemu-nbd", "--persistent",
+                               "--format=raw", "--bind=127.0.0.1", "--port=10809", str(img)])
+    try:
+        a.wait_for(lambda: "10809" in a.ns_run("ss", "-ltn").stdout, 10, "qemu-nbd")
+        before = a.create("nb", disk=["nbd:127.0.0.1:10809,xvdb,w"])
+        r = a.xm("migrate", "-l", "nb", "10.99.0.2", check=False)
+        assert r.returncode == 1 and "Failed to connect to '127.0.0.1:10809'" in r.stderr
+        assert a.info("nb")["domid"] == before["domid"]
+        assert a.info("nb")["state"] in ("r-----", "-b----")
+        assert b.xm("domid", "nb", check=False).returncode == 3
+        with a.console("nb") as con:
+            assert con.run("mount /dev/xvdb /mnt && cat /mnt/only").strip() == "here"
+    finally:
+        a.xm("destroy", "nb", check=False)
+        server.kill()
+        server.wait()

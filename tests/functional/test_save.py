@@ -91,3 +91,43 @@ def test_managed_suspend_resume_and_on_xend_stop_suspend(host: Host) -> None:
     r = host.xm("suspend", "tr", check=False)
     assert "Error: Domain is not managed by Xend lifecycle support." in r.stderr
     assert transient["domid"] == host.info("tr")["domid"]
+
+
+def test_xendomains_start_stop_save_and_restore(host: Host) -> None:
+    import os
+    import subprocess
+
+    from conftest import BIN
+
+    auto = host.dir / "auto"
+    auto.mkdir()
+    save = host.dir / "save"
+    for name in ("a1", "a2"):
+        (auto / name).write_text(host.write_config(name).read_text())
+    sysconfig = host.dir / "xendomains"
+    sysconfig.write_text(f'XENDOMAINS_AUTO={auto}\nXENDOMAINS_SAVE="{save}"\n'
+                         f"XENDOMAINS_CREATE_USLEEP=0\nXENDOMAINS_LOCKFILE={host.dir}/lock\n")
+    env = dict(host.env, XENDOMAINS_CONFIG=str(sysconfig))
+
+    def xendomains(cmd: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "xendomains"), cmd], env=env, capture_output=True,
+                              text=True, timeout=300, cwd=host.dir)
+
+    assert xendomains("status").returncode == 3
+    r = xendomains("start")
+    assert r.returncode == 0 and "Starting auto Xen domains: a1 a2 [done]" in r.stdout
+    assert xendomains("start").stdout.strip() == "xendomains already running (lockfile exists)"
+    st = xendomains("status")
+    assert (st.returncode, st.stdout.strip()) == (0, "Checking for xendomains: a1 a2")
+    with host.console("a1") as con:
+        con.run("echo across-host-reboot > /run/mark")
+    r = xendomains("stop")
+    assert " a1(save) a2(save) [done]" in r.stdout, r.stdout
+    assert sorted(os.listdir(save)) == ["a1", "a2"]
+    assert [d["name"] for d in host.client().call("domain.list")] == ["Domain-0"]
+    r = xendomains("start")  # restores the saved two, skips their auto configs
+    assert "Restoring Xen domains: a1 a2 [done]" in r.stdout
+    assert "a1(skip) a2(skip)" in r.stdout
+    assert os.listdir(save) == []
+    with host.console("a1") as con:
+        assert con.run("cat /run/mark").strip() == "across-host-reboot"

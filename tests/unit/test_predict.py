@@ -1,0 +1,233 @@
+"""dom0.migration.predict: the pre-copy model behind ``xm migrate``'s prediction,
+and the ETA that never runs backwards."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from dom0.migration.predict import (
+    DEFAULT_DOWNTIME,
+    MAX_ROUNDS,
+    MonotonicEta,
+    Prediction,
+    predict,
+)
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+MB = 1_000_000
+
+
+# ---- non-live: one paused pass -------------------------------------------------
+
+
+@pytest.mark.parametrize("ram, bandwidth", [
+    (512 * MiB, 100 * MB), (4 * GiB, 1_250 * MB), (1, 1.0), (0, 10 * MB),
+])
+def test_non_live_is_one_round_all_downtime(ram: int, bandwidth: float) -> None:
+    p = predict(ram, 50 * MB, bandwidth, live=False)
+    assert p.converges
+    assert p.rounds == 1
+    assert p.total_s == pytest.approx(ram / bandwidth)
+    assert p.downtime_s == p.total_s
+
+
+def test_non_live_ignores_dirty_rate() -> None:
+    # the guest is paused: however fast it dirtied memory before, it is one pass
+    a = predict(512 * MiB, 0, 100 * MB, live=False)
+    b = predict(512 * MiB, 10 * 100 * MB, 100 * MB, live=False)
+    assert a == b
+
+
+# ---- live ----------------------------------------------------------------------
+
+
+def test_live_idle_guest_converges_in_one_round_without_downtime() -> None:
+    ram, bw = 512 * MiB, 100 * MB
+    p = predict(ram, 0, bw)
+    assert p.converges
+    assert p.rounds == 1
+    assert p.downtime_s == pytest.approx(0.0, abs=1e-12)
+    assert p.total_s == pytest.approx(ram / bw)
+
+
+def test_live_moderate_dirty_rate_needs_more_rounds_and_time() -> None:
+    ram, bw = 2 * GiB, 100 * MB
+    p = predict(ram, 30 * MB, bw)
+    assert p.converges
+    assert p.rounds > 1
+    assert p.total_s > ram / bw
+    assert 0 < p.downtime_s <= DEFAULT_DOWNTIME
+
+
+def test_hand_computed_geometric_series() -> None:
+    # M = 512 MiB, B = 100 MB/s, D = 10 MB/s (r = D/B = 0.1), limit 0.3 s.
+    #   round 1 sends all RAM:  t1 = M/B          = 5.36870912 s
+    #   dirtied meanwhile:      D*t1 / B = r*t1   = 0.536870912 s  > 0.3 -> round 2
+    #   round 2:                t2 = 0.536870912 s
+    #   dirtied meanwhile:      r*t2              = 0.0536870912 s <= 0.3 -> stop and copy
+    # rounds = 2, downtime = r^2 * M/B, total = M/B * (1 + r + r^2)
+    ram, bw, dirty = 512 * MiB, 100 * MB, 10 * MB
+    p = predict(ram, dirty, bw, downtime_limit=0.3)
+    assert p.converges
+    assert p.rounds == 2
+    assert p.downtime_s == pytest.approx(0.0536870912)
+    assert p.total_s == pytest.approx(5.36870912 + 0.536870912 + 0.0536870912)
+    assert p.total_s == pytest.approx(5.9592670032)
+    assert p.describe() == "predicted: 6.0 s in total, 54 ms downtime (2 rounds)"
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9])
+def test_geometric_series_in_general(ratio: float) -> None:
+    # with r = D/B the time left after round k is (M/B) * r^k: rounds is the least
+    # k >= 1 with that under the limit; total is the partial geometric sum to k.
+    ram, bw, limit = 1 * GiB, 100 * MB, 0.3
+    first = ram / bw
+    k = 1
+    while first * ratio ** k > limit:
+        k += 1
+    assert k < MAX_ROUNDS  # the cases chosen all converge
+    p = predict(ram, ratio * bw, bw, downtime_limit=limit)
+    assert p.converges
+    assert p.rounds == k
+    assert p.downtime_s == pytest.approx(first * ratio ** k)
+    assert p.total_s == pytest.approx(first * sum(ratio ** i for i in range(k + 1)))
+
+
+def test_more_dirtying_never_predicts_faster() -> None:
+    ram, bw = 1 * GiB, 100 * MB
+    previous = predict(ram, 0, bw)
+    for dirty in range(1 * MB, 90 * MB, 1 * MB):
+        p = predict(ram, dirty, bw)
+        assert p.converges
+        assert p.total_s >= previous.total_s
+        assert p.rounds >= previous.rounds
+        previous = p
+
+
+def test_larger_downtime_limit_means_fewer_rounds() -> None:
+    ram, bw, dirty = 1 * GiB, 100 * MB, 50 * MB
+    tight = predict(ram, dirty, bw, downtime_limit=0.05)
+    loose = predict(ram, dirty, bw, downtime_limit=2.0)
+    assert tight.converges and loose.converges
+    assert loose.rounds < tight.rounds
+    assert tight.downtime_s <= 0.05
+    assert loose.downtime_s <= 2.0
+
+
+@pytest.mark.parametrize("factor", [0.95, 0.99, 1.0, 1.5, 10.0])
+def test_dirtying_as_fast_as_the_link_does_not_converge(factor: float) -> None:
+    bw = 100 * MB
+    p = predict(512 * MiB, factor * bw, bw)
+    assert not p.converges
+    assert math.isinf(p.total_s)
+    assert math.isinf(p.downtime_s)
+
+
+def test_just_below_the_threshold_still_converges_given_enough_rounds() -> None:
+    # r = 0.9: 5.37 s * 0.9^k <= 0.3 needs k = 28 rounds, within MAX_ROUNDS (30)
+    p = predict(512 * MiB, 90 * MB, 100 * MB)
+    assert p.converges
+    assert p.rounds == 28
+
+
+def test_too_many_rounds_does_not_converge() -> None:
+    # r = 0.94 is under the 0.95 cut-off, but 5.37 s * 0.94^k needs k ~ 47 > 30 rounds
+    p = predict(512 * MiB, 94 * MB, 100 * MB)
+    assert not p.converges
+    assert p.rounds == MAX_ROUNDS
+
+
+@pytest.mark.parametrize("bandwidth", [0, 0.0, -1.0])
+@pytest.mark.parametrize("live", [True, False])
+def test_no_bandwidth_does_not_converge(bandwidth: float, live: bool) -> None:
+    p = predict(512 * MiB, 0, bandwidth, live=live)
+    assert not p.converges
+    assert math.isinf(p.total_s)
+    assert p.rounds == 0
+
+
+def test_prediction_is_a_frozen_value() -> None:
+    p = predict(512 * MiB, 0, 100 * MB)
+    with pytest.raises(AttributeError):
+        p.rounds = 3  # type: ignore[misc]
+
+
+# ---- describe() ----------------------------------------------------------------
+
+
+def test_describe_converging() -> None:
+    assert Prediction(True, 12.345, 0.0421, 3).describe() == (
+        "predicted: 12.3 s in total, 42 ms downtime (3 rounds)")
+
+
+def test_describe_idle_guest() -> None:
+    text = predict(512 * MiB, 0, 100 * MB).describe()
+    assert text == "predicted: 5.4 s in total, 0 ms downtime (1 rounds)"
+
+
+def test_describe_non_live() -> None:
+    text = predict(512 * MiB, 0, 100 * MB, live=False).describe()
+    assert text == "predicted: 5.4 s in total, 5369 ms downtime (1 rounds)"
+
+
+def test_describe_not_converging() -> None:
+    expected = ("predicted: will not converge (the guest dirties memory faster than the "
+                "link carries it); escalating: throttle, larger downtime, post-copy")
+    assert predict(512 * MiB, 100 * MB, 100 * MB).describe() == expected
+    assert predict(512 * MiB, 0, 0).describe() == expected
+
+
+# ---- MonotonicEta --------------------------------------------------------------
+
+
+def test_eta_first_update_is_the_estimate() -> None:
+    assert MonotonicEta().update(100.0, 42.0) == pytest.approx(42.0)
+
+
+def test_eta_counts_down_with_time() -> None:
+    eta = MonotonicEta()
+    assert eta.update(0.0, 10.0) == pytest.approx(10.0)
+    assert eta.update(3.0, 7.0) == pytest.approx(7.0)
+    assert eta.update(4.0, 6.0) == pytest.approx(6.0)
+
+
+def test_eta_ignores_an_estimate_that_jumps_up() -> None:
+    eta = MonotonicEta()
+    assert eta.update(0.0, 10.0) == pytest.approx(10.0)
+    assert eta.update(1.0, 100.0) == pytest.approx(9.0)
+    assert eta.update(2.0, 50.0) == pytest.approx(8.0)
+
+
+def test_eta_follows_a_lower_estimate() -> None:
+    eta = MonotonicEta()
+    eta.update(0.0, 10.0)
+    assert eta.update(1.0, 2.0) == pytest.approx(2.0)
+    # ... and does not go back up afterwards
+    assert eta.update(1.5, 9.0) == pytest.approx(1.5)
+
+
+def test_eta_never_negative() -> None:
+    eta = MonotonicEta()
+    assert eta.update(0.0, 1.0) == pytest.approx(1.0)
+    assert eta.update(5.0, 1000.0) == 0.0  # past the deadline
+    assert eta.update(6.0, -3.0) == 0.0  # a nonsensical estimate
+    assert MonotonicEta().update(0.0, -5.0) == 0.0
+
+
+def test_eta_never_increases_randomised() -> None:
+    rng = random.Random(20240601)
+    for _ in range(50):
+        eta = MonotonicEta()
+        now = rng.uniform(0, 1000)
+        last = eta.update(now, rng.uniform(0, 300))
+        for _ in range(100):
+            now += rng.uniform(0, 5)
+            estimate = rng.choice([rng.uniform(0, 300), rng.uniform(-10, 10), 1e9])
+            remaining = eta.update(now, estimate)
+            assert 0.0 <= remaining <= last + 1e-9
+            assert remaining <= max(0.0, estimate) + 1e-9  # a lower estimate is followed
+            last = remaining
