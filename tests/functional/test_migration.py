@@ -16,11 +16,12 @@ TICKER = ("(i=0; while true; do echo tick-$i; i=$((i+1)); usleep 100000; done "
 
 @pytest.fixture
 def two_hosts(make_host):  # type: ignore[no-untyped-def]
-    def build(allow: str = r"^10\.99\.0\.1$") -> tuple[Host, Host]:
+    def build(allow: str = r"^10\.99\.0\.1$", extra: str = "") -> tuple[Host, Host]:
         a = make_host(start=False, netns=True)
         b = make_host("(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
                       "(xend-relocation-address 10.99.0.2)\n"
-                      f"(xend-relocation-hosts-allow '{allow}')", start=False, netns=True)
+                      f"(xend-relocation-hosts-allow '{allow}')\n{extra}", start=False,
+                      netns=True)
         subprocess.run(["ip", "link", "add", "mig0", "netns", a.netns, "type", "veth", "peer",
                         "name", "mig1", "netns", b.netns], check=True)
         for host, addr, dev in ((a, "10.99.0.1/24", "mig0"), (b, "10.99.0.2/24", "mig1")):
@@ -129,3 +130,23 @@ def test_a_disk_the_destination_cannot_reach_is_refused_cleanly(two_hosts) -> No
         a.xm("destroy", "nb", check=False)
         server.kill()
         server.wait()
+
+
+def test_ssl_relocation_server(two_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=dom0-test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    a, b = two_hosts(extra="(xend-relocation-ssl-server yes)\n(xend-relocation-ssl-port 8003)\n"
+                           f"(xend-relocation-server-ssl-key-file {key})\n"
+                           f"(xend-relocation-server-ssl-cert-file {cert})")
+    a.create("sec", memory=128)
+    with a.console("sec") as con:
+        con.run("echo over-tls > /run/mark")
+    out = a.xm("migrate", "--live", "--ssl", "sec", "10.99.0.2", timeout=300).stdout
+    assert "Migrated sec to 10.99.0.2" in out, out
+    with b.console("sec") as con:
+        assert con.run("cat /run/mark").strip() == "over-tls"
+    # the plain port is a different server: a TLS client gets no answer there
+    r = b.xm("migrate", "-s", "-p", "8002", "sec", "10.99.0.1", check=False)
+    assert r.returncode == 1

@@ -179,13 +179,12 @@ async def domain_resume(x: Xend, a: dict[str, Any]) -> None:
        ("dom", "host"), dom="string", host="string", port="integer", live="boolean",
        ssl="boolean")
 async def domain_migrate(x: Xend, a: dict[str, Any]) -> str:
-    ssl = a.get("ssl")
-    if ssl is None:
-        ssl = x.options.xend_relocation_ssl
-    if ssl:
-        raise VmError("SSL relocation is not implemented yet; migrate without -s")
-    port = int(a.get("port") or x.options.xend_relocation_port)
-    return x.manager.migrate(a["dom"], a["host"], port, bool(a.get("live")))
+    tls = a.get("ssl")
+    if tls is None:
+        tls = x.options.xend_relocation_ssl
+    default = x.options.xend_relocation_ssl_port if tls else x.options.xend_relocation_port
+    port = int(a.get("port") or default)
+    return x.manager.migrate(a["dom"], a["host"], port, bool(a.get("live")), bool(tls))
 
 
 @route("domain.migrate_status", "Progress and outcome of a migration job", ("job",),

@@ -40,6 +40,10 @@ class XendOptions:
     xend_relocation_address: str = _opt("xend-relocation-address", "")
     xend_relocation_hosts_allow: str = _opt("xend-relocation-hosts-allow", "")
     xend_relocation_ssl: bool = _opt("xend-relocation-ssl", False)
+    xend_relocation_server_ssl_key_file: str | None = _opt(
+        "xend-relocation-server-ssl-key-file", None)
+    xend_relocation_server_ssl_cert_file: str | None = _opt(
+        "xend-relocation-server-ssl-cert-file", None)
     xend_port: int = _opt("xend-port", 8000)
     xend_address: str = _opt("xend-address", "")
     xend_unix_path: str = _opt("xend-unix-path", "/var/lib/xend/xend-socket")

@@ -53,6 +53,7 @@ class Xend:
         self.host: Host = None  # type: ignore[assignment]
         self.api: ApiServer | None = None
         self.relocation: Any = None
+        self.ssl_relocation: Any = None
         self.stopping = asyncio.Event()
         self.reload_requested: Callable[[], None] | None = None
 
@@ -110,19 +111,37 @@ class Xend:
             log.info("relocation server on %s:%d", self.options.xend_relocation_address or "*",
                      self.options.xend_relocation_port)
         if self.options.xend_relocation_ssl_server:
-            log.error("xend-relocation-ssl-server: SSL relocation is not implemented yet; "
-                      "not listening on %d", self.options.xend_relocation_ssl_port)
+            await self._start_ssl_relocation()
         if self.options.xend_unix_xmlrpc_server:
             self.api = ApiServer(self, self.options.xend_api_socket)
             await self.api.start()
         await self.manager.autostart()
 
+    async def _start_ssl_relocation(self) -> None:
+        import ssl
+
+        from dom0.migration.relocation import RelocationServer
+
+        key = self.options.xend_relocation_server_ssl_key_file
+        cert = self.options.xend_relocation_server_ssl_cert_file
+        if not key or not cert:
+            log.error("ssl_key_file or ssl_cert_file for ssl relocation server is missing.")
+            return
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        self.ssl_relocation = RelocationServer(
+            self.manager, self.options.xend_relocation_address,
+            self.options.xend_relocation_ssl_port, self.options.xend_relocation_hosts_allow,
+            ssl_context=context)
+        await self.ssl_relocation.start()
+
     async def stop(self) -> None:
         """SIGTERM: stop serving, apply on_xend_stop, let go of the rest."""
         if self.api:
             await self.api.stop()
-        if self.relocation:
-            await self.relocation.stop()
+        for server in (self.relocation, self.ssl_relocation):
+            if server:
+                await server.stop()
         if self.manager:
             await self.manager.on_xend_stop()
         await self.network_script("stop")

@@ -373,7 +373,7 @@ class DomainManager:
 
     # ---- live migration ---------------------------------------------------------------
 
-    def migrate(self, ident: str, host: str, port: int, live: bool) -> str:
+    def migrate(self, ident: str, host: str, port: int, live: bool, tls: bool = False) -> str:
         """Start moving a domain to another host's relocation server; returns a job id
         that ``migration_status`` reports on (xm shows progress from it)."""
         if str(ident) in ("0", "Domain-0"):
@@ -383,16 +383,16 @@ class DomainManager:
         job_id = uuidlib.uuid4().hex[:12]
         job = relocation.MigrationJob(dom.name, f"{host}:{port}", live)
         self.migrations[job_id] = job
-        self._spawn(self._run_migration(dom, host, port, live, job))
+        self._spawn(self._run_migration(dom, host, port, live, job, tls))
         return job_id
 
     async def _run_migration(self, dom: Domain, host: str, port: int, live: bool,
-                             job: relocation.MigrationJob) -> None:
+                             job: relocation.MigrationJob, tls: bool) -> None:
         try:
             async with dom.lock:
                 if dom.state not in LIVE:
                     raise VmError("Domain is not running")
-                await relocation.send_guest(self, dom, host, port, live, job)
+                await relocation.send_guest(self, dom, host, port, live, job, tls)
                 self.hvlog.add(f"Domain {dom.domid} ({dom.name}) migrated to {host}:{port}")
                 await self._teardown(dom)
         except Exception as exc:  # reported to xm through the job

@@ -15,6 +15,10 @@ ends (QMP ``getfd``), so no byte of guest memory is copied by xend.
     {"op": "commit"}                       ->   (guest runs)
                                            <-   {"status": "running", "domid": N}
 
+Over TLS (``xm migrate -s``, the SSL relocation server on port 8003) QEMU cannot
+use the socket itself, so xend relays its stream through a local Unix socket on
+each side, in frames (4-byte length, then data; a 0 length ends the stream).
+
 The guest runs on exactly one host: the destination runs it only after
 ``commit``; the source destroys its copy only after ``running``.  If anything
 fails before ``commit`` the source resumes and the destination cleans up; if the
@@ -25,10 +29,13 @@ two running copies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -146,16 +153,34 @@ class RelocationServer:
             writer.close()
 
 
+def _tls(writer: asyncio.StreamWriter) -> bool:
+    return writer.get_extra_info("ssl_object") is not None
+
+
 async def receive_guest(manager: DomainManager, dom: Domain, request: dict[str, Any],
                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The destination's part once QEMU runs with ``-incoming defer``: called by the
     manager's launch, which resumes the guest when this returns."""
-    assert dom.machine is not None
-    _reading(writer, False)  # from now on the socket's bytes are QEMU's
-    await dom.machine.receive_from_fd(_fd(writer))
-    await send(writer, {"status": "ready"})
-    await dom.machine.wait_incoming(timeout=3600)
-    _reading(writer, True)
+    machine = dom.machine
+    assert machine is not None
+    if _tls(writer):
+        path = machine.migration_socket
+        await machine.receive_incoming(f"unix:{path}")
+        _, to_qemu = await asyncio.open_unix_connection(path)
+        await send(writer, {"status": "ready"})
+        try:
+            while size := int.from_bytes(await reader.readexactly(4), "big"):
+                to_qemu.write(await reader.readexactly(size))
+                await to_qemu.drain()
+        finally:
+            to_qemu.close()
+        await machine.wait_incoming(timeout=3600)
+    else:
+        _reading(writer, False)  # from now on the socket's bytes are QEMU's
+        await machine.receive_incoming("", fd=_fd(writer))
+        await send(writer, {"status": "ready"})
+        await machine.wait_incoming(timeout=3600)
+        _reading(writer, True)
     await send(writer, {"status": "received"})
     commit = await receive(reader)
     if commit.get("op") != "commit":
@@ -194,13 +219,18 @@ class MigrationJob:
 
 
 async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, live: bool,
-                     job: MigrationJob) -> None:
+                     job: MigrationJob, tls: bool = False) -> None:
     """The source's part (the domain's lock held by the caller)."""
     machine = dom.machine
     assert machine is not None
+    context = None
+    if tls:  # encryption, like Xen's SSL relocation; peers are not authenticated
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                CONNECT_TIMEOUT)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), CONNECT_TIMEOUT)
     except (TimeoutError, OSError) as exc:
         raise MigrationError(f"can't connect: {exc}") from None
     was_running = await machine.runstate() == "running"
@@ -222,11 +252,15 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
         job.prediction = (f"link {bandwidth / 1e6:.0f} MB/s, guest dirties "
                           f"{dirty / 1e6:.1f} MB/s; {guess.describe()}")
         await receive(reader)  # ready: the destination's QEMU waits
-        _reading(writer, False)
         job.phase = "transferring"
-        await machine.migrate_to_fd(_fd(writer), live)
-        await _follow(machine, job, guess.total_s if guess.converges else None)
-        _reading(writer, True)
+        if tls:
+            await _relay_out(machine, writer, live, job,
+                             guess.total_s if guess.converges else None)
+        else:
+            _reading(writer, False)
+            await machine.start_migration("", live, fd=_fd(writer))
+            await _follow(machine, job, guess.total_s if guess.converges else None)
+            _reading(writer, True)
         await receive(reader)  # received: the destination holds the guest, paused
         job.phase = "committing"
         await send(writer, {"op": "commit"})
@@ -247,6 +281,39 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
                              "source copy is kept paused (check the destination)") from None
     writer.close()
     job.total_s = time.monotonic() - job.started
+
+
+async def _relay_out(machine: Any, writer: asyncio.StreamWriter, live: bool,
+                     job: MigrationJob, predicted: float | None) -> None:
+    """TLS: QEMU migrates to a local socket; xend frames its bytes into the TLS stream."""
+    path = machine.migration_socket
+    pumped = asyncio.get_running_loop().create_future()
+
+    async def pump(reader: asyncio.StreamReader, qemu: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(1 << 20):
+                writer.write(len(chunk).to_bytes(4, "big") + chunk)
+                await writer.drain()
+            writer.write((0).to_bytes(4, "big"))
+            await writer.drain()
+            pumped.set_result(None)
+        except Exception as exc:
+            if not pumped.done():
+                pumped.set_exception(exc)
+        finally:
+            qemu.close()
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = await asyncio.start_unix_server(pump, path)
+    try:
+        await machine.start_migration(f"unix:{path}", live)
+        await _follow(machine, job, predicted)
+        await asyncio.wait_for(pumped, STEP_TIMEOUT)
+    finally:
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 async def _recover_source(machine: Any, was_running: bool) -> None:

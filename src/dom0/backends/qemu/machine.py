@@ -343,28 +343,39 @@ class QemuMachine:
         info = await self._exec("query-memory-size-summary")
         return int(info.get("base-memory", 0))
 
-    async def _migration_capabilities(self) -> None:
+    async def _migration_capabilities(self, postcopy: bool) -> None:
+        """Post-copy needs QEMU's return path: both ways on the same connection."""
         await self._exec("migrate-set-capabilities", capabilities=[
             {"capability": "auto-converge", "state": True},
-            {"capability": "postcopy-ram", "state": True}])
+            {"capability": "postcopy-ram", "state": postcopy}])
 
-    async def migrate_to_fd(self, fd: int, live: bool) -> None:
-        """Start sending the guest to an already connected socket (not waiting)."""
+    async def start_migration(self, uri: str, live: bool, fd: int | None = None) -> None:
+        """Start sending the guest (not waiting): to *uri*, or to a connected socket
+        *fd* handed to QEMU."""
         assert self.qmp is not None
-        await self._migration_capabilities()
+        await self._migration_capabilities(postcopy=fd is not None)
         await self._exec_args("migrate-set-parameters",
                               {"max-bandwidth": 1 << 40, "downtime-limit": 300})
         if not live:
             await self.stop()
-        await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
-        await self._exec("migrate", uri="fd:migrate")
+        if fd is not None:
+            await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
+            uri = "fd:migrate"
+        await self._exec("migrate", uri=uri)
 
-    async def receive_from_fd(self, fd: int) -> None:
-        """Start receiving a guest from a connected socket (QEMU started incoming)."""
+    async def receive_incoming(self, uri: str, fd: int | None = None) -> None:
+        """Start receiving a guest (QEMU started incoming): on *uri*, or from a
+        connected socket *fd* handed to QEMU."""
         assert self.qmp is not None
-        await self._migration_capabilities()
-        await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
-        await self._exec("migrate-incoming", uri="fd:migrate")
+        await self._migration_capabilities(postcopy=fd is not None)
+        if fd is not None:
+            await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
+            uri = "fd:migrate"
+        await self._exec("migrate-incoming", uri=uri)
+
+    @property
+    def migration_socket(self) -> str:
+        return self._migration_socket
 
     async def migration_info(self) -> dict[str, Any]:
         return dict(await self._exec("query-migrate"))
@@ -379,8 +390,11 @@ class QemuMachine:
             await self._exec_args("migrate-set-parameters", {"downtime-limit": 2000})
             return "raising the downtime limit to 2 s"
         if step == 3:
-            await self._exec("migrate-start-postcopy")
-            return "switching to post-copy"
+            caps = await self._exec("query-migrate-capabilities")
+            if any(c["capability"] == "postcopy-ram" and c["state"] for c in caps):
+                await self._exec("migrate-start-postcopy")
+                return "switching to post-copy"
+            return "post-copy is not available over a relayed (TLS) stream"
         await self._exec("migrate_cancel")
         return "aborting"
 

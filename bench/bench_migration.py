@@ -1,0 +1,726 @@
+#!/usr/bin/env python3
+"""Live-migration benchmark of dom0: ``xm migrate --live`` between two xend
+"hosts", against QEMU's own migration between two plain QEMU processes.
+
+One run does everything (about 5-7 minutes on 2 cores)::
+
+    python bench/bench_migration.py       # or: make bench
+
+The two hosts are two network namespaces made for the run, joined by a veth pair
+(10.99.0.1/24 in A, 10.99.0.2/24 in B); each runs a private xend with a
+relocation server that allows only the other.  No traffic leaves the two
+namespaces.  The guest has 512 MiB and is driven through its serial console.
+
+1. Idle guest (booted to its prompt): ``xm migrate --live``, A->B, B->A, A->B.
+2. Memory-writing guest: 256 MiB of /dev/urandom in a tmpfs (the fill is timed),
+   then a background loop that keeps rewriting 64 MiB of it with other parts of
+   it, then one ``xm migrate --live``: xm's own prediction against what happened.
+3. Baseline: the same guest in plain QEMU processes (same kernel, initrd, command
+   line, memory and devices), the source in A, ``-incoming tcp:`` in B, driven over
+   QMP (``migrate``, ``query-migrate`` until completed), in the same idle and
+   memory-writing states, once with QEMU's default bandwidth cap and once
+   uncapped; the memory-writing one without auto-converge and with a time limit.
+
+Figures: total time and downtime as xm prints them (dom0) or as ``query-migrate``
+reports them (raw), and throughput = RAM bytes transferred / total time.  Goals
+are reported as PASS or MISS; the script never fails because of a MISS.
+Everything started (xends, domains, QEMU processes, the namespaces, temp files)
+is torn down in ``finally``, also on Ctrl-C.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_devices as devices  # noqa: E402  (puts tests/functional on sys.path)
+from bench_core import describe, kill_and_wait, pids_mentioning, run  # noqa: E402
+from bench_devices import (  # noqa: E402
+    NOTES,
+    PROBLEMS,
+    CommandFailed,
+    _is_qemu,
+    check_prerequisites,
+    guest_timed,
+    log,
+    open_console,
+)
+from guestconsole import GuestConsole  # noqa: E402
+
+REPO = HERE.parent
+BIN = REPO / ".venv" / "bin"
+GUEST = Path(os.environ.get("DOM0_GUEST_DIR", REPO / "build" / "guest"))
+QEMU = "qemu-system-x86_64"
+
+MEM = 512  # MiB of the migrated guest
+EXTRA = "quiet cryptomgr.notests"
+FILL_MB = 256  # incompressible data in the guest's tmpfs
+WRITE_MB = 64  # rewritten over and over by the background writer
+IDLE_RUNS = 3
+ADDR = {"A": "10.99.0.1", "B": "10.99.0.2"}
+VETH = {"A": "mig0", "B": "mig1"}
+RELOCATION_PORT = 8002
+RAW_PORT = 4444
+UNCAPPED = 1 << 40  # bytes/s: max-bandwidth for "uncapped"
+RAW_TIMEOUT = 90.0  # s: a raw migration still active after this "did not converge"
+XM_TIMEOUT = 300.0
+BUDGET = 400.0  # s: past this no new measurement starts (the whole run stays < 8 min)
+MB = 1_000_000
+
+FILL_DIR = "/run/fill"
+FILL = (f"mkdir -p {FILL_DIR} && mount -t tmpfs -o size={FILL_MB + 32}m tmpfs {FILL_DIR} && "
+        f"dd if=/dev/urandom of={FILL_DIR}/a bs=1M count={FILL_MB}")
+# rewrites the first WRITE_MB MiB of the data with the next windows of it in turn, so
+# that the content changes on every pass; counts its passes in FILL_DIR/n
+WINDOWS = FILL_MB // WRITE_MB - 1
+WRITER = (f"(i=0; while true; do dd if={FILL_DIR}/a of={FILL_DIR}/a bs=1M count={WRITE_MB} "
+          f"skip=$(({WRITE_MB} + i % {WINDOWS} * {WRITE_MB})) conv=notrunc 2>/dev/null; "
+          f"i=$((i+1)); echo $i > {FILL_DIR}/n; done) >/dev/null 2>&1 &")
+
+START = time.monotonic()
+
+# xm migrate, with an observer on its client that keeps the last status it got from
+# xend (RAM transferred is in it but not printed); the output is xm's own
+XM_SPY = r"""
+import json, sys
+from dom0.cli.main import main
+from dom0.client import XendClient
+call = XendClient.call
+def observed(self, route, /, **args):
+    result = call(self, route, **args)
+    if route == "domain.migrate_status" and isinstance(result, dict):
+        with open(sys.argv[1], "w") as f:
+            json.dump(result, f)
+    return result
+XendClient.call = observed
+sys.exit(main(["migrate", *sys.argv[2:]]))
+"""
+
+
+def over_budget() -> bool:
+    return time.monotonic() - START > BUDGET
+
+
+# ---- the two dom0 hosts ------------------------------------------------------------
+
+
+class Host(devices.Dom0):
+    """A private xend in a network namespace of its own, with a relocation server
+    that allows only the other host.  The namespace and its end of the veth pair
+    are made by make_hosts() before xend starts (the server binds the address)."""
+
+    def __init__(self, tmp: Path, name: str) -> None:
+        tmp.mkdir()
+        super().__init__(tmp)
+        self.name = name
+        self.netns = f"d0mig{name}{os.getpid()}"
+        self.addr = ADDR[name]
+        peer = ADDR["B" if name == "A" else "A"]
+        config = "".join(ln + "\n" for ln in self.config.read_text().splitlines()
+                         if not ln.startswith(("(network-script", "(vif-script")))
+        self.config.write_text(
+            config + "(xend-relocation-server yes)\n"
+            f"(xend-relocation-port {RELOCATION_PORT})\n"
+            f"(xend-relocation-address {self.addr})\n"
+            f"(xend-relocation-hosts-allow '^{re.escape(peer)}$')\n")
+
+    def make_netns(self) -> None:
+        proc = run(["ip", "netns", "add", self.netns])[1]
+        if proc.returncode != 0:
+            raise CommandFailed("cannot make the network namespace:\n" + describe(proc))
+        self.netns_made = True  # devices.Dom0.cleanup deletes it (and the veth with it)
+        self.ns("ip", "link", "set", "lo", "up")
+
+    def start(self) -> None:
+        proc = self.ns(str(BIN / "xend"), "start")
+        self.started = True  # a failed start may still have left a daemon: always stop
+        self._check(proc)
+
+    def has(self, dom: str) -> bool:
+        return self.xm("domid", dom).returncode == 0
+
+    def qemu_append(self) -> str | None:
+        """The -append of the QEMU this xend started (for the raw baseline)."""
+        for pid in pids_mentioning(str(self.dir) + "/"):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            except OSError:
+                continue
+            if "-append" in argv[:-1]:
+                return argv[argv.index("-append") + 1]
+        return None
+
+
+def make_hosts(tmp: Path) -> dict[str, Host]:
+    hosts = {n: Host(tmp / n, n) for n in "AB"}
+    for h in hosts.values():
+        h.make_netns()
+    a, b = hosts["A"], hosts["B"]
+    proc = run(["ip", "link", "add", VETH["A"], "netns", a.netns, "type", "veth", "peer",
+                "name", VETH["B"], "netns", b.netns])[1]
+    if proc.returncode != 0:
+        raise CommandFailed("cannot make the veth pair:\n" + describe(proc))
+    for h in hosts.values():
+        for argv in (("ip", "addr", "add", f"{h.addr}/24", "dev", VETH[h.name]),
+                     ("ip", "link", "set", VETH[h.name], "up")):
+            proc = h.ns(*argv)
+            if proc.returncode != 0:
+                raise CommandFailed(describe(proc))
+    return hosts
+
+
+def other(name: str) -> str:
+    return "B" if name == "A" else "A"
+
+
+Result = dict[str, Any]
+
+
+def xm_migrate(hosts: dict[str, Host], src: str, dom: str, tmp: Path) -> Result:
+    """``xm migrate --live`` from host *src* to the other; its printed figures."""
+    dst = other(src)
+    status_file = tmp / "xm-status.json"
+    status_file.unlink(missing_ok=True)
+    argv = [str(BIN / "python"), "-c", XM_SPY, str(status_file), "--live", dom, ADDR[dst]]
+    secs, proc = run(argv, env=hosts[src].env, timeout=XM_TIMEOUT)
+    shown = subprocess.CompletedProcess(
+        ["xm", "migrate", "--live", dom, ADDR[dst]], proc.returncode, proc.stdout, proc.stderr)
+    out = proc.stdout
+    done = re.search(rf"^Migrated {re.escape(dom)} to {re.escape(ADDR[dst])}: total "
+                     r"([\d.]+) s, downtime (\S+) ms$", out, re.M)
+    if proc.returncode != 0 or not done:
+        PROBLEMS.append(f"xm migrate {src}->{dst} failed:\n" + describe(shown))
+        raise CommandFailed(describe(shown))
+    r: Result = {"case": "", "dir": f"{src}->{dst}", "wall": secs, "output": out.strip(),
+                 "total": float(done.group(1)), "completed": True,
+                 "downtime": float(done.group(2)) if done.group(2) != "?" else None}
+    m = re.search(r"^link (\d+) MB/s, guest dirties ([\d.]+) MB/s; predicted: (.*)$", out, re.M)
+    if m:
+        r["link"], r["dirty"] = float(m.group(1)), float(m.group(2))
+        p = re.match(r"([\d.]+) s in total, (\d+) ms downtime \((\d+) rounds\)", m.group(3))
+        r["predicted"] = float(p.group(1)) if p else None
+        r["prediction"] = m.group(3)
+    else:
+        PROBLEMS.append("xm migrate printed no prediction line:\n" + describe(shown))
+    r["escalations"] = re.findall(r"^not converging: (.*)$", out, re.M)
+    try:
+        st = json.loads(status_file.read_text())
+        r["transferred"] = int(st["transferred"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        NOTES.append("dom0: no RAM-transferred figure from xend's migration status")
+    if not hosts[dst].has(dom) or hosts[src].has(dom):
+        PROBLEMS.append(f"after xm migrate {src}->{dst}: {dom} should exist on {dst} only; "
+                        f"xm domid on {dst}: {hosts[dst].xm('domid', dom).returncode}, "
+                        f"on {src}: {hosts[src].xm('domid', dom).returncode}")
+    return r
+
+
+# ---- the raw QEMU baseline ---------------------------------------------------------
+
+
+class Qmp:
+    """A blocking QMP session (events are skipped)."""
+
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.sock.settimeout(timeout)
+        self.file = self.sock.makefile("rwb")
+        self.file.readline()  # the greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, execute: str, **arguments: Any) -> Any:
+        msg: dict[str, Any] = {"execute": execute}
+        if arguments:
+            msg["arguments"] = arguments
+        self.file.write(json.dumps(msg).encode() + b"\n")
+        self.file.flush()
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise CommandFailed(f"QMP {execute}: QEMU closed the monitor")
+            reply = json.loads(line)
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise CommandFailed(f"QMP {execute}: {reply['error']}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RawQemu:
+    """One plain QEMU process of the guest, in a host's namespace."""
+
+    count = 0
+
+    def __init__(self, tmp: Path, host: Host, append: str, incoming: bool) -> None:
+        RawQemu.count += 1
+        self.host = host
+        self.dir = tmp
+        self.tag = f"q{RawQemu.count}"
+        p = {k: str(tmp / f"{self.tag}.{k}") for k in ("con", "log", "qmp", "pid")}
+        self.con_path = p["con"]
+        argv = ["ip", "netns", "exec", host.netns, QEMU, "-name", f"guest=raw{self.tag}",
+                "-machine", "pc", "-accel", "tcg", "-cpu", "qemu64", "-m", f"{MEM}M",
+                "-smp", "1,maxcpus=1", "-nodefaults", "-no-user-config", "-display", "none",
+                "-vga", "none", "-kernel", str(GUEST / "vmlinuz"),
+                "-initrd", str(GUEST / "initrd.img"), "-append", append,
+                "-chardev", f"socket,id=console0,path={p['con']},server=on,wait=off,"
+                f"logfile={p['log']}", "-serial", "chardev:console0",
+                "-chardev", f"socket,id=qmp0,path={p['qmp']},server=on,wait=off",
+                "-mon", "chardev=qmp0,mode=control", "-device", "pvpanic",
+                "-device", "virtio-balloon-pci,id=balloon0",
+                "-pidfile", p["pid"], "-daemonize"]
+        if incoming:
+            argv += ["-incoming", f"tcp:{host.addr}:{RAW_PORT}"]
+        proc = run(argv)[1]
+        if proc.returncode != 0:
+            raise CommandFailed("raw QEMU did not start:\n" + describe(proc))
+        self.pid: int | None = int(Path(p["pid"]).read_text().strip())
+        self.qmp = Qmp(p["qmp"])
+
+    def kill(self) -> None:
+        try:
+            self.qmp.close()
+        except OSError:
+            pass
+        if self.pid:
+            kill_and_wait(self.pid)
+            self.pid = None
+
+
+def raw_migrate(src: RawQemu, hosts: dict[str, Host], append: str, tmp: Path,
+                capped: bool, timeout: float = RAW_TIMEOUT) -> tuple[Result, RawQemu]:
+    """Migrate *src* to a new QEMU in the other namespace; return the figures and the
+    QEMU that runs the guest afterwards (the new one, or *src* if it was cancelled)."""
+    dst_host = hosts[other(src.host.name)]
+    dst = RawQemu(tmp, dst_host, append, incoming=True)
+    r: Result = {"case": "", "dir": f"{src.host.name}->{dst_host.name}"}
+    try:
+        src.qmp.cmd("migrate-set-capabilities",
+                    capabilities=[{"capability": "auto-converge", "state": False}])
+        if not capped:
+            src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": UNCAPPED})
+        params = src.qmp.cmd("query-migrate-parameters")
+        r["max_bandwidth"] = params.get("max-bandwidth")
+        r["downtime_limit"] = params.get("downtime-limit")
+        t0 = time.perf_counter()
+        src.qmp.cmd("migrate", uri=f"tcp:{dst_host.addr}:{RAW_PORT}")
+        while True:
+            info = src.qmp.cmd("query-migrate")
+            status = info.get("status")
+            if status == "completed":
+                r["wall"] = time.perf_counter() - t0
+                break
+            if status in ("failed", "cancelled"):
+                raise CommandFailed(f"raw migration {status}: {info}")
+            if time.perf_counter() - t0 > timeout:
+                src.qmp.cmd("migrate_cancel")
+                for _ in range(200):
+                    if src.qmp.cmd("query-migrate").get("status") != "cancelling":
+                        break
+                    time.sleep(0.05)
+                ram = info.get("ram", {})
+                r.update(completed=False, wall=time.perf_counter() - t0,
+                         total=info.get("total-time", 0) / 1000, downtime=None,
+                         transferred=ram.get("transferred"), dirty_pps=ram.get("dirty-pages-rate"),
+                         remaining=ram.get("remaining"), passes=ram.get("dirty-sync-count"))
+                dst.kill()
+                if src.qmp.cmd("query-status").get("status") != "running":
+                    src.qmp.cmd("cont")
+                return r, src
+            time.sleep(0.1)
+        ram = info.get("ram", {})
+        r.update(completed=True, total=info["total-time"] / 1000,
+                 downtime=float(info["downtime"]), transferred=ram.get("transferred"),
+                 passes=ram.get("dirty-sync-count"))
+        deadline = time.monotonic() + 30
+        while dst.qmp.cmd("query-status").get("status") != "running":
+            if time.monotonic() > deadline:
+                raise CommandFailed("raw: the destination QEMU does not run the guest after "
+                                    "the migration completed")
+            time.sleep(0.05)
+    except BaseException:
+        dst.kill()
+        raise
+    src.kill()
+    return r, dst
+
+
+# ---- the guest's memory-writing state ----------------------------------------------
+
+
+def make_dirty(con: GuestConsole, who: str) -> tuple[float, float]:
+    """Fill FILL_MB of tmpfs with random data, start the writer; (fill seconds,
+    the writer's rewrite rate in MB/s over a few seconds)."""
+    fill = guest_timed(con, f"{who}: fill", FILL, timeout=400, expect="records out")
+    size = con.run(f"wc -c < {FILL_DIR}/a").strip()
+    if size != str(FILL_MB << 20):
+        raise CommandFailed(f"{who}: the fill made {size!r} bytes, not {FILL_MB << 20}")
+    con.run(WRITER)
+    time.sleep(1)
+    n0, t0 = writer_passes(con), time.perf_counter()
+    time.sleep(4)
+    n1, t1 = writer_passes(con), time.perf_counter()
+    rate = (n1 - n0) * WRITE_MB * 1.048576 / (t1 - t0)
+    log(f"{who}: {FILL_MB} MiB from /dev/urandom in {fill:.1f} s (guest clock), "
+        f"{FILL_MB * 1.048576 / fill:.1f} MB/s; the writer rewrites {rate:.0f} MB/s")
+    return fill, rate
+
+
+def writer_passes(con: GuestConsole) -> int:
+    out = con.run(f"cat {FILL_DIR}/n").strip()
+    return int(out) if out.isdigit() else 0
+
+
+def writer_alive(con: GuestConsole, who: str) -> None:
+    """The guest answers after the migration and its writer still counts."""
+    n0 = writer_passes(con)
+    time.sleep(2)
+    n1 = writer_passes(con)
+    if n1 <= n0:
+        NOTES.append(f"{who}: after the migration the writer did not advance ({n0} -> {n1})")
+
+
+# ---- the run -----------------------------------------------------------------------
+
+
+def measure_dom0(hosts: dict[str, Host], tmp: Path, res: dict[str, Any]) -> None:
+    a = hosts["A"]
+    dom = "mig"
+    log(f"dom0: creating {dom} ({MEM} MiB) on A")
+    a.create(dom, memory=MEM, extra=EXTRA)
+    con = open_console(a, dom)
+    con.close()
+    res["append"] = a.qemu_append()
+    src = "A"
+    for i in range(IDLE_RUNS):
+        if over_budget():
+            NOTES.append(f"time budget reached: dom0 idle runs stopped after {i}")
+            break
+        r = xm_migrate(hosts, src, dom, tmp)
+        r["case"] = "idle"
+        res["dom0 idle"].append(r)
+        log(f"dom0 idle {r['dir']}: total {r['total']:.2f} s, downtime {r['downtime']} ms, "
+            f"{_mib(r.get('transferred'))} transferred ({r.get('prediction', '?')})")
+        src = other(src)
+    if over_budget():
+        NOTES.append("time budget reached: dom0 memory-writing case skipped")
+        return
+    con = open_console(hosts[src], dom)
+    try:
+        res["dom0 fill"], res["dom0 writer"] = make_dirty(con, "dom0")
+    finally:
+        con.close()
+    r = xm_migrate(hosts, src, dom, tmp)
+    r["case"] = "writing"
+    res["dom0 writing"].append(r)
+    log(f"dom0 memory-writing {r['dir']}:\n    " + r["output"].replace("\n", "\n    "))
+    con = open_console(hosts[other(src)], dom)
+    try:
+        writer_alive(con, "dom0")
+    finally:
+        con.close()
+    hosts[other(src)].xm("destroy", dom)  # frees the CPU for the baseline
+
+
+def measure_raw(hosts: dict[str, Host], tmp: Path, res: dict[str, Any],
+                live: list[RawQemu]) -> None:
+    append = res.get("append") or f"console=ttyS0 {EXTRA}"
+    log(f"raw: booting the guest in plain QEMU in A (-append {append!r})")
+    guest = RawQemu(tmp, hosts["A"], append, incoming=False)
+    live.append(guest)
+    con = GuestConsole(guest.con_path, timeout=30)
+    try:
+        con.wait_prompt(devices.BOOT_TIMEOUT)
+    finally:
+        con.close()
+    res["raw default params"] = guest.qmp.cmd("query-migrate-parameters")
+
+    def one(key: str, capped: bool) -> Result | None:
+        nonlocal guest
+        if over_budget():
+            NOTES.append(f"time budget reached: {key} skipped")
+            return None
+        timeout = min(RAW_TIMEOUT, max(20.0, BUDGET + 60 - (time.monotonic() - START)))
+        r, guest = raw_migrate(guest, hosts, append, tmp, capped, timeout)
+        live[:] = [guest]
+        res[key].append(r)
+        if r["completed"]:
+            log(f"{key} {r['dir']}: total {r['total']:.2f} s, downtime {r['downtime']:.0f} ms, "
+                f"{_mib(r['transferred'])} transferred, {r['passes']} passes")
+        else:
+            log(f"{key} {r['dir']}: did not converge within {timeout:.0f} s "
+                f"({_mib(r['transferred'])} sent, {_mib(r['remaining'])} left, "
+                f"{r['passes']} passes); cancelled")
+        return r
+
+    one("raw idle capped", True)
+    for _ in range(IDLE_RUNS):
+        one("raw idle uncapped", False)
+    if over_budget():
+        NOTES.append("time budget reached: raw memory-writing cases skipped")
+        return
+    con = GuestConsole(guest.con_path, timeout=30)
+    try:
+        con.wait_prompt(30)
+        res["raw fill"], res["raw writer"] = make_dirty(con, "raw")
+    finally:
+        con.close()
+    # capped first: a cancelled run leaves the guest where it is, with its parameters
+    one("raw writing capped", True)
+    one("raw writing uncapped", False)
+    con = GuestConsole(guest.con_path, timeout=30)
+    try:
+        con.wait_prompt(30)
+        writer_alive(con, "raw")
+    finally:
+        con.close()
+
+
+# ---- reporting ---------------------------------------------------------------------
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / 2**20:.0f} MiB"
+
+
+def _med(rs: list[Result], key: str) -> float | None:
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def _thr(r: Result) -> float | None:
+    if r.get("transferred") and r.get("total"):
+        return r["transferred"] / r["total"] / MB
+    return None
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
+def report(res: dict[str, Any]) -> None:
+    rows = [("dom0 idle", "raw idle uncapped"), ("raw idle capped", "raw idle uncapped"),
+            ("raw idle uncapped", None),
+            ("dom0 writing", "raw writing uncapped"),
+            ("raw writing capped", "raw writing uncapped"), ("raw writing uncapped", None)]
+    print(f"\nLive migration of a {MEM} MiB guest between two network namespaces over a "
+          "veth pair\n(total s and downtime ms: median over the runs; MB/s = RAM bytes "
+          "transferred / total time, 10^6 B/s;\n ratios x/raw-uncapped of the same guest "
+          "state, medians)")
+    head = "%-22s %4s %-17s %8s %9s %8s %8s %8s %8s" % (
+        "case", "runs", "result", "total s", "downtime", "MB/s", "total/r", "down/r",
+        "MB/s /r")
+    print(head)
+    print("-" * len(head))
+    for key, base in rows:
+        rs = res.get(key, [])
+        if not rs:
+            print("%-22s %4s %-17s" % (key, 0, "not measured"))
+            continue
+        done = [r for r in rs if r.get("completed")]
+        result = (f"completed {len(done)}/{len(rs)}" if len(done) == len(rs) or done
+                  else "did not converge")
+        total = _med(done, "total")
+        down = _med(done, "downtime")
+        thr = [t for t in (_thr(r) for r in rs) if t is not None]
+        thr_med = statistics.median(thr) if thr else None
+        b = res.get(base, []) if base else []
+        bdone = [r for r in b if r.get("completed")]
+        bthr = [t for t in (_thr(r) for r in b) if t is not None]
+        print("%-22s %4d %-17s %8s %9s %8s %8s %8s %8s" % (
+            key, len(rs), result, _fmt(total), _fmt(down, 0), _fmt(thr_med, 1),
+            _ratio(total, _med(bdone, "total")) if base else "",
+            _ratio(down, _med(bdone, "downtime")) if base else "",
+            _ratio(thr_med, statistics.median(bthr) if bthr else None) if base else ""))
+    print("(a raw case that did not converge: MB/s is what it sent until it was "
+          "cancelled / the time until then)")
+
+    print("\nPer run")
+    for key in ("dom0 idle", "raw idle capped", "raw idle uncapped", "dom0 writing",
+                "raw writing capped", "raw writing uncapped"):
+        for r in res.get(key, []):
+            extra = ""
+            if key.startswith("dom0"):
+                extra = (f"; xm: link {_fmt(r.get('link'), 0)} MB/s, dirty "
+                         f"{_fmt(r.get('dirty'), 1)} MB/s, predicted: {r.get('prediction', '?')}"
+                         f"; escalations: {', '.join(r['escalations']) or 'none'}"
+                         f"; xm wall {r['wall']:.2f} s")
+            else:
+                extra = (f"; max-bandwidth {r.get('max_bandwidth')}, downtime-limit "
+                         f"{r.get('downtime_limit')} ms, {r.get('passes')} dirty syncs; "
+                         f"wall {r['wall']:.2f} s")
+            state = ("completed" if r.get("completed") else "did not converge (cancelled at "
+                     f"{_fmt(r.get('total'))} s)")
+            print(f"  {key:21s} {r['dir']}: {state}, total {_fmt(r.get('total'))} s, "
+                  f"downtime {_fmt(r.get('downtime'), 0)} ms, {_mib(r.get('transferred'))}"
+                  f" transferred{extra}")
+    for who in ("dom0", "raw"):
+        if f"{who} fill" in res:
+            print(f"  {who}: filling {FILL_MB} MiB from /dev/urandom took "
+                  f"{res[f'{who} fill']:.1f} s (guest clock); the writer rewrote "
+                  f"{res[f'{who} writer']:.0f} MB/s before the migration")
+    params = res.get("raw default params")
+    if params:
+        print(f"  QEMU's defaults (query-migrate-parameters of a fresh QEMU): max-bandwidth "
+              f"{params.get('max-bandwidth')} B/s, downtime-limit "
+              f"{params.get('downtime-limit')} ms")
+    goals(res)
+
+
+def goals(res: dict[str, Any]) -> None:
+    print("\nGoals")
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a " if ok is None else ("PASS" if ok else "MISS")
+
+    idle = [r for r in res.get("dom0 idle", []) if r.get("completed")]
+    down = _med(idle, "downtime")
+    print(f"  {verdict(None if down is None else down <= 20)}  idle guest downtime <= 20 ms: "
+          f"{_fmt(down, 0)} ms (median of {len(idle)}; raw uncapped "
+          f"{_fmt(_med(res.get('raw idle uncapped', []), 'downtime'), 0)} ms)")
+    for state in ("idle", "writing"):
+        d = [t for t in (_thr(r) for r in res.get(f"dom0 {state}", [])) if t is not None]
+        b = [t for t in (_thr(r) for r in res.get(f"raw {state} uncapped", [])) if t is not None]
+        dm = statistics.median(d) if d else None
+        bm = statistics.median(b) if b else None
+        ok = None if dm is None or bm is None else dm >= 0.8 * bm
+        print(f"  {verdict(ok)}  dom0 throughput >= 0.8 x raw uncapped, {state} guest: "
+              f"{_fmt(dm, 1)} vs {_fmt(bm, 1)} MB/s (ratio {_ratio(dm, bm)})")
+    w = res.get("dom0 writing", [])
+    if not w:
+        print("  n/a   memory-writing guest completes, predicted time within 20 %: "
+              "not measured")
+        return
+    r = w[0]
+    pred = r.get("predicted")
+    if pred:
+        err = abs(r["total"] - pred) / pred
+        ok: bool | None = r["completed"] and err <= 0.2
+        how = f"predicted {pred:.1f} s, actual {r['total']:.2f} s, |actual-predicted|/predicted " \
+              f"= {err * 100:.0f} %"
+    else:
+        ok = False if r.get("prediction") else None
+        how = f"prediction: {r.get('prediction', 'none')}; actual {r['total']:.2f} s"
+    esc = f"; escalation: {', '.join(r['escalations'])}" if r["escalations"] else \
+        "; no escalation"
+    print(f"  {verdict(ok)}  memory-writing guest completes, predicted time within 20 %: "
+          f"{how}{esc}")
+
+
+def environment() -> None:
+    qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
+    load = os.getloadavg()
+    print(f"dom0 migration benchmark   {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(f"host: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
+    print(f"guest: {GUEST}, {MEM} MiB, 1 vCPU, extra {EXTRA!r}; {IDLE_RUNS} idle runs; "
+          f"memory-writing: {FILL_MB} MiB random data, {WRITE_MB} MiB rewritten in a loop")
+    others = [p for p in pids_mentioning("qemu-system") if _is_qemu(p)]
+    if others:
+        print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
+              "running and compete for the CPUs")
+
+
+def main() -> int:
+    missing = check_prerequisites()
+    if missing:
+        print("cannot run the benchmark: " + "; ".join(missing), file=sys.stderr)
+        return 1
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    environment()
+    tmp = Path(tempfile.mkdtemp(prefix="d0m-", dir="/tmp"))  # short: unix socket paths
+    hosts: dict[str, Host] = {}
+    raws: list[RawQemu] = []
+    res: dict[str, Any] = {k: [] for k in (
+        "dom0 idle", "dom0 writing", "raw idle capped", "raw idle uncapped",
+        "raw writing capped", "raw writing uncapped")}
+    interrupted = False
+    try:
+        log("making namespaces A and B, the veth pair, and starting the two xends")
+        hosts.update(make_hosts(tmp))
+        for h in hosts.values():
+            h.start()
+        for step, fn in (("dom0", lambda: measure_dom0(hosts, tmp, res)),
+                         ("raw QEMU", lambda: measure_raw(hosts, tmp / "raw", res, raws))):
+            if step == "raw QEMU":
+                (tmp / "raw").mkdir()
+            try:
+                fn()
+            except (CommandFailed, TimeoutError, ConnectionError, OSError) as exc:
+                log(f"{step} stopped: {exc}")
+                NOTES.append(f"{step} stopped: {exc}")
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted")
+    except CommandFailed as exc:
+        log(f"stopped: {exc}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log("cleaning up")
+        for q in raws:
+            q.kill()
+        for h in hosts.values():
+            try:
+                h.cleanup()
+            except Exception as exc:  # the rest must still go
+                log(f"cleanup of host {h.name} failed: {exc!r}")
+                run(["ip", "netns", "del", h.netns], timeout=60)
+        for pid in pids_mentioning(str(tmp) + "/"):  # the last resort
+            log(f"killing leftover process {pid}")
+            kill_and_wait(pid)
+        shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if interrupted:
+        return 130
+
+    report(res)
+    if NOTES:
+        print("\nNotes")
+        for n in NOTES:
+            print("  - " + n.replace("\n", "\n    "))
+    if PROBLEMS:
+        print("\nProblems in dom0 (exact commands and output)")
+        for p in PROBLEMS:
+            print("  - " + p.replace("\n", "\n    "))
+    print(f"\ntotal time {time.monotonic() - START:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
