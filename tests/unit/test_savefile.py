@@ -253,7 +253,7 @@ def test_config_that_is_not_json(tmp_path: Path) -> None:
 
 
 def _truncation_message_ok(message: str, path: Path, keep: int) -> bool:
-    if keep < len(MAGIC):  # not even the magic: indistinguishable from a foreign file
+    if keep == 0:  # an empty file could be anything
         return message.startswith("not a valid guest state file: found ")
     return message in (f"save file {path} is truncated",
                        f"save file {path} is truncated or corrupted (no trailer)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +156,12 @@ def load(path: str | None = None) -> XendOptions:
             setattr(opts, f.name, sxp.to_string(value))
             continue
         setattr(opts, f.name, _convert(name, f.type, value))
+    for pattern in opts.xend_relocation_hosts_allow.split():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise OptionsError(f"invalid xend config xend-relocation-hosts-allow: {pattern}: "
+                               f"{exc}") from None
     if opts.qemu_accel not in ("auto", "kvm", "tcg"):
         raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
     return opts

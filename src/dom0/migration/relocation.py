@@ -65,16 +65,21 @@ async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
 
 
 async def receive(reader: asyncio.StreamReader, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-    line = await asyncio.wait_for(reader.readline(), timeout)
+    try:
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except ValueError:  # a line longer than the stream's limit: not our protocol
+        raise MigrationError("the other host does not speak dom0's relocation protocol") from None
     if not line:
         raise MigrationError("the other host closed the connection")
     try:
         message = json.loads(line)
     except ValueError:
-        raise MigrationError("the other host does not speak dom0's relocation protocol") from None
+        message = None
+    if not isinstance(message, dict):
+        raise MigrationError("the other host does not speak dom0's relocation protocol")
     if message.get("status") == "error":
-        raise MigrationError(message.get("message", "the other host refused"))
-    return dict(message)
+        raise MigrationError(str(message.get("message") or "the other host refused"))
+    return message
 
 
 def _reading(writer: asyncio.StreamWriter, on: bool) -> None:

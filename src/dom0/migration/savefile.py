@@ -84,6 +84,8 @@ def verify(path: str) -> SaveImage:
         raise SaveFileError(f"xm restore: Unable to read file {path}: {exc.strerror}") from None
     with f:
         head = f.read(len(MAGIC) + _HEAD.size)
+        if len(head) < len(MAGIC) and MAGIC.startswith(head) and head:
+            raise SaveFileError(f"save file {path} is truncated")
         if not head.startswith(MAGIC):
             found = head[: len(MAGIC)]
             raise SaveFileError(f"not a valid guest state file: found {found!r}")
