@@ -96,10 +96,8 @@ def test_loads_rejects_invalid_json(text: str) -> None:
         wire.loads(text)  # ...and wire agrees
 
 
-# BUG: src/dom0/client/wire.py loads() skips leading whitespace with str.lstrip() and checks
-# the tail with str.strip(), both of which accept any Unicode whitespace, while JSON (and
-# json.loads) only allows space, \t, \n and \r.  Expected ValueError for these; actual:
-# [1] is returned.
+# JSON (and json.loads) allows only space, \t, \n and \r around a value; other Unicode
+# whitespace must be refused (wire.loads once accepted it).
 @pytest.mark.parametrize("text", ["[1]\x0c", "[1]\x0b", "\xa0[1]", "[1]\u2028", "\u3000[1]"])
 def test_loads_rejects_non_json_whitespace(text: str) -> None:
     with pytest.raises(ValueError):
