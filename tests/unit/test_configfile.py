@@ -341,7 +341,7 @@ def test_build_config_nfs_root_without_server() -> None:
 
 
 def test_build_config_nfs_server_alone_is_not_an_error() -> None:
-    # Regression guard (bug found and fixed): src/dom0/cli/configfile.py _apply_network_boot (lines 321-323) raises
+    # Regression guard: src/dom0/cli/configfile.py _apply_network_boot (lines 321-323) raises
     # "Must set nfs root and nfs server" when only nfs_server is given; spec §2.3 (and
     # xm's preprocess_nfs) raise it only when nfs_root is given without nfs_server.
     # nfs_server alone just replaces the dummy server in ip= and adds no nfsroot=.
@@ -498,7 +498,7 @@ def test_network_example_matches_spec(tmp_path: Path) -> None:
 
 
 def test_network_example_cpus_line(tmp_path: Path) -> None:
-    # Regression guard (bug found and fixed): src/dom0/store/sxp.py atom_to_string does not quote ',' and '^';
+    # Regression guard: src/dom0/store/sxp.py atom_to_string does not quote ',' and '^';
     # spec §2.5 shows `(cpus '0-3,^1')`, dom0 prints `(cpus 0-3,^1)`.
     lines = _network_example(tmp_path)
     i = lines.index("    (cpu_cap 50)")

@@ -242,7 +242,7 @@ def test_garbage(payload: bytes, close: bool) -> None:
     assert str(exc.value) == NOT_OUR_PROTOCOL
 
 
-# Regression guard (bug found and fixed): src/dom0/migration/relocation.py:75 calls message.get() on whatever json.loads
+# Regression guard: src/dom0/migration/relocation.py:75 calls message.get() on whatever json.loads
 # returned; a line that is valid JSON but not an object raises AttributeError
 # ("'list' object has no attribute 'get'") instead of MigrationError.
 @pytest.mark.parametrize("payload", [b"[1, 2]\n", b'"hello"\n', b"42\n", b"null\n", b"true\n"])
@@ -252,7 +252,7 @@ def test_garbage_that_is_json_but_not_an_object(payload: bytes) -> None:
     assert str(exc.value) == NOT_OUR_PROTOCOL
 
 
-# Regression guard (bug found and fixed): src/dom0/migration/relocation.py:68: StreamReader.readline() raises ValueError
+# Regression guard: src/dom0/migration/relocation.py:68: StreamReader.readline() raises ValueError
 # ("Separator is found, but chunk is longer than limit") for a line over the 64 KiB
 # stream limit; receive() lets it through instead of raising MigrationError, and
 # RelocationServer._serve does not catch ValueError either.
@@ -261,7 +261,7 @@ def test_garbage_line_longer_than_the_stream_limit() -> None:
         receive_after(b"x" * (100 * 1024) + b"\n")
 
 
-# Regression guard (bug found and fixed): src/dom0/migration/relocation.py:76 passes the peer's "message" through unchecked;
+# Regression guard: relocation.receive once passed the peer's "message" through unchecked;
 # with {"status": "error", "message": null} (or a number) the MigrationError's message
 # is not a str, so str(exc) - how xm prints it - raises TypeError
 # ("__str__ returned non-string").

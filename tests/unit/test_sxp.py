@@ -128,7 +128,7 @@ def test_to_string_non_str_atoms_use_str() -> None:
 
 
 def test_to_string_quotes_comma_and_caret() -> None:
-    # Regression guard (bug found and fixed): src/dom0/store/sxp.py atom_to_string only quotes whitespace and ()'"\;
+    # Regression guard: src/dom0/store/sxp.py atom_to_string only quotes whitespace and ()'"\;
     # Xen's sxp.atomp() leaves unquoted only [A-Za-z0-9.-_:/~]; spec §2.5 prints
     # `(cpus '0-3,^1')`, this renders `(cpus 0-3,^1)`.
     assert sxp.to_string(["cpus", "0-3,^1"]) == "(cpus '0-3,^1')"

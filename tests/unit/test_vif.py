@@ -133,7 +133,7 @@ def test_resolve_bad_or_missing_mac(opts: dict[str, str]) -> None:
     assert str(e.value) == "MAC address not specified or generated."
 
 
-# Regression guard (bug found and fixed): src/dom0/devices/vif.py _MAC (line 17) ends in `$`, which re.match lets match before a
+# Regression guard: vif.py _MAC once ended in `$`, which re.match lets match before a
 # trailing newline, so resolve() accepts mac="00:16:3e:12:34:56\n" and passes the newline on
 # into QEMU's -device argument (mac=...\n).  Expected: "MAC address not specified or
 # generated."; actual: a Vif with mac "00:16:3e:12:34:56\n".
