@@ -71,6 +71,7 @@ EXTRA = "quiet cryptomgr.notests"
 FILL_MB = 256  # incompressible data in the guest's tmpfs
 WRITE_MB = 64  # rewritten over and over by the background writer
 IDLE_RUNS = 3
+WRITING_RUNS = 3  # xm migrate of the memory-writing guest (and raw uncapped)
 ADDR = {"A": "10.99.0.1", "B": "10.99.0.2"}
 VETH = {"A": "mig0", "B": "mig1"}
 RELOCATION_PORT = 8002
@@ -93,18 +94,20 @@ WRITER = (f"(i=0; while true; do dd if={FILL_DIR}/a of={FILL_DIR}/a bs=1M count=
 
 START = time.monotonic()
 
-# xm migrate, with an observer on its client that keeps the last status it got from
-# xend (RAM transferred is in it but not printed); the output is xm's own
+# xm migrate, with an observer on its client that keeps every status it got from xend
+# (when, phase, RAM transferred: not printed); the output is xm's own
 XM_SPY = r"""
-import json, sys
+import json, sys, time
 from dom0.cli.main import main
 from dom0.client import XendClient
-call = XendClient.call
+call, t0, seen = XendClient.call, time.monotonic(), []
 def observed(self, route, /, **args):
     result = call(self, route, **args)
     if route == "domain.migrate_status" and isinstance(result, dict):
+        seen.append({"t": time.monotonic() - t0, "phase": result.get("phase"),
+                     "transferred": result.get("transferred"), "done": result.get("done")})
         with open(sys.argv[1], "w") as f:
-            json.dump(result, f)
+            json.dump(seen, f)
     return result
 XendClient.call = observed
 sys.exit(main(["migrate", *sys.argv[2:]]))
@@ -218,9 +221,12 @@ def xm_migrate(hosts: dict[str, Host], src: str, dom: str, tmp: Path) -> Result:
         PROBLEMS.append("xm migrate printed no prediction line:\n" + describe(shown))
     r["escalations"] = re.findall(r"^not converging: (.*)$", out, re.M)
     try:
-        st = json.loads(status_file.read_text())
-        r["transferred"] = int(st["transferred"]) or None
-    except (OSError, ValueError, KeyError, TypeError):
+        seen = json.loads(status_file.read_text())
+        r["transferred"] = int(seen[-1]["transferred"]) or None
+        # before QEMU's stream starts: connection, bandwidth probe, dirty-rate sampling
+        r["prestream"] = next(s["t"] for s in seen if s["phase"] != "connecting"
+                              and s["phase"] != "measuring")
+    except (OSError, ValueError, KeyError, TypeError, IndexError, StopIteration):
         NOTES.append("dom0: no RAM-transferred figure from xend's migration status")
     if not hosts[dst].has(dom) or hosts[src].has(dom):
         PROBLEMS.append(f"after xm migrate {src}->{dst}: {dom} should exist on {dst} only; "
@@ -374,10 +380,12 @@ def raw_migrate(src: RawQemu, hosts: dict[str, Host], append: str, tmp: Path,
 # ---- the guest's memory-writing state ----------------------------------------------
 
 
-def make_dirty(con: GuestConsole, who: str) -> tuple[float, float]:
-    """Fill FILL_MB of tmpfs with random data, start the writer; (fill seconds,
-    the writer's rewrite rate in MB/s over a few seconds)."""
+def make_dirty(con: GuestConsole, who: str) -> tuple[float, float, float]:
+    """Fill FILL_MB of tmpfs with random data, start the writer; (fill seconds by the
+    guest's clock and by the host's, the writer's rewrite rate in MB/s over 4 s)."""
+    t0 = time.perf_counter()
     fill = guest_timed(con, f"{who}: fill", FILL, timeout=400, expect="records out")
+    wall = time.perf_counter() - t0
     size = con.run(f"wc -c < {FILL_DIR}/a").strip()
     if size != str(FILL_MB << 20):
         raise CommandFailed(f"{who}: the fill made {size!r} bytes, not {FILL_MB << 20}")
@@ -387,9 +395,10 @@ def make_dirty(con: GuestConsole, who: str) -> tuple[float, float]:
     time.sleep(4)
     n1, t1 = writer_passes(con), time.perf_counter()
     rate = (n1 - n0) * WRITE_MB * 1.048576 / (t1 - t0)
-    log(f"{who}: {FILL_MB} MiB from /dev/urandom in {fill:.1f} s (guest clock), "
-        f"{FILL_MB * 1.048576 / fill:.1f} MB/s; the writer rewrites {rate:.0f} MB/s")
-    return fill, rate
+    log(f"{who}: {FILL_MB} MiB from /dev/urandom in {fill:.1f} s by the guest's clock "
+        f"({wall:.1f} s for the whole console command by the host's); the writer "
+        f"rewrites {rate:.0f} MB/s")
+    return fill, wall, rate
 
 
 def writer_passes(con: GuestConsole) -> int:
@@ -433,19 +442,24 @@ def measure_dom0(hosts: dict[str, Host], tmp: Path, res: dict[str, Any]) -> None
         return
     con = open_console(hosts[src], dom)
     try:
-        res["dom0 fill"], res["dom0 writer"] = make_dirty(con, "dom0")
+        res["dom0 fill"] = make_dirty(con, "dom0")
     finally:
         con.close()
-    r = xm_migrate(hosts, src, dom, tmp)
-    r["case"] = "writing"
-    res["dom0 writing"].append(r)
-    log(f"dom0 memory-writing {r['dir']}:\n    " + r["output"].replace("\n", "\n    "))
-    con = open_console(hosts[other(src)], dom)
+    for i in range(WRITING_RUNS):
+        if over_budget():
+            NOTES.append(f"time budget reached: dom0 memory-writing runs stopped after {i}")
+            break
+        r = xm_migrate(hosts, src, dom, tmp)
+        r["case"] = "writing"
+        res["dom0 writing"].append(r)
+        log(f"dom0 memory-writing {r['dir']}:\n    " + r["output"].replace("\n", "\n    "))
+        src = other(src)
+    con = open_console(hosts[src], dom)
     try:
         writer_alive(con, "dom0")
     finally:
         con.close()
-    hosts[other(src)].xm("destroy", dom)  # frees the CPU for the baseline
+    hosts[src].xm("destroy", dom)  # frees the CPU for the baseline
 
 
 def measure_raw(hosts: dict[str, Host], tmp: Path, res: dict[str, Any],
@@ -488,12 +502,13 @@ def measure_raw(hosts: dict[str, Host], tmp: Path, res: dict[str, Any],
     con = GuestConsole(guest.con_path, timeout=30)
     try:
         con.wait_prompt(30)
-        res["raw fill"], res["raw writer"] = make_dirty(con, "raw")
+        res["raw fill"] = make_dirty(con, "raw")
     finally:
         con.close()
     # capped first: a cancelled run leaves the guest where it is, with its parameters
     one("raw writing capped", True)
-    one("raw writing uncapped", False)
+    for _ in range(WRITING_RUNS):
+        one("raw writing uncapped", False)
     con = GuestConsole(guest.con_path, timeout=30)
     try:
         con.wait_prompt(30)
@@ -574,6 +589,7 @@ def report(res: dict[str, Any]) -> None:
                 extra = (f"; xm: link {_fmt(r.get('link'), 0)} MB/s, dirty "
                          f"{_fmt(r.get('dirty'), 1)} MB/s, predicted: {r.get('prediction', '?')}"
                          f"; escalations: {', '.join(r['escalations']) or 'none'}"
+                         f"; xm saw the stream start after ~{_fmt(r.get('prestream'), 1)} s"
                          f"; xm wall {r['wall']:.2f} s")
             else:
                 extra = (f"; max-bandwidth {r.get('max_bandwidth')}, downtime-limit "
@@ -586,9 +602,10 @@ def report(res: dict[str, Any]) -> None:
                   f" transferred{extra}")
     for who in ("dom0", "raw"):
         if f"{who} fill" in res:
-            print(f"  {who}: filling {FILL_MB} MiB from /dev/urandom took "
-                  f"{res[f'{who} fill']:.1f} s (guest clock); the writer rewrote "
-                  f"{res[f'{who} writer']:.0f} MB/s before the migration")
+            guest, wall, rate = res[f"{who} fill"]
+            print(f"  {who}: filling {FILL_MB} MiB from /dev/urandom took {guest:.1f} s by "
+                  f"the guest's clock, {wall:.1f} s for the console command by the host's; "
+                  f"the writer then rewrote {rate:.0f} MB/s")
     params = res.get("raw default params")
     if params:
         print(f"  QEMU's defaults (query-migrate-parameters of a fresh QEMU): max-bandwidth "
@@ -621,20 +638,24 @@ def goals(res: dict[str, Any]) -> None:
         print("  n/a   memory-writing guest completes, predicted time within 20 %: "
               "not measured")
         return
-    r = w[0]
-    pred = r.get("predicted")
-    if pred:
-        err = abs(r["total"] - pred) / pred
-        ok: bool | None = r["completed"] and err <= 0.2
-        how = f"predicted {pred:.1f} s, actual {r['total']:.2f} s, |actual-predicted|/predicted " \
-              f"= {err * 100:.0f} %"
-    else:
-        ok = False if r.get("prediction") else None
-        how = f"prediction: {r.get('prediction', 'none')}; actual {r['total']:.2f} s"
-    esc = f"; escalation: {', '.join(r['escalations'])}" if r["escalations"] else \
-        "; no escalation"
-    print(f"  {verdict(ok)}  memory-writing guest completes, predicted time within 20 %: "
-          f"{how}{esc}")
+    errs, parts = [], []
+    for r in w:
+        pred = r.get("predicted")
+        if pred:
+            errs.append(abs(r["total"] - pred) / pred)
+            parts.append(f"{r['dir']} predicted {pred:.1f} s, actual {r['total']:.2f} s "
+                         f"({errs[-1] * 100:.0f} %)")
+        else:
+            parts.append(f"{r['dir']} {r.get('prediction', 'no prediction')}, actual "
+                         f"{r['total']:.2f} s")
+        parts[-1] += (f", escalation: {', '.join(r['escalations'])}" if r["escalations"]
+                      else ", no escalation")
+    complete = len(w) == WRITING_RUNS and all(r["completed"] for r in w)
+    good = complete and len(errs) == len(w) and statistics.median(errs) <= 0.2
+    print(f"  {verdict(good)}  memory-writing guest completes ({len(w)}/{WRITING_RUNS} runs), "
+          f"predicted time within 20 % (median |actual-predicted|/predicted "
+          f"{_fmt(statistics.median(errs) * 100 if errs else None, 0)} %):\n"
+          + "".join(f"          {p}\n" for p in parts), end="")
 
 
 def environment() -> None:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from conftest import BIN, Host
+from test_storage import make_ext4
 
 TICKER = ("(i=0; while true; do echo tick-$i; i=$((i+1)); usleep 100000; done "
           "> /dev/ttyS0 2>&1 &)")
@@ -110,8 +111,6 @@ def test_hosts_allow_refuses_a_host_it_does_not_match(two_hosts) -> None:  # typ
 def test_a_disk_the_destination_cannot_reach_is_refused_cleanly(two_hosts) -> None:  # type: ignore[no-untyped-def]
     """An NBD export that only the source's namespace can reach: the destination's
     QEMU cannot open it, the destination refuses, the source runs on."""
-    from test_storage import make_ext4
-
     a, b = two_hosts()
     img = make_ext4(a.dir / "local.img", files={"only": "here\n"})
     server = subprocess.Popen(["ip", "netns", "exec", a.netns, "qemu-nbd", "--persistent",

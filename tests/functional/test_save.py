@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Host
+from conftest import BIN, Host
 
 
 def test_save_and_restore_keep_the_guests_memory(host: Host) -> None:
@@ -96,8 +96,6 @@ def test_managed_suspend_resume_and_on_xend_stop_suspend(host: Host) -> None:
 def test_xendomains_start_stop_save_and_restore(host: Host) -> None:
     import os
     import subprocess
-
-    from conftest import BIN
 
     auto = host.dir / "auto"
     auto.mkdir()
