@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dom0.backends.qemu.machine import QemuMachine
-from dom0.devices import vbd as vbd_mod
 from dom0.devices.vbd import Vbd
 from dom0.domain.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
 from dom0.domain.state import STATE_FILTER, PowerState, require
-from dom0.errors import BackendError, ConfigError, DeviceError, InvalidDomain, VmError
+from dom0.domain.storage import DiskController
+from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
 from dom0.migration import relocation, savefile
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
@@ -58,6 +58,7 @@ class DomainManager:
         self.options = options
         self.hvlog = hvlog
         self.vifs = vifs
+        self.disks = DiskController(lambda: self.domains.values(), options.device_timeout)
         self.domains: dict[str, Domain] = {}  # by UUID
         self._tasks: set[asyncio.Task[None]] = set()
         self.migrations: dict[str, relocation.MigrationJob] = {}
@@ -432,48 +433,10 @@ class DomainManager:
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) migrated in")
         await relocation.send(writer, {"status": "running", "domid": dom.domid})
 
-    # ---- block devices -----------------------------------------------------------
+    # ---- block devices (the work is in domain/storage.py) ---------------------------
 
     def _resolve_disks(self, dom: Domain, disks: list[DiskSpec]) -> list[Vbd]:
-        vbds: list[Vbd] = []
-        for spec in disks:
-            vbd = vbd_mod.parse(spec)
-            if any(v.devid == vbd.devid for v in vbds):
-                raise DeviceError(f"Device {vbd.dev} is already connected.")
-            self._check_sharing(dom, vbd)
-            vbds.append(vbd)
-        return vbds
-
-    def _check_sharing(self, dom: Domain, vbd: Vbd) -> None:
-        """The manual's protection: storage written by one domain (or mounted
-        read-write on the host) is not given to another; ``w!`` overrides, and
-        read-only sharing is fine.  Identity is the inode or device number, so
-        the same file reached through another path is caught too."""
-        ident = vbd_mod.identity(vbd)
-        if ident is None or vbd.mode == "w!":
-            return
-        for other in self.domains.values():
-            if other is dom or not other.active:
-                continue
-            for spec in other.config.disks:
-                try:
-                    used = vbd_mod.parse(spec, check_exists=False)
-                except DeviceError:
-                    continue
-                if vbd_mod.identity(used) == ident and (vbd.writable or used.writable):
-                    raise DeviceError(vbd_mod.sharing_error(
-                        vbd.target, vbd.writable, "guest", used.writable))
-        host_rw = vbd_mod.host_mounts_writable(vbd)
-        if host_rw is not None and (vbd.writable or host_rw):
-            raise DeviceError(vbd_mod.sharing_error(vbd.target, vbd.writable, "host", host_rw))
-
-    def _find_disk(self, dom: Domain, dev: str) -> tuple[int, Vbd]:
-        wanted = vbd_mod.device_number(dev)
-        for i, spec in enumerate(dom.config.disks):
-            vbd = vbd_mod.parse(spec, check_exists=False)
-            if vbd.devid == wanted:
-                return i, vbd
-        raise DeviceError(f"Device {dev} not connected")
+        return self.disks.resolve(dom, disks)
 
     def _save_config(self, dom: Domain) -> None:
         self._persist(dom)
@@ -484,69 +447,24 @@ class DomainManager:
         self._not_dom0(ident, "attach a device to")
         dom = self.lookup(ident)
         async with dom.lock:
-            spec = DiskSpec(uname, dev, mode)
-            vbd = vbd_mod.parse(spec)
-            if any(vbd_mod.parse(d, check_exists=False).devid == vbd.devid
-                   for d in dom.config.disks):
-                raise DeviceError(f"Device {dev} is already connected.")
-            if dom.active:
-                self._check_sharing(dom, vbd)
-                assert dom.machine is not None
-                try:
-                    await dom.machine.attach_disk(vbd, self.options.device_timeout)
-                except BackendError as exc:
-                    log.error("attaching %s to %s failed: %s", dev, dom.name, exc)
-                    raise DeviceError(f"Device {vbd.devid} (vbd) could not be connected. "
-                                      f"{exc}") from None
-            dom.config.disks.append(spec)
+            await self.disks.attach(dom, DiskSpec(uname, dev, mode))
             self._save_config(dom)
 
     async def block_detach(self, ident: str, dev: str, force: bool) -> None:
         self._not_dom0(ident, "detach a device from")
         dom = self.lookup(ident)
         async with dom.lock:
-            index, vbd = self._find_disk(dom, dev)
-            if dom.active:
-                assert dom.machine is not None
-                released = await dom.machine.detach_disk(
-                    vbd, 5.0 if force else self.options.device_timeout)
-                if not released and not force:
-                    raise DeviceError(f"Device {dev} (vbd) could not be disconnected: "
-                                      "the guest did not release it.")
-            del dom.config.disks[index]
+            await self.disks.detach(dom, dev, force)
             self._save_config(dom)
 
     async def block_configure(self, ident: str, uname: str, dev: str, mode: str) -> None:
         dom = self.lookup(ident)
         async with dom.lock:
-            index, old = self._find_disk(dom, dev)
-            spec = DiskSpec(uname, dev if ":" in dev else dom.config.disks[index].dev, mode)
-            new = vbd_mod.parse(spec)
-            if not old.cdrom:
-                raise DeviceError(f"Device {dev} is not a CD-ROM: only media can be changed")
-            if dom.active:
-                assert dom.machine is not None
-                await dom.machine.change_media(old, new)
-            dom.config.disks[index] = spec
+            await self.disks.configure(dom, uname, dev, mode)
             self._save_config(dom)
 
     async def block_list(self, ident: str) -> list[dict[str, Any]]:
-        dom = self.lookup(ident)
-        out = []
-        for spec in dom.config.disks:
-            vbd = vbd_mod.parse(spec, check_exists=False)
-            connected = False
-            if dom.active and dom.machine is not None:
-                connected = vbd.emulated or vbd.cdrom or \
-                    await dom.machine.guest_uses(vbd.device_id)
-            out.append({
-                "idx": vbd.devid, "backend-id": 0, "handle": 0, "state": 4 if connected else 1,
-                "event-ch": -1, "ring-ref": -1,
-                "be-path": f"/local/domain/0/backend/vbd/{dom.domid}/{vbd.devid}",
-                "uname": spec.uname, "dev": spec.dev, "mode": spec.mode,
-                "virtual-device": vbd.dev,
-            })
-        return out
+        return await self.disks.rows(self.lookup(ident))
 
     # ---- network interfaces ------------------------------------------------------
 
