@@ -420,6 +420,8 @@ class DomainManager:
         self._check_bootable(cfg)
         await reader.readexactly(int(request.get("probe", 0)))
         await relocation.send(writer, {"status": "probed"})
+        start = await relocation.receive(reader)
+        request["postcopy"] = bool(start.get("postcopy"))
         dom = Domain(cfg)
         dom.next_vif_devid = int(request.get("next_vif_devid", 0))
         self.domains[cfg.uuid] = dom

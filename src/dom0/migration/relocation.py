@@ -9,6 +9,7 @@ ends (QMP ``getfd``), so no byte of guest memory is copied by xend.
     {"op": "receive", config, live, probe} ->
     <probe bytes: the link's bandwidth>    ->   (checks hosts-allow, config, disks)
                                            <-   {"status": "probed"}
+    {"op": "start", "postcopy": bool}      ->   (post-copy only when predicted needed)
                                            <-   {"status": "ready"}   (QEMU waits)
     ======== QEMU migration stream ========>
                                            <-   {"status": "received"} (guest paused)
@@ -182,7 +183,7 @@ async def receive_guest(manager: DomainManager, dom: Domain, request: dict[str, 
         await machine.wait_incoming(timeout=3600)
     else:
         _reading(writer, False)  # from now on the socket's bytes are QEMU's
-        await machine.receive_incoming("", fd=_fd(writer))
+        await machine.receive_incoming("", fd=_fd(writer), postcopy=bool(request["postcopy"]))
         await send(writer, {"status": "ready"})
         await machine.wait_incoming(timeout=3600)
         _reading(writer, True)
@@ -256,6 +257,8 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
         guess = predict(ram, dirty, bandwidth, live=live)
         job.prediction = (f"link {bandwidth / 1e6:.0f} MB/s, guest dirties "
                           f"{dirty / 1e6:.1f} MB/s; {guess.describe()}")
+        postcopy = live and not guess.converges and not tls
+        await send(writer, {"op": "start", "postcopy": postcopy})
         await receive(reader)  # ready: the destination's QEMU waits
         job.phase = "transferring"
         if tls:
@@ -263,7 +266,7 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
                              guess.total_s if guess.converges else None)
         else:
             _reading(writer, False)
-            await machine.start_migration("", live, fd=_fd(writer))
+            await machine.start_migration("", live, fd=_fd(writer), postcopy=postcopy)
             await _follow(machine, job, guess.total_s if guess.converges else None)
             _reading(writer, True)
         await receive(reader)  # received: the destination holds the guest, paused

@@ -349,11 +349,13 @@ class QemuMachine:
             {"capability": "auto-converge", "state": True},
             {"capability": "postcopy-ram", "state": postcopy}])
 
-    async def start_migration(self, uri: str, live: bool, fd: int | None = None) -> None:
+    async def start_migration(self, uri: str, live: bool, fd: int | None = None,
+                              postcopy: bool = False) -> None:
         """Start sending the guest (not waiting): to *uri*, or to a connected socket
-        *fd* handed to QEMU."""
+        *fd* handed to QEMU.  *postcopy* keeps post-copy available as a last resort
+        (it costs a return path and so some downtime: only when predicted needed)."""
         assert self.qmp is not None
-        await self._migration_capabilities(postcopy=fd is not None)
+        await self._migration_capabilities(postcopy=postcopy and fd is not None)
         await self._exec_args("migrate-set-parameters",
                               {"max-bandwidth": 1 << 40, "downtime-limit": 300})
         if not live:
@@ -363,11 +365,12 @@ class QemuMachine:
             uri = "fd:migrate"
         await self._exec("migrate", uri=uri)
 
-    async def receive_incoming(self, uri: str, fd: int | None = None) -> None:
+    async def receive_incoming(self, uri: str, fd: int | None = None,
+                               postcopy: bool = False) -> None:
         """Start receiving a guest (QEMU started incoming): on *uri*, or from a
         connected socket *fd* handed to QEMU."""
         assert self.qmp is not None
-        await self._migration_capabilities(postcopy=fd is not None)
+        await self._migration_capabilities(postcopy=postcopy and fd is not None)
         if fd is not None:
             await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
             uri = "fd:migrate"
@@ -394,7 +397,7 @@ class QemuMachine:
             if any(c["capability"] == "postcopy-ram" and c["state"] for c in caps):
                 await self._exec("migrate-start-postcopy")
                 return "switching to post-copy"
-            return "post-copy is not available over a relayed (TLS) stream"
+            return "post-copy was not prepared for this migration"
         await self._exec("migrate_cancel")
         return "aborting"
 
