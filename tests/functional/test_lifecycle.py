@@ -6,6 +6,10 @@ import re
 
 from conftest import Host
 
+#: run a guest command a moment later, after the shell has confirmed it got the line
+#: (a line typed right as busybox ash queries the terminal can be lost)
+IN_BACKGROUND = "(sleep 0.3; {}) >/dev/null 2>&1 &"
+
 
 def meminfo_mib(con) -> int:  # type: ignore[no-untyped-def]
     out = con.run("grep MemTotal /proc/meminfo")
@@ -56,7 +60,7 @@ def test_reboot_really_reboots_with_a_new_id(host: Host) -> None:
 def test_guest_initiated_reboot_follows_on_reboot(host: Host) -> None:
     first = host.create("gr", on_reboot="restart")
     with host.console("gr") as con:
-        con.send("reboot\n")
+        con.run(IN_BACKGROUND.format("/sbin/reboot"))
     host.wait_for(lambda: host.info("gr")["domid"] != first["domid"], 60, "restart")
     with host.console("gr") as con:
         assert con.run("echo alive").strip() == "alive"
@@ -65,7 +69,7 @@ def test_guest_initiated_reboot_follows_on_reboot(host: Host) -> None:
 def test_on_reboot_destroy(host: Host) -> None:
     host.create("rd", on_reboot="destroy")
     with host.console("rd") as con:
-        con.send("reboot\n")
+        con.run(IN_BACKGROUND.format("/sbin/reboot"))
     host.wait_for(lambda: host.xm("domid", "rd", check=False).returncode == 3, 60,
                   "domain to be destroyed")
 
@@ -76,7 +80,7 @@ def test_restart_loop_guard_refuses_a_second_quick_restart(make_host) -> None:  
     for _ in range(2):
         domid = host.info("loop")["domid"]
         with host.console("loop") as con:
-            con.send("reboot\n")
+            con.run(IN_BACKGROUND.format("/sbin/reboot"))
         host.wait_for(lambda d=domid: host.xm("domid", "loop", check=False).stdout.strip()
                       != str(d), 60, "the reboot")
     # the second restart came less than 120 s after the first: refused, domain gone
@@ -90,7 +94,7 @@ def test_poweroff_destroy_and_preserve(host: Host) -> None:
     host.create("pp", on_poweroff="preserve")
     for name in ("pd", "pp"):
         with host.console(name) as con:
-            con.send("poweroff\n")
+            con.run(IN_BACKGROUND.format("/sbin/poweroff"))
     host.wait_for(lambda: host.xm("domid", "pd", check=False).returncode == 3, 60, "pd gone")
     host.wait_for(lambda: host.info("pp")["state"] == "---s--", 60, "pp shut down")
     host.xm("destroy", "pp")
@@ -186,7 +190,7 @@ def test_uptime_and_dmesg(host: Host) -> None:
 def test_rename_restart_keeps_the_old_domain_and_starts_a_new_one(host: Host) -> None:
     first = host.create("rr", on_poweroff="rename-restart")
     with host.console("rr") as con:
-        con.send("poweroff\n")
+        con.run(IN_BACKGROUND.format("/sbin/poweroff"))
     host.wait_for(lambda: host.info("rr")["domid"] != first["domid"], 60, "the new domain")
     new = host.info("rr")
     assert new["uuid"] == first["uuid"]

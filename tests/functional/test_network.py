@@ -97,7 +97,7 @@ def test_rate_limited_vif_measures_within_20_percent(make_host) -> None:  # type
     host.create("rl", vif=["bridge=xenbr0,rate=8Mb/s"], ip="10.50.0.21", netmask="255.255.255.0")
     size = 4_000_000
     with host.console("rl") as con:
-        con.send("nc -l -p 5001 | wc -c > /run/got; echo DONE''-RECV\n")
+        con.run("(nc -l -p 5001 | wc -c > /run/got; echo DONE''-RECV > /dev/ttyS0) &")
         time.sleep(1)
         start = time.monotonic()
         host.ns_run("python3", "-c",
