@@ -747,13 +747,13 @@ def environment() -> None:
           f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
     print(f"guest: {GUEST} ({BOOT_MEM} MiB to boot, {SMALL_MEM} MiB paused x{MANY}); "
           f"{REPS} runs each")
-    others = [p for p in pids_mentioning("qemu-system") if _is_qemu(p)]
+    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
     if others:
         print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
               "running and compete for the CPUs")
 
 
-def _is_qemu(pid: int) -> bool:
+def is_qemu(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/comm").read_text().startswith("qemu-system")
     except OSError:

@@ -46,7 +46,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "functional"))
 
-from bench_core import describe, kill_and_wait, pids_mentioning, run  # noqa: E402
+from bench_core import (  # noqa: E402
+    describe,
+    is_qemu,
+    kill_and_wait,
+    pids_mentioning,
+    run,
+)
 from guestconsole import GuestConsole  # noqa: E402
 
 REPO = HERE.parent
@@ -435,17 +441,10 @@ def environment() -> None:
           f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
     print(f"guest: {GUEST}, {MEM} MiB, 1 vCPU; {REPS} timed runs each after a warm-up; "
           "guest times from /proc/uptime (10 ms resolution)")
-    others = [p for p in pids_mentioning("qemu-system") if _is_qemu(p)]
+    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
     if others:
         print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
               "running and compete for the CPUs")
-
-
-def _is_qemu(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().startswith("qemu-system")
-    except OSError:
-        return False
 
 
 def check_prerequisites() -> list[str]:

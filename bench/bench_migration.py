@@ -52,12 +52,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_devices as devices  # noqa: E402  (puts tests/functional on sys.path)
-from bench_core import describe, kill_and_wait, pids_mentioning, run  # noqa: E402
+from bench_core import describe, is_qemu, kill_and_wait, pids_mentioning, run  # noqa: E402
 from bench_devices import (  # noqa: E402
     NOTES,
     PROBLEMS,
     CommandFailed,
-    _is_qemu,
     check_prerequisites,
     guest_timed,
     log,
@@ -702,7 +701,7 @@ def environment() -> None:
           f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
     print(f"guest: {GUEST}, {MEM} MiB, 1 vCPU, extra {EXTRA!r}; {IDLE_RUNS} idle runs; "
           f"memory-writing: {FILL_MB} MiB random data, {WRITE_MB} MiB rewritten in a loop")
-    others = [p for p in pids_mentioning("qemu-system") if _is_qemu(p)]
+    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
     if others:
         print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
               "running and compete for the CPUs")

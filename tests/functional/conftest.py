@@ -49,6 +49,20 @@ def _prerequisites() -> None:
         pytest.fail("functional test prerequisites: " + "; ".join(problems), pytrace=False)
 
 
+def veth(ns_a: str, dev_a: str, addr_a: str | None, ns_b: str, dev_b: str,
+         addr_b: str | None) -> None:
+    """A veth pair between two network namespaces, both ends up (with the addresses
+    given) and loopback up in both: how the tests wire hosts and servers together."""
+    subprocess.run(["ip", "link", "add", dev_a, "netns", ns_a, "type", "veth", "peer", "name",
+                    dev_b, "netns", ns_b], check=True)
+    for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
+        cmds = [["ip", "link", "set", "lo", "up"], ["ip", "link", "set", dev, "up"]]
+        if addr:
+            cmds.insert(0, ["ip", "addr", "add", addr, "dev", dev])
+        for cmd in cmds:
+            subprocess.run(["ip", "netns", "exec", ns, *cmd], check=True)
+
+
 class Host:
     """One private xend instance with its own paths (a "host")."""
 

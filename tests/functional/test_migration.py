@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, Host
+from conftest import BIN, Host, veth
 from test_storage import make_ext4
 
 TICKER = ("(i=0; while true; do echo tick-$i; i=$((i+1)); usleep 100000; done "
@@ -23,11 +23,7 @@ def two_hosts(make_host):  # type: ignore[no-untyped-def]
                       "(xend-relocation-address 10.99.0.2)\n"
                       f"(xend-relocation-hosts-allow '{allow}')\n{extra}", start=False,
                       netns=True)
-        subprocess.run(["ip", "link", "add", "mig0", "netns", a.netns, "type", "veth", "peer",
-                        "name", "mig1", "netns", b.netns], check=True)
-        for host, addr, dev in ((a, "10.99.0.1/24", "mig0"), (b, "10.99.0.2/24", "mig1")):
-            host.ns_run("ip", "addr", "add", addr, "dev", dev)
-            host.ns_run("ip", "link", "set", dev, "up")
+        veth(a.netns, "mig0", "10.99.0.1/24", b.netns, "mig1", "10.99.0.2/24")
         a.xend("start")
         b.xend("start")
         return a, b

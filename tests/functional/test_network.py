@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from conftest import Host
+from conftest import Host, veth
 
 
 def bridged_host(make_host) -> Host:  # type: ignore[no-untyped-def]
@@ -64,13 +64,7 @@ def test_nat_network_with_dhcp_reaches_a_server_in_another_namespace(make_host) 
 
     subprocess.run(["ip", "netns", "add", server_ns], check=True)
     try:
-        subprocess.run(["ip", "link", "add", "up0", "netns", host.netns, "type", "veth",
-                        "peer", "name", "up1", "netns", server_ns], check=True)
-        host.ns_run("ip", "addr", "add", "10.70.0.1/24", "dev", "up0")
-        host.ns_run("ip", "link", "set", "up0", "up")
-        for cmd in (["ip", "addr", "add", "10.70.0.2/24", "dev", "up1"],
-                    ["ip", "link", "set", "up1", "up"], ["ip", "link", "set", "lo", "up"]):
-            subprocess.run(["ip", "netns", "exec", server_ns, *cmd], check=True)
+        veth(host.netns, "up0", "10.70.0.1/24", server_ns, "up1", "10.70.0.2/24")
         server = subprocess.Popen(
             ["ip", "netns", "exec", server_ns, "python3", "-c",
              "import socket\ns=socket.socket(); s.bind(('10.70.0.2', 8080)); s.listen()\n"
@@ -121,13 +115,7 @@ def test_network_bridge_moves_a_host_nic_and_restores_it(make_host) -> None:  # 
     peer_ns = host.netns + "p"
     subprocess.run(["ip", "netns", "add", peer_ns], check=True)
     try:
-        subprocess.run(["ip", "link", "add", "eth9", "netns", host.netns, "type", "veth",
-                        "peer", "name", "eth0", "netns", peer_ns], check=True)
-        host.ns_run("ip", "addr", "add", "10.95.0.1/24", "dev", "eth9")
-        host.ns_run("ip", "link", "set", "eth9", "up")
-        for cmd in (["ip", "addr", "add", "10.95.0.2/24", "dev", "eth0"],
-                    ["ip", "link", "set", "eth0", "up"]):
-            subprocess.run(["ip", "netns", "exec", peer_ns, *cmd], check=True)
+        veth(host.netns, "eth9", "10.95.0.1/24", peer_ns, "eth0", "10.95.0.2/24")
         host.xend("start")
         assert "master xenbr0" in host.ns_run("ip", "link", "show", "eth9").stdout
         assert "10.95.0.1/24" in host.ns_run("ip", "addr", "show", "xenbr0").stdout

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import GUEST_DIR, Host
+from conftest import GUEST_DIR, Host, veth
 
 
 def make_ext4(path: Path, size_mb: int = 24, files: dict[str, str] | None = None) -> Path:
@@ -271,12 +271,8 @@ def test_nfs_root_from_a_server_in_another_namespace(make_host) -> None:  # type
     subprocess.run(["ip", "netns", "add", server_ns], check=True)
     ganesha = None
     try:
-        subprocess.run(["ip", "link", "add", "nfs0", "netns", host.netns, "type", "veth",
-                        "peer", "name", "nfs1", "netns", server_ns], check=True)
-        host.ns_run("ip", "link", "set", "nfs0", "master", "xenbr0", "up")
-        for cmd in (["ip", "addr", "add", "10.50.0.2/24", "dev", "nfs1"],
-                    ["ip", "link", "set", "nfs1", "up"], ["ip", "link", "set", "lo", "up"]):
-            subprocess.run(["ip", "netns", "exec", server_ns, *cmd], check=True)
+        veth(host.netns, "nfs0", None, server_ns, "nfs1", "10.50.0.2/24")
+        host.ns_run("ip", "link", "set", "nfs0", "master", "xenbr0")
         conf = host.dir / "ganesha.conf"
         conf.write_text(GANESHA_CONF.format(addr="10.50.0.2", path=export))
         ganesha = subprocess.Popen(
