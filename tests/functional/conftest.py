@@ -217,7 +217,8 @@ class Host:
                     pass
         if self.netns:
             subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("DOM0_KEEP_TEST_HOSTS"):  # set it to read their logs after
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -41,6 +41,11 @@ def last_tick(text: str) -> int:
     return int(ticks[-1]) if ticks else -1
 
 
+def next_tick(con) -> int:  # type: ignore[no-untyped-def]
+    """The number of the next whole tick line the console shows."""
+    return last_tick(con.read_until(b"tick-", 10).decode() + con.read_until(b"\n", 5).decode())
+
+
 def test_live_migration_keeps_the_counter_counting(two_hosts) -> None:  # type: ignore[no-untyped-def]
     a, b = two_hosts()
     before = a.create("ctr", memory=128)
@@ -85,12 +90,9 @@ def test_destination_killed_mid_migration_leaves_the_source_running(two_hosts) -
     info = a.info("ctr")
     assert info["state"] in ("r-----", "-b----")
     with a.console("ctr") as con:
-        first = last_tick(con.read_until(b"tick-", 10).decode() + con.read_until(b"\n", 5)
-                          .decode())
+        first = next_tick(con)
         time.sleep(1)
-        second = last_tick(con.read_until(b"tick-", 10).decode() + con.read_until(b"\n", 5)
-                           .decode())
-        assert second > first  # the counter still counts on the source
+        assert next_tick(con) > first  # the counter still counts on the source
 
 
 def test_hosts_allow_refuses_a_host_it_does_not_match(two_hosts) -> None:  # type: ignore[no-untyped-def]
@@ -145,3 +147,100 @@ def test_ssl_relocation_server(two_hosts, tmp_path) -> None:  # type: ignore[no-
     # the plain port is a different server: a TLS client gets no answer there
     r = b.xm("migrate", "-s", "-p", "8002", "sec", "10.99.0.1", check=False)
     assert r.returncode == 1
+
+
+# a guest that dirties memory far faster than a 10 MB/s link carries it: a loop that
+# keeps rewriting 32 MiB of a tmpfs with new random data (~50 MB/s under TCG), so
+# that every round leaves more than 2 s of sending (the largest downtime limit)
+FILL = ("mkdir -p /run/f && mount -t tmpfs -o size=48m tmpfs /run/f && "
+        "dd if=/dev/urandom of=/run/f/static bs=1M count=4 2>/dev/null && "
+        "md5sum /run/f/static")
+WRITER = ("(i=0; while true; do dd if=/dev/urandom of=/run/f/w bs=1M count=32 conv=notrunc "
+          "2>/dev/null; i=$((i+1)); echo $i > /run/f/n; done >/dev/null 2>&1 &)")
+
+
+def shape_link(host: Host, rate: str = "80mbit") -> None:
+    host.ns_run("tc", "qdisc", "add", "dev", "mig0", "root", "tbf", "rate", rate,
+                "burst", "64k", "latency", "100ms")
+
+
+def start_writing_guest(host: Host, name: str) -> str:
+    host.create(name, memory=128)
+    with host.console(name) as con:
+        con.run(FILL, timeout=120)
+        digest = static_digest(con)
+        con.run(WRITER)
+        con.run(TICKER)
+        assert writer_passes(con, wait=True) > 0
+    return digest
+
+
+def static_digest(con) -> str:  # type: ignore[no-untyped-def]
+    """md5sum of the data that no one writes, picked out from between ticks."""
+    m = re.search(r"\b([0-9a-f]{32})\s+/run/f/static", con.run("md5sum /run/f/static"))
+    assert m
+    return m.group(1)
+
+
+def writer_passes(con, wait: bool = False) -> int:  # type: ignore[no-untyped-def]
+    """How many times the writer has rewritten its 32 MiB (waits for the first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        passes = re.findall(r"^(\d+)\s*$", con.run("cat /run/f/n 2>/dev/null"), re.M)
+        if passes or not wait or time.monotonic() > deadline:
+            return int(passes[-1]) if passes else 0
+        time.sleep(0.5)
+
+
+def test_a_guest_that_does_not_converge_escalates_to_post_copy(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    """Predicted not to converge; throttling and a 2 s downtime limit do not help
+    on a 10 MB/s link, so post-copy finishes it: the guest runs on the destination
+    with its memory intact, its writer and counter going on."""
+    a, b = two_hosts()
+    shape_link(a)
+    digest = start_writing_guest(a, "hot")
+    out = a.xm("migrate", "--live", "hot", "10.99.0.2", timeout=300).stdout
+    assert "will not converge" in out, out
+    steps = re.findall(r"^not converging: (.*)$", out, re.M)
+    assert steps == ["throttling the guest (auto-converge)", "raising the downtime limit to 2 s",
+                     "switching to post-copy"], out
+    assert re.search(r"^Migrated hot to 10\.99\.0\.2: total [\d.]+ s", out, re.M), out
+    assert a.xm("domid", "hot", check=False).returncode == 3
+    with b.console("hot") as con:
+        assert static_digest(con) == digest
+        before = writer_passes(con)
+        first = next_tick(con)
+        time.sleep(1.5)
+        assert writer_passes(con) > before
+        assert next_tick(con) > first
+
+
+def test_without_post_copy_abort_is_the_last_resort(two_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Over TLS there is no post-copy (it needs QEMU's return path): after the
+    throttle and the larger downtime the migration is aborted, the destination
+    cleans up and the guest goes on running on the source, unchanged.  (5 MB/s:
+    the first round alone outlasts the policy's 18 s, throttled or not.)"""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=dom0-test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    a, b = two_hosts(extra="(xend-relocation-ssl-server yes)\n(xend-relocation-ssl-port 8003)\n"
+                           f"(xend-relocation-server-ssl-key-file {key})\n"
+                           f"(xend-relocation-server-ssl-cert-file {cert})")
+    shape_link(a, "40mbit")
+    digest = start_writing_guest(a, "hot")
+    domid = a.info("hot")["domid"]
+    r = a.xm("migrate", "--live", "--ssl", "hot", "10.99.0.2", check=False, timeout=300)
+    steps = re.findall(r"^not converging: (.*)$", r.stdout, re.M)
+    assert steps == ["throttling the guest (auto-converge)", "raising the downtime limit to 2 s",
+                     "post-copy was not prepared for this migration", "aborting"], r.stdout
+    assert r.returncode == 1 and r.stderr.startswith("Error: migration did not converge"), r
+    assert a.info("hot")["domid"] == domid
+    assert a.info("hot")["state"] in ("r-----", "-b----")
+    b.wait_for(lambda: b.xm("domid", "hot", check=False).returncode == 3, 10,
+               "the destination to clean up")
+    with a.console("hot") as con:
+        assert static_digest(con) == digest
+        before = writer_passes(con)
+        time.sleep(1.5)
+        assert writer_passes(con) > before

@@ -195,11 +195,13 @@ def test_eta_counts_down_with_time() -> None:
     assert eta.update(4.0, 6.0) == pytest.approx(6.0)
 
 
-def test_eta_ignores_an_estimate_that_jumps_up() -> None:
+def test_eta_holds_when_the_estimate_jumps_up() -> None:
+    # not counting down to zero on its own: the migration may still be far off
     eta = MonotonicEta()
     assert eta.update(0.0, 10.0) == pytest.approx(10.0)
-    assert eta.update(1.0, 100.0) == pytest.approx(9.0)
-    assert eta.update(2.0, 50.0) == pytest.approx(8.0)
+    assert eta.update(1.0, 100.0) == pytest.approx(10.0)
+    assert eta.update(2.0, 50.0) == pytest.approx(10.0)
+    assert eta.update(3.0, 4.0) == pytest.approx(4.0)
 
 
 def test_eta_follows_a_lower_estimate() -> None:
@@ -207,13 +209,13 @@ def test_eta_follows_a_lower_estimate() -> None:
     eta.update(0.0, 10.0)
     assert eta.update(1.0, 2.0) == pytest.approx(2.0)
     # ... and does not go back up afterwards
-    assert eta.update(1.5, 9.0) == pytest.approx(1.5)
+    assert eta.update(1.5, 9.0) == pytest.approx(2.0)
 
 
 def test_eta_never_negative() -> None:
     eta = MonotonicEta()
     assert eta.update(0.0, 1.0) == pytest.approx(1.0)
-    assert eta.update(5.0, 1000.0) == 0.0  # past the deadline
+    assert eta.update(5.0, 1000.0) == pytest.approx(1.0)
     assert eta.update(6.0, -3.0) == 0.0  # a nonsensical estimate
     assert MonotonicEta().update(0.0, -5.0) == 0.0
 
@@ -231,3 +233,38 @@ def test_eta_never_increases_randomised() -> None:
             assert 0.0 <= remaining <= last + 1e-9
             assert remaining <= max(0.0, estimate) + 1e-9  # a lower estimate is followed
             last = remaining
+
+
+# ---- zero pages ------------------------------------------------------------------
+
+
+def test_zero_pages_cost_only_their_scan() -> None:
+    ram, bw = 512 * MiB, 100 * MB
+    p = predict(ram, 0, bw, nonzero_share=0.25, zero_rate=4e9)
+    assert p.total_s == pytest.approx(ram * 0.25 / bw + ram * 0.75 / 4e9)
+    assert p.total_s < predict(ram, 0, bw).total_s
+
+
+def test_all_zero_ram_is_the_scan_alone() -> None:
+    assert predict(GiB, 0, 10 * MB, nonzero_share=0.0, zero_rate=2e9).total_s == \
+        pytest.approx(GiB / 2e9)
+
+
+@pytest.mark.parametrize("share, clamped", [(-0.5, 0.0), (1.7, 1.0)])
+def test_nonzero_share_is_clamped(share: float, clamped: float) -> None:
+    assert predict(GiB, 0, 10 * MB, nonzero_share=share) == \
+        predict(GiB, 0, 10 * MB, nonzero_share=clamped)
+
+
+def test_paused_migration_also_skips_zero_pages() -> None:
+    p = predict(GiB, 5 * MB, 100 * MB, live=False, nonzero_share=0.5, zero_rate=1e9)
+    assert p.total_s == p.downtime_s == pytest.approx(GiB * 0.5 / (100 * MB) + GiB * 0.5 / 1e9)
+
+
+def test_a_shorter_first_round_leaves_less_dirt() -> None:
+    # less to send at first: less dirtied meanwhile, so never more rounds
+    ram, bw, dirty = 4 * GiB, 200 * MB, 150 * MB
+    full, light = predict(ram, dirty, bw), predict(ram, dirty, bw, nonzero_share=0.1)
+    assert light.converges and full.converges
+    assert light.rounds <= full.rounds
+    assert light.total_s < full.total_s

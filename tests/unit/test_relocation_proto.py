@@ -292,7 +292,8 @@ def test_receive_returns_a_fresh_dict() -> None:
 
 VIEW_KEYS = {
     "domain", "destination", "live", "phase", "prediction", "transferred", "total",
-    "remaining", "eta_s", "events", "done", "error", "downtime_ms", "total_s", "new_domid",
+    "remaining", "eta_s", "events", "done", "error", "downtime_ms", "total_s", "stream_s",
+    "new_domid",
 }
 
 
@@ -308,6 +309,7 @@ def test_job_view_defaults() -> None:
         "domain": "guest", "destination": "host2", "live": False, "phase": "connecting",
         "prediction": "", "transferred": 0, "total": 0, "remaining": 0, "eta_s": None,
         "events": [], "done": False, "error": None, "downtime_ms": None, "total_s": None,
+        "stream_s": None,
         "new_domid": None,
     }
 

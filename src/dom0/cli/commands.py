@@ -389,8 +389,11 @@ def _follow_migration(client: XendClient, job: str, dom: str, host: str) -> int:
             if st["error"]:
                 raise XendError(st["error"])
             downtime = st["downtime_ms"]
+            stream = st.get("stream_s")
             print(f"Migrated {dom} to {host}: total {st['total_s']:.2f} s, downtime "
-                  f"{downtime if downtime is not None else '?'} ms")
+                  f"{downtime if downtime is not None else '?'} ms"
+                  + (f" (QEMU's stream {stream:.2f} s, {st['transferred'] / 2**20:.0f} MiB)"
+                     if stream is not None else ""))
             return 0
         if st["phase"] == "transferring" and st["total"]:
             eta = "--" if st["eta_s"] is None else f"{st['eta_s']:.1f} s"

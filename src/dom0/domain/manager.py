@@ -27,6 +27,7 @@ from dom0.domain.state import STATE_FILTER, PowerState, require
 from dom0.domain.storage import DiskController
 from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
 from dom0.migration import relocation, savefile
+from dom0.migration.predict import StreamRates
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -62,6 +63,7 @@ class DomainManager:
         self.domains: dict[str, Domain] = {}  # by UUID
         self._tasks: set[asyncio.Task[None]] = set()
         self.migrations: dict[str, relocation.MigrationJob] = {}
+        self.stream_rates = StreamRates()  # what QEMU reached in past migrations
 
     # ---- lookup ----------------------------------------------------------------
 
@@ -418,10 +420,10 @@ class DomainManager:
         cfg.validate()
         self._check_unique(cfg)
         self._check_bootable(cfg)
-        await reader.readexactly(int(request.get("probe", 0)))
-        await relocation.send(writer, {"status": "probed"})
-        start = await relocation.receive(reader)
-        request["postcopy"] = bool(start.get("postcopy"))
+        rate = await relocation.read_probe(reader, int(request.get("probe", 0)))
+        await relocation.send(writer, {"status": "probed", "rate": rate})
+        # QEMU starts while the source still measures its guest; relocation.receive_guest
+        # then waits for the source's "start"
         dom = Domain(cfg)
         dom.next_vif_devid = int(request.get("next_vif_devid", 0))
         self.domains[cfg.uuid] = dom

@@ -8,7 +8,8 @@ ends (QMP ``getfd``), so no byte of guest memory is copied by xend.
                                            <-   {"status": "hello"}  (after hosts-allow)
     {"op": "receive", config, live, probe} ->
     <probe bytes: the link's bandwidth>    ->   (checks hosts-allow, config, disks)
-                                           <-   {"status": "probed"}
+                                           <-   {"status": "probed", "rate": B/s}
+                                                (starts QEMU, -incoming defer)
     {"op": "start", "postcopy": bool}      ->   (post-copy only when predicted needed)
                                            <-   {"status": "ready"}   (QEMU waits)
     ======== QEMU migration stream ========>
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -41,8 +43,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dom0.backends.qemu import ramsample
 from dom0.errors import VmError
-from dom0.migration.predict import MonotonicEta, predict
+from dom0.migration.predict import (
+    DEFAULT_DOWNTIME,
+    MonotonicEta,
+    choose_downtime_limit,
+    predict,
+)
 
 if TYPE_CHECKING:
     from dom0.domain.domain import Domain
@@ -51,7 +59,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-PROBE_BYTES = 16 * 1024 * 1024
+PROBE_BYTES = 32 * 1024 * 1024
+PROBE_CHUNK = 1 << 20
+SAMPLE_SPAN = 0.25  # s between the two samples of the guest's RAM (at least)
+BUSY_CPU = 0.5  # QEMU's CPU seconds per second while sampled: the guest keeps a CPU busy
+FINISH_S = 0.05
+ETA_AFTER = 0.5  # s of stream before xm shows an ETA  # s after QEMU's stream: the commit round trip, the destination resumes
 CONNECT_TIMEOUT = 30.0
 STEP_TIMEOUT = 60.0
 
@@ -169,6 +182,10 @@ async def receive_guest(manager: DomainManager, dom: Domain, request: dict[str, 
     manager's launch, which resumes the guest when this returns."""
     machine = dom.machine
     assert machine is not None
+    start = await receive(reader)
+    if start.get("op") != "start":
+        raise MigrationError(f"Invalid operation: {start.get('op')}")
+    request["postcopy"] = bool(start.get("postcopy"))
     if _tls(writer):
         path = machine.migration_socket
         await machine.receive_incoming(f"unix:{path}")
@@ -215,13 +232,14 @@ class MigrationJob:
     error: str | None = None
     downtime_ms: float | None = None
     total_s: float | None = None
+    stream_s: float | None = None  # QEMU's own time for the stream (total-time)
     new_domid: int | None = None
 
     def view(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in (
             "domain", "destination", "live", "phase", "prediction", "transferred", "total",
             "remaining", "eta_s", "events", "done", "error", "downtime_ms", "total_s",
-            "new_domid")}
+            "stream_s", "new_domid")}
 
 
 async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, live: bool,
@@ -242,33 +260,64 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
     was_running = await machine.runstate() == "running"
     committed = False
     try:
+        # the guest's RAM is sampled now, after the link's probe and a little later:
+        # the guest is measured while the connection is made, not after it
+        ram, sampler = await machine.ram_sampler()
+        cpu0 = machine.cpu_seconds()
+        first = await asyncio.to_thread(sampler.take) if sampler else None
         await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
         await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
                             "config": dom.config.to_dict(), "probe": PROBE_BYTES,
                             "next_vif_devid": dom.next_vif_devid})
         job.phase = "measuring"
-        t0 = time.monotonic()
-        writer.write(bytes(PROBE_BYTES))
-        await writer.drain()
-        await receive(reader)  # probed
-        bandwidth = PROBE_BYTES / max(time.monotonic() - t0, 1e-3)
-        dirty = await machine.dirty_rate(1) if live else 0.0
-        ram = await machine.ram_bytes()
-        guess = predict(ram, dirty, bandwidth, live=live)
-        job.prediction = (f"link {bandwidth / 1e6:.0f} MB/s, guest dirties "
-                          f"{dirty / 1e6:.1f} MB/s; {guess.describe()}")
+        link = await _probe(reader, writer)
+        working_set: float | None = None
+        if first is not None and sampler is not None:
+            mid = await asyncio.to_thread(sampler.take)
+            await asyncio.sleep(SAMPLE_SPAN - (time.monotonic() - first.at))
+            last = await asyncio.to_thread(sampler.take)
+            dirty, working_set = ramsample.dirt(first, mid, last, ram)
+            nonzero = last.nonzero_share
+            span = last.at - first.at
+        else:  # QEMU's own sampler: a whole second, and no word on zero pages
+            t0 = time.monotonic()
+            dirty = await machine.dirty_rate(1)
+            nonzero, span = 1.0, time.monotonic() - t0
+        if not live:
+            dirty, working_set = 0.0, None
+        busy = (machine.cpu_seconds() - cpu0) / max(span, 1e-3) >= BUSY_CPU
+        bandwidth = manager.stream_rates.effective(link, busy)
+        limit = choose_downtime_limit(ram, dirty, bandwidth, nonzero, working_set)
+        guess = predict(ram, dirty, bandwidth, limit, live=live, nonzero_share=nonzero,
+                        working_set=working_set)
+        if guess.converges:  # the user's clock started at xm migrate
+            guess = dataclasses.replace(
+                guess, total_s=guess.total_s + time.monotonic() - job.started + FINISH_S)
+        ws = "" if working_set is None else f" (working set {working_set / 2**20:.0f} MiB)"
+        job.prediction = (f"link {link / 1e6:.0f} MB/s, QEMU {bandwidth / 1e6:.0f} MB/s; "
+                          f"guest dirties {dirty / 1e6:.1f} MB/s{ws}, "
+                          f"{nonzero * 100:.0f}% of its RAM in use; downtime limit "
+                          f"{limit * 1000:.0f} ms; {guess.describe()}")
         postcopy = live and not guess.converges and not tls
         await send(writer, {"op": "start", "postcopy": postcopy})
+        measured = time.monotonic()
         await receive(reader)  # ready: the destination's QEMU waits
         job.phase = "transferring"
+        log.info("migration of %s to %s:%d: %s (measured after %.0f ms, the destination "
+                 "ready %.0f ms later)", dom.name, host, port, job.prediction,
+                 (measured - job.started) * 1000, (time.monotonic() - measured) * 1000)
         if tls:
             await _relay_out(machine, writer, live, job,
-                             guess.total_s if guess.converges else None)
+                             guess.total_s if guess.converges else None, limit)
         else:
             _reading(writer, False)
-            await machine.start_migration("", live, fd=_fd(writer), postcopy=postcopy)
-            await _follow(machine, job, guess.total_s if guess.converges else None)
+            await machine.start_migration("", live, fd=_fd(writer), postcopy=postcopy,
+                                          downtime_limit=limit)
+            final = await _follow(machine, job, guess.total_s if guess.converges else None,
+                                  limit)
             _reading(writer, True)
+            if not job.events:  # an escalated migration says nothing of QEMU's pace
+                manager.stream_rates.learn(busy, _achieved(final), link)
         await receive(reader)  # received: the destination holds the guest, paused
         job.phase = "committing"
         await send(writer, {"op": "commit"})
@@ -291,8 +340,37 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
     job.total_s = time.monotonic() - job.started
 
 
+async def _probe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
+    """Send PROBE_BYTES; the link's bandwidth in bytes/s, as the destination timed
+    their arrival (from its first read to its last), else as we timed the answer."""
+    t0 = time.monotonic()
+    chunk = bytes(PROBE_CHUNK)
+    for _ in range(PROBE_BYTES // PROBE_CHUNK):
+        writer.write(chunk)
+        await writer.drain()
+    probed = await receive(reader)
+    ours = PROBE_BYTES / max(time.monotonic() - t0, 1e-3)
+    theirs = probed.get("rate")
+    return float(theirs) if isinstance(theirs, (int, float)) and theirs > 0 else ours
+
+
+async def read_probe(reader: asyncio.StreamReader, size: int) -> float:
+    """The destination's side of the probe: read and drop *size* bytes; their rate."""
+    left, t0 = size, None
+    while left > 0:
+        data = await reader.read(min(left, PROBE_CHUNK))
+        if not data:
+            raise MigrationError("the other host closed the connection")
+        if t0 is None:
+            t0, first = time.monotonic(), len(data)
+        left -= len(data)
+    if t0 is None:
+        return 0.0
+    return (size - first) / max(time.monotonic() - t0, 1e-6)
+
+
 async def _relay_out(machine: Any, writer: asyncio.StreamWriter, live: bool,
-                     job: MigrationJob, predicted: float | None) -> None:
+                     job: MigrationJob, predicted: float | None, limit: float) -> None:
     """TLS: QEMU migrates to a local socket; xend frames its bytes into the TLS stream."""
     path = machine.migration_socket
     pumped = asyncio.get_running_loop().create_future()
@@ -315,8 +393,8 @@ async def _relay_out(machine: Any, writer: asyncio.StreamWriter, live: bool,
         os.unlink(path)
     server = await asyncio.start_unix_server(pump, path)
     try:
-        await machine.start_migration(f"unix:{path}", live)
-        await _follow(machine, job, predicted)
+        await machine.start_migration(f"unix:{path}", live, downtime_limit=limit)
+        await _follow(machine, job, predicted, limit)
         await asyncio.wait_for(pumped, STEP_TIMEOUT)
     finally:
         server.close()
@@ -339,11 +417,23 @@ async def _recover_source(machine: Any, was_running: bool) -> None:
         log.error("could not resume the source after a failed migration: %s", exc)
 
 
-async def _follow(machine: Any, job: MigrationJob, predicted: float | None) -> None:
-    """Poll QEMU until the stream is done; escalate when it does not converge."""
+def _achieved(info: dict[str, Any]) -> float:
+    """Bytes/s of non-zero pages QEMU streamed, from its final query-migrate."""
+    seconds = float(info.get("total-time") or 0) / 1000
+    return float(info.get("ram", {}).get("normal-bytes", 0)) / seconds if seconds > 0 else 0.0
+
+
+async def _follow(machine: Any, job: MigrationJob, predicted: float | None,
+                  limit: float = DEFAULT_DOWNTIME) -> dict[str, Any]:
+    """Poll QEMU until the stream is done; escalate when it does not converge.
+    *predicted* is the predicted total (from the job's start) when it converges;
+    a downtime *limit* below QEMU's default that the guest turns out not to meet
+    goes back to the default once the prediction is half as late again."""
     eta = MonotonicEta()
+    stream_start = time.monotonic()
     step = 0
     next_escalation = time.monotonic() + (max(2 * predicted, 5.0) if predicted else 3.0)
+    relax_at = job.started + 1.5 * predicted if predicted and limit < DEFAULT_DOWNTIME else None
     while True:
         info = await machine.migration_info()
         status = info.get("status")
@@ -351,15 +441,25 @@ async def _follow(machine: Any, job: MigrationJob, predicted: float | None) -> N
         job.transferred = int(ram.get("transferred", 0))
         job.total = int(ram.get("total", 0))
         job.remaining = int(ram.get("remaining", 0))
-        rate = float(ram.get("mbps", 0)) * 1e6 / 8
         now = time.monotonic()
-        if rate > 0:
-            job.eta_s = eta.update(now, job.remaining / rate)
+        # the average rate since the stream began: QEMU's own (mbps) is over its last
+        # 100 ms, and the first of those only fill the sockets' buffers
+        streamed = now - stream_start
+        if streamed >= ETA_AFTER and job.transferred > 0:
+            job.eta_s = eta.update(now, job.remaining / (job.transferred / streamed))
         if status == "completed":
             job.downtime_ms = info.get("downtime")
-            return
+            if isinstance(info.get("total-time"), (int, float)):
+                job.stream_s = info["total-time"] / 1000
+            log.info("migration of %s: %s", job.domain, json.dumps(info))
+            return info
         if status in ("failed", "cancelled"):
             raise MigrationError(f"migration {status}: {info.get('error-desc', '')}".strip())
+        if status == "active" and relax_at is not None and now > relax_at:
+            relax_at = None
+            await machine.set_downtime_limit(DEFAULT_DOWNTIME)
+            job.events.append(f"back to QEMU's default downtime limit of "
+                              f"{DEFAULT_DOWNTIME * 1000:.0f} ms")
         if status == "active" and job.live and now > next_escalation:
             step += 1
             job.events.append(await machine.escalate_migration(step))

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from dom0.backends.qemu import process
+from dom0.backends.qemu import process, ramsample
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.qmp import QMPSession
 from dom0.devices import vbd as vbd_mod
@@ -343,6 +343,15 @@ class QemuMachine:
         info = await self._exec("query-memory-size-summary")
         return int(info.get("base-memory", 0))
 
+    async def ram_sampler(self) -> tuple[int, ramsample.RamSampler | None]:
+        """The guest's RAM size, and a sampler of its pages (None when its mapping
+        in QEMU cannot be told apart: then only QEMU's slower sampler is left)."""
+        ram = await self.ram_bytes()
+        address = ramsample.find_guest_ram(self.pid, ram) if self.pid else None
+        if address is None:
+            return ram, None
+        return ram, ramsample.RamSampler(self.pid or 0, address, ram)
+
     async def _migration_capabilities(self, postcopy: bool) -> None:
         """Post-copy needs QEMU's return path: both ways on the same connection."""
         await self._exec("migrate-set-capabilities", capabilities=[
@@ -350,14 +359,15 @@ class QemuMachine:
             {"capability": "postcopy-ram", "state": postcopy}])
 
     async def start_migration(self, uri: str, live: bool, fd: int | None = None,
-                              postcopy: bool = False) -> None:
+                              postcopy: bool = False, downtime_limit: float = 0.3) -> None:
         """Start sending the guest (not waiting): to *uri*, or to a connected socket
         *fd* handed to QEMU.  *postcopy* keeps post-copy available as a last resort
         (it costs a return path and so some downtime: only when predicted needed)."""
         assert self.qmp is not None
         await self._migration_capabilities(postcopy=postcopy and fd is not None)
         await self._exec_args("migrate-set-parameters",
-                              {"max-bandwidth": 1 << 40, "downtime-limit": 300})
+                              {"max-bandwidth": 1 << 40,
+                               "downtime-limit": round(downtime_limit * 1000)})
         if not live:
             await self.stop()
         if fd is not None:
@@ -383,6 +393,10 @@ class QemuMachine:
     async def migration_info(self) -> dict[str, Any]:
         return dict(await self._exec("query-migrate"))
 
+    async def set_downtime_limit(self, seconds: float) -> None:
+        await self._exec_args("migrate-set-parameters",
+                              {"downtime-limit": round(seconds * 1000)})
+
     async def escalate_migration(self, step: int) -> str:
         """The fixed policy for a migration that does not converge."""
         if step == 1:
@@ -390,7 +404,7 @@ class QemuMachine:
                                                              "cpu-throttle-increment": 20})
             return "throttling the guest (auto-converge)"
         if step == 2:
-            await self._exec_args("migrate-set-parameters", {"downtime-limit": 2000})
+            await self.set_downtime_limit(2.0)
             return "raising the downtime limit to 2 s"
         if step == 3:
             caps = await self._exec("query-migrate-capabilities")
