@@ -63,8 +63,8 @@ PROBE_BYTES = 32 * 1024 * 1024
 PROBE_CHUNK = 1 << 20
 SAMPLE_SPAN = 0.25  # s between the two samples of the guest's RAM (at least)
 BUSY_CPU = 0.5  # QEMU's CPU seconds per second while sampled: the guest keeps a CPU busy
-FINISH_S = 0.05
-ETA_AFTER = 0.5  # s of stream before xm shows an ETA  # s after QEMU's stream: the commit round trip, the destination resumes
+FINISH_S = 0.05  # s after QEMU's stream: the commit round trip, the destination resumes
+ETA_AFTER = 0.5  # s of stream before xm shows an ETA
 CONNECT_TIMEOUT = 30.0
 STEP_TIMEOUT = 60.0
 
