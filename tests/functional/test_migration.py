@@ -244,3 +244,27 @@ def test_without_post_copy_abort_is_the_last_resort(two_hosts, tmp_path) -> None
         before = writer_passes(con)
         time.sleep(1.5)
         assert writer_passes(con) > before
+
+
+def test_xendomains_stop_migrates_every_domain(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    """XENDOMAINS_MIGRATE: at stop each domain moves to the other host, live, with
+    its memory; nothing is saved and nothing is left on this host."""
+    a, b = two_hosts()
+    save = a.dir / "save"
+    sysconfig = a.dir / "xendomains"
+    sysconfig.write_text(f'XENDOMAINS_MIGRATE="-l 10.99.0.2"\nXENDOMAINS_SAVE="{save}"\n'
+                         f"XENDOMAINS_AUTO={a.dir}/auto\nXENDOMAINS_LOCKFILE={a.dir}/lock\n")
+    uuids = {}
+    for name in ("m1", "m2"):
+        uuids[name] = a.create(name, memory=128)["uuid"]
+        with a.console(name) as con:
+            con.run(f"echo moved-{name} > /run/mark")
+    r = a.ns_run("env", f"XENDOMAINS_CONFIG={sysconfig}", str(BIN / "xendomains"), "stop",
+                 timeout=300)
+    assert " m1(migr) m2(migr) [done]" in r.stdout, r.stdout
+    assert [d["name"] for d in a.client().call("domain.list")] == ["Domain-0"]
+    assert not save.exists() or not list(save.iterdir())
+    for name in ("m1", "m2"):
+        assert b.info(name)["uuid"] == uuids[name]
+        with b.console(name) as con:
+            assert con.run("cat /run/mark").strip() == f"moved-{name}"
