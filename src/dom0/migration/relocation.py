@@ -40,6 +40,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,23 @@ def _reading(writer: asyncio.StreamWriter, on: bool) -> None:
         transport.resume_reading()
     else:
         transport.pause_reading()
+
+
+@contextlib.contextmanager
+def _lent_to_qemu(writer: asyncio.StreamWriter) -> Iterator[None]:
+    """The source's socket while QEMU sends on it: asyncio leaves it alone, and it
+    blocks, as the socket QEMU makes itself for ``tcp:`` does (checked in
+    /proc/<pid>/fdinfo).  On a non-blocking one QEMU's sending thread meets every
+    full buffer with EAGAIN and a poll set up for it.  The flag belongs to the
+    socket, shared with asyncio, so it goes back before asyncio reads again."""
+    fd = _fd(writer)
+    _reading(writer, False)
+    os.set_blocking(fd, True)
+    try:
+        yield
+    finally:
+        os.set_blocking(fd, False)
+        _reading(writer, True)
 
 
 def _fd(writer: asyncio.StreamWriter) -> int:
@@ -310,12 +328,11 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
             await _relay_out(machine, writer, live, job,
                              guess.total_s if guess.converges else None, limit)
         else:
-            _reading(writer, False)
-            await machine.start_migration("", live, fd=_fd(writer), postcopy=postcopy,
-                                          downtime_limit=limit)
-            final = await _follow(machine, job, guess.total_s if guess.converges else None,
-                                  limit)
-            _reading(writer, True)
+            with _lent_to_qemu(writer):
+                await machine.start_migration("", live, fd=_fd(writer), postcopy=postcopy,
+                                              downtime_limit=limit)
+                final = await _follow(machine, job,
+                                      guess.total_s if guess.converges else None, limit)
             if not job.events:  # an escalated migration says nothing of QEMU's pace
                 manager.stream_rates.learn(busy, _achieved(final), link)
         await receive(reader)  # received: the destination holds the guest, paused
