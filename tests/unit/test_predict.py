@@ -10,9 +10,12 @@ import pytest
 
 from dom0.migration.predict import (
     DEFAULT_DOWNTIME,
+    DOWNTIME_LIMITS,
     MAX_ROUNDS,
     MonotonicEta,
     Prediction,
+    StreamRates,
+    choose_downtime_limit,
     predict,
 )
 
@@ -268,3 +271,84 @@ def test_a_shorter_first_round_leaves_less_dirt() -> None:
     assert light.converges and full.converges
     assert light.rounds <= full.rounds
     assert light.total_s < full.total_s
+
+
+# ---- working sets ----------------------------------------------------------------
+
+
+def test_a_working_set_caps_what_a_round_leaves() -> None:
+    # 1 GB/s dirtying over a 1 s first round would leave 1 GB; a guest that only
+    # rewrites 64 MiB leaves 64 MiB
+    ram, bw, dirty = 2 * GiB, 2 * GiB, 1e9
+    capped = predict(ram, dirty, bw, working_set=64 * MiB)
+    assert capped.converges
+    assert capped.downtime_s == pytest.approx(64 * MiB / bw)
+    assert capped.total_s == pytest.approx(ram / bw + 64 * MiB / bw)
+    assert predict(ram, dirty, bw).total_s > capped.total_s
+
+
+def test_a_working_set_larger_than_the_limit_allows_never_converges() -> None:
+    # rewritten faster than sent: each round leaves the whole working set again
+    p = predict(GiB, 500 * MB, 100 * MB, downtime_limit=0.3, working_set=64 * MiB)
+    assert not p.converges
+
+
+# ---- the downtime limit xend asks for ------------------------------------------------
+
+
+def test_an_idle_guest_gets_the_smallest_limit() -> None:
+    assert choose_downtime_limit(512 * MiB, 0, 1e9, nonzero_share=0.2) == DOWNTIME_LIMITS[0]
+
+
+def test_a_limit_the_guest_only_just_meets_is_passed_over() -> None:
+    # 64 MiB working set at 400 MB/s: a 168 ms stop; 300 ms is the only limit with
+    # room to spare... and it is no more than double either: QEMU's default
+    ram, bw = 512 * MiB, 400e6
+    limit = choose_downtime_limit(ram, 900e6, bw, nonzero_share=0.7, working_set=64 * MiB)
+    assert limit == DEFAULT_DOWNTIME
+    # with 16 MiB (a 42 ms stop) 100 ms has room
+    assert choose_downtime_limit(ram, 900e6, bw, nonzero_share=0.7,
+                                 working_set=16 * MiB) == 0.1
+
+
+def test_a_guest_that_never_converges_keeps_qemus_default() -> None:
+    assert choose_downtime_limit(GiB, 10 * 100 * MB, 100 * MB) == DEFAULT_DOWNTIME
+
+
+@pytest.mark.parametrize("dirty", [0.0, 5 * MB, 20 * MB, 60 * MB])
+def test_the_chosen_limit_is_met_with_room_by_the_model(dirty: float) -> None:
+    ram, bw = GiB, 100 * MB
+    limit = choose_downtime_limit(ram, dirty, bw)
+    assert limit in DOWNTIME_LIMITS
+    p = predict(ram, dirty, bw, limit)
+    assert p.converges
+    if limit < DEFAULT_DOWNTIME:
+        assert p.downtime_s <= limit / 2
+        assert p.total_s <= 1.25 * predict(ram, dirty, bw).total_s
+
+
+# ---- what QEMU reaches ------------------------------------------------------------
+
+
+def test_stream_rate_is_the_link_or_qemus_own_pace_whichever_is_lower() -> None:
+    rates = StreamRates(idle=1e9, busy=3e8)
+    assert rates.effective(10e6, busy=False) == 10e6  # a slow link holds it back
+    assert rates.effective(5e9, busy=False) == 1e9
+    assert rates.effective(5e9, busy=True) == 3e8
+
+
+def test_stream_rate_learns_from_a_migration_qemu_held_back() -> None:
+    rates = StreamRates(idle=1e9, busy=3e8)
+    rates.learn(busy=True, achieved=5e8, link=2e9)  # QEMU-bound: move halfway
+    assert rates.rates[True] == pytest.approx(4e8)
+    assert rates.rates[False] == 1e9  # the other kind is left alone
+
+
+def test_stream_rate_a_link_bound_migration_only_raises_it() -> None:
+    rates = StreamRates(idle=1e9, busy=3e8)
+    rates.learn(busy=False, achieved=9.5e6, link=10e6)  # the link held it back
+    assert rates.rates[False] == 1e9  # says nothing against QEMU's pace
+    rates.learn(busy=True, achieved=0.9e9, link=1e9)
+    assert rates.rates[True] == 0.9e9  # QEMU did at least this
+    rates.learn(busy=True, achieved=0.0, link=1e9)  # nothing measured
+    assert rates.rates[True] == 0.9e9

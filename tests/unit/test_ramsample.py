@@ -5,6 +5,7 @@ it on command."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -165,7 +166,6 @@ def synthetic(at: float, changed: int, generation: int = 1) -> Sample:
 
 
 def model(t: float, rate: float, ws: float) -> int:
-    import math
     return round(ws * (1 - math.exp(-rate * t / ws)) / PAGE)
 
 

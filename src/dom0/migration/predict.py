@@ -74,10 +74,12 @@ def predict(ram_bytes: int, dirty_bytes_per_s: float, bandwidth: float,
 def choose_downtime_limit(ram_bytes: int, dirty_bytes_per_s: float, bandwidth: float,
                           nonzero_share: float = 1.0,
                           working_set: float | None = None) -> float:
-    """The smallest of DOWNTIME_LIMITS that the guest is predicted to meet without
-    making the migration more than a quarter longer than with QEMU's default: QEMU
-    stops the guest as soon as what is left fits in the limit, so a smaller limit
-    means a shorter stop whenever the guest allows it."""
+    """The smallest of DOWNTIME_LIMITS that the guest is predicted to meet with room
+    to spare (a predicted stop of at most half of it) and without making the
+    migration more than a quarter longer than with QEMU's default.  QEMU stops
+    the guest as soon as what is left fits in the limit, so a smaller limit means
+    a shorter stop whenever the guest allows it; a limit the guest only just
+    meets on paper costs extra rounds when the guess was a little off."""
     def model(limit: float) -> Prediction:
         return predict(ram_bytes, dirty_bytes_per_s, bandwidth, limit,
                        nonzero_share=nonzero_share, working_set=working_set)
@@ -85,7 +87,8 @@ def choose_downtime_limit(ram_bytes: int, dirty_bytes_per_s: float, bandwidth: f
     base = model(DEFAULT_DOWNTIME)
     for limit in DOWNTIME_LIMITS:
         p = model(limit)
-        if p.converges and (not base.converges or p.total_s <= 1.25 * base.total_s):
+        if p.converges and p.downtime_s <= limit / 2 and \
+                (not base.converges or p.total_s <= 1.25 * base.total_s):
             return limit
     return DEFAULT_DOWNTIME
 
