@@ -456,6 +456,55 @@ def still_writing(who: str, result: Result, con_path: str, logs: list[Path]) -> 
 # ---- the run -----------------------------------------------------------------------
 
 
+def drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def plain_disk(path: Path, size: int) -> tuple[float, float]:
+    """Seconds to write *size* random bytes to *path* (1 MiB writes, then fsync, as a
+    save ends) and to read them back from a cold cache: the disk's own pace."""
+    chunk = os.urandom(1 << 20)
+    drop_caches()
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    write = time.perf_counter() - t0
+    drop_caches()
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
+    read = time.perf_counter() - t0
+    path.unlink()
+    return write, read
+
+
+def measure_save(host: Host, dom: str, tmp: Path, res: dict[str, Any]) -> None:
+    """``xm save`` and ``xm restore`` of the memory-writing guest (page cache dropped
+    before each), against writing and reading the same number of bytes on the same
+    disk directly."""
+    image = tmp / "mig.save"
+    drop_caches()
+    secs, proc = run([str(BIN / "xm"), "save", dom, str(image)], env=host.env, timeout=300)
+    if proc.returncode != 0:
+        PROBLEMS.append("xm save failed:\n" + describe(proc))
+        raise CommandFailed(describe(proc))
+    size = image.stat().st_size
+    drop_caches()
+    rsecs, proc = run([str(BIN / "xm"), "restore", str(image)], env=host.env, timeout=300)
+    if proc.returncode != 0:
+        PROBLEMS.append("xm restore failed:\n" + describe(proc))
+        raise CommandFailed(describe(proc))
+    write, read = plain_disk(tmp / "plain.bin", size)
+    res["save"] = {"size": size, "save": secs, "restore": rsecs, "write": write, "read": read}
+    log(f"dom0: xm save {size / 2**20:.0f} MiB in {secs:.2f} s, xm restore in {rsecs:.2f} s; "
+        f"the disk itself: write+fsync {write:.2f} s, cold read {read:.2f} s")
+
+
 def measure_dom0(hosts: dict[str, Host], tmp: Path, res: dict[str, Any]) -> None:
     a = hosts["A"]
     dom = "mig"
@@ -483,6 +532,11 @@ def measure_dom0(hosts: dict[str, Host], tmp: Path, res: dict[str, Any]) -> None
         res["dom0 fill"] = make_dirty(con, "dom0")
     finally:
         con.close()
+    measure_save(hosts[src], dom, tmp, res)
+    logs = [p for h in hosts.values() for p in (h.dir / "log" / "console").glob("*.log")]
+    if not still_writing("dom0", {"dir": "save/restore"}, hosts[src].console_path(dom), logs):
+        res["dom0 broken"] = "save/restore"
+        return
     for i in range(WRITING_RUNS):
         if over_budget():
             NOTES.append(f"time budget reached: dom0 memory-writing runs stopped after {i}")
@@ -668,7 +722,25 @@ def report(res: dict[str, Any]) -> None:
         print(f"  QEMU's defaults (query-migrate-parameters of a fresh QEMU): max-bandwidth "
               f"{params.get('max-bandwidth')} B/s, downtime-limit "
               f"{params.get('downtime-limit')} ms")
+    report_save(res)
     goals(res)
+
+
+def report_save(res: dict[str, Any]) -> None:
+    r = res.get("save")
+    if not r:
+        print("\nSave and restore: not measured")
+        return
+    mb = r["size"] / MB
+    print(f"\nSave and restore of the memory-writing guest ({r['size'] / 2**20:.0f} MiB save "
+          "file, page cache dropped before each; MB/s = file bytes / wall time of xm)")
+    print(f"  xm save     {r['save']:6.2f} s  {mb / r['save']:7.1f} MB/s   the disk: write+fsync "
+          f"{r['write']:.2f} s, {mb / r['write']:.1f} MB/s   ratio {r['write'] / r['save']:.2f}")
+    print(f"  xm restore  {r['restore']:6.2f} s  {mb / r['restore']:7.1f} MB/s   the disk: cold "
+          f"read {r['read']:.2f} s, {mb / r['read']:.1f} MB/s   "
+          f"ratio {r['read'] / r['restore']:.2f}")
+    print("  (restore reads the file twice: xend checks its SHA-256 before QEMU reads it, "
+          "the second time from the page cache)")
 
 
 def goals(res: dict[str, Any]) -> None:

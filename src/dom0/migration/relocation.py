@@ -40,7 +40,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,7 @@ from dom0.errors import VmError
 from dom0.migration.predict import (
     DEFAULT_DOWNTIME,
     MonotonicEta,
+    Prediction,
     choose_downtime_limit,
     predict,
 )
@@ -278,44 +279,23 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
     was_running = await machine.runstate() == "running"
     committed = False
     try:
-        # the guest's RAM is sampled now, after the link's probe and a little later:
-        # the guest is measured while the connection is made, not after it
-        ram, sampler = await machine.ram_sampler()
-        cpu0 = machine.cpu_seconds()
-        first = await asyncio.to_thread(sampler.take) if sampler else None
-        await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
-        await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
-                            "config": dom.config.to_dict(), "probe": PROBE_BYTES,
-                            "next_vif_devid": dom.next_vif_devid})
-        job.phase = "measuring"
-        link = await _probe(reader, writer)
-        working_set: float | None = None
-        if first is not None and sampler is not None:
-            mid = await asyncio.to_thread(sampler.take)
-            await asyncio.sleep(SAMPLE_SPAN - (time.monotonic() - first.at))
-            last = await asyncio.to_thread(sampler.take)
-            dirty, working_set = ramsample.dirt(first, mid, last, ram)
-            nonzero = last.nonzero_share
-            span = last.at - first.at
-        else:  # QEMU's own sampler: a whole second, and no word on zero pages
-            t0 = time.monotonic()
-            dirty = await machine.dirty_rate(1)
-            nonzero, span = 1.0, time.monotonic() - t0
-        if not live:
-            dirty, working_set = 0.0, None
-        busy = (machine.cpu_seconds() - cpu0) / max(span, 1e-3) >= BUSY_CPU
-        bandwidth = manager.stream_rates.effective(link, busy)
-        limit = choose_downtime_limit(ram, dirty, bandwidth, nonzero, working_set)
-        guess = predict(ram, dirty, bandwidth, limit, live=live, nonzero_share=nonzero,
-                        working_set=working_set)
+        async def handshake() -> float:
+            await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
+            await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
+                                "config": dom.config.to_dict(), "probe": PROBE_BYTES,
+                                "next_vif_devid": dom.next_vif_devid})
+            job.phase = "measuring"
+            return await _probe(reader, writer)
+
+        m = await _measure(machine, live, handshake)
+        bandwidth = manager.stream_rates.effective(m.link, m.busy)
+        limit = choose_downtime_limit(m.ram, m.dirty, bandwidth, m.nonzero, m.working_set)
+        guess = predict(m.ram, m.dirty, bandwidth, limit, live=live, nonzero_share=m.nonzero,
+                        working_set=m.working_set)
         if guess.converges:  # the user's clock started at xm migrate
             guess = dataclasses.replace(
                 guess, total_s=guess.total_s + time.monotonic() - job.started + FINISH_S)
-        ws = "" if working_set is None else f" (working set {working_set / 2**20:.0f} MiB)"
-        job.prediction = (f"link {link / 1e6:.0f} MB/s, QEMU {bandwidth / 1e6:.0f} MB/s; "
-                          f"guest dirties {dirty / 1e6:.1f} MB/s{ws}, "
-                          f"{nonzero * 100:.0f}% of its RAM in use; downtime limit "
-                          f"{limit * 1000:.0f} ms; {guess.describe()}")
+        job.prediction = m.describe(bandwidth, limit, guess)
         postcopy = live and not guess.converges and not tls
         await send(writer, {"op": "start", "postcopy": postcopy})
         measured = time.monotonic()
@@ -334,7 +314,7 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
                 final = await _follow(machine, job,
                                       guess.total_s if guess.converges else None, limit)
             if not job.events:  # an escalated migration says nothing of QEMU's pace
-                manager.stream_rates.learn(busy, _achieved(final), link)
+                manager.stream_rates.learn(m.busy, _achieved(final), m.link)
         await receive(reader)  # received: the destination holds the guest, paused
         job.phase = "committing"
         await send(writer, {"op": "commit"})
@@ -355,6 +335,52 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
                              "source copy is kept paused (check the destination)") from None
     writer.close()
     job.total_s = time.monotonic() - job.started
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the prediction starts from."""
+
+    ram: int  # bytes
+    link: float  # bytes/s the probe got through
+    dirty: float  # bytes/s of distinct pages the guest changes (0 when not live)
+    working_set: float | None  # bytes it keeps rewriting, when that showed
+    nonzero: float  # share of its RAM that is not zero pages
+    busy: bool  # the guest kept a CPU busy meanwhile
+
+    def describe(self, qemu_rate: float, limit: float, guess: Prediction) -> str:
+        ws = "" if self.working_set is None else \
+            f" (working set {self.working_set / 2**20:.0f} MiB)"
+        return (f"link {self.link / 1e6:.0f} MB/s, QEMU {qemu_rate / 1e6:.0f} MB/s; "
+                f"guest dirties {self.dirty / 1e6:.1f} MB/s{ws}, "
+                f"{self.nonzero * 100:.0f}% of its RAM in use; downtime limit "
+                f"{limit * 1000:.0f} ms; {guess.describe()}")
+
+
+async def _measure(machine: Any, live: bool,
+                   handshake: Callable[[], Awaitable[float]]) -> Measurement:
+    """Sample the guest's RAM before, after and a little after *handshake* (which
+    connects and probes the link, and returns its bandwidth): the guest is measured
+    while the connection is made, not after it."""
+    ram, sampler = await machine.ram_sampler()
+    cpu0 = machine.cpu_seconds()
+    first = await asyncio.to_thread(sampler.take) if sampler else None
+    link = await handshake()
+    working_set: float | None = None
+    if first is not None and sampler is not None:
+        mid = await asyncio.to_thread(sampler.take)
+        await asyncio.sleep(SAMPLE_SPAN - (time.monotonic() - first.at))
+        last = await asyncio.to_thread(sampler.take)
+        dirty, working_set = ramsample.dirt(first, mid, last, ram)
+        nonzero, span = last.nonzero_share, last.at - first.at
+    else:  # QEMU's own sampler: a whole second, and no word on zero pages
+        t0 = time.monotonic()
+        dirty = await machine.dirty_rate(1)
+        nonzero, span = 1.0, time.monotonic() - t0
+    if not live:
+        dirty, working_set = 0.0, None
+    busy = (machine.cpu_seconds() - cpu0) / max(span, 1e-3) >= BUSY_CPU
+    return Measurement(ram, link, dirty, working_set, nonzero, busy)
 
 
 async def _probe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
