@@ -95,6 +95,35 @@ def test_destination_killed_mid_migration_leaves_the_source_running(two_hosts) -
         assert next_tick(con) > first  # the counter still counts on the source
 
 
+def test_a_network_cut_mid_stream_leaves_the_source_running(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    """The link goes down in the middle of the stream: the source notices (TCP's
+    user timeout), resumes its guest and counts on; the destination notices too
+    (keepalive) and removes its half-received domain."""
+    a, b = two_hosts()
+    shape_link(a, "40mbit")
+    a.create("ctr", memory=160)
+    with a.console("ctr") as con:
+        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=48 2>/dev/null", timeout=120)
+        con.run(TICKER)
+    proc = subprocess.Popen([str(BIN / "xm"), "migrate", "-l", "ctr", "10.99.0.2"],
+                            env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b.wait_for(lambda: b.xm("domid", "ctr", check=False).returncode == 0, 30,
+               "the destination to receive")
+    time.sleep(2)
+    # silently, as a cable cut further along: every packet dropped, links still up
+    for chain, way in (("INPUT", "-s"), ("OUTPUT", "-d")):
+        a.ns_run("iptables", "-A", chain, way, "10.99.0.2", "-j", "DROP")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and err.startswith("Error: "), (out, err)
+    assert a.info("ctr")["state"] in ("r-----", "-b----")
+    with a.console("ctr") as con:
+        first = next_tick(con)
+        time.sleep(1)
+        assert next_tick(con) > first
+    b.wait_for(lambda: b.xm("domid", "ctr", check=False).returncode == 3, 60,
+               "the destination to remove the domain")
+
+
 def test_hosts_allow_refuses_a_host_it_does_not_match(two_hosts) -> None:  # type: ignore[no-untyped-def]
     a, b = two_hosts(allow=r"^10\.99\.0\.250$ ^trusted\.example$")
     before = a.create("ctr")

@@ -67,6 +67,10 @@ SAMPLE_SPAN = 0.25  # s between the two samples of the guest's RAM (at least)
 BUSY_CPU = 0.5  # QEMU's CPU seconds per second while sampled: the guest keeps a CPU busy
 FINISH_S = 0.05  # s after QEMU's stream: the commit round trip, the destination resumes
 ETA_AFTER = 0.5  # s of stream before xm shows an ETA
+# a link silent this long is taken as cut (see watch_link): TCP's user timeout, and
+# keepalive probes after KEEPALIVE_IDLE s, every KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times
+LINK_TIMEOUT = 20.0
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 3
 CONNECT_TIMEOUT = 30.0
 STEP_TIMEOUT = 60.0
 
@@ -124,6 +128,20 @@ def _lent_to_qemu(writer: asyncio.StreamWriter) -> Iterator[None]:
         _reading(writer, True)
 
 
+def watch_link(writer: asyncio.StreamWriter) -> None:
+    """Let the kernel notice a link that went silent, on both hosts: QEMU blocks in
+    its reads and writes of the stream, and without this a cut cable would hold
+    the source's stream (and the destination's waiting QEMU) for TCP's quarter of
+    an hour.  Unacknowledged data fails the connection after LINK_TIMEOUT s; a
+    connection with nothing in flight (the destination, waiting) is probed."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(LINK_TIMEOUT * 1000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
+
+
 def _fd(writer: asyncio.StreamWriter) -> int:
     return int(writer.get_extra_info("socket").fileno())
 
@@ -167,6 +185,7 @@ class RelocationServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = str(writer.get_extra_info("peername")[0])
+        watch_link(writer)
         try:
             if not host_allowed(self.hosts_allow, await self._peer_names(peer)):
                 log.warning("Rejected connection from %s", peer)
@@ -276,6 +295,7 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
             asyncio.open_connection(host, port, ssl=context), CONNECT_TIMEOUT)
     except (TimeoutError, OSError) as exc:
         raise MigrationError(f"can't connect: {exc}") from None
+    watch_link(writer)
     was_running = await machine.runstate() == "running"
     committed = False
     try:
