@@ -333,3 +333,49 @@ def test_jobs_do_not_share_events() -> None:
     a, b = MigrationJob("a", "h", True), MigrationJob("b", "h", True)
     a.events.append("x")
     assert b.view()["events"] == []
+
+
+# ---- a link that goes silent, and what xm is told before the stream ---------------------
+
+
+def test_watch_link_sets_the_timers_on_a_tcp_connection() -> None:
+    from dom0.migration import relocation
+
+    async def main() -> list[int]:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        relocation.watch_link(writer)
+        sock = writer.get_extra_info("socket")
+        got = [sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+               sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+               sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+               sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+               sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)]
+        writer.close()
+        server.close()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+    assert got == [int(relocation.LINK_TIMEOUT * 1000), 1, relocation.KEEPALIVE_IDLE,
+                   relocation.KEEPALIVE_INTERVAL, relocation.KEEPALIVE_COUNT]
+    # the destination gives up on a silent source within about half a minute
+    idle = relocation.KEEPALIVE_IDLE + relocation.KEEPALIVE_INTERVAL * relocation.KEEPALIVE_COUNT
+    assert idle <= 30
+
+
+def test_measurement_describes_what_xm_prints() -> None:
+    from dom0.migration.predict import predict
+    from dom0.migration.relocation import Measurement
+
+    m = Measurement(ram=512 << 20, link=1.2e9, dirty=700e6, working_set=64 << 20,
+                    nonzero=0.67, busy=True)
+    guess = predict(m.ram, m.dirty, 4e8, 0.3, nonzero_share=m.nonzero,
+                    working_set=m.working_set)
+    text = m.describe(4e8, 0.3, guess)
+    assert text.startswith("link 1200 MB/s, QEMU 400 MB/s; guest dirties 700.0 MB/s "
+                           "(working set 64 MiB), 67% of its RAM in use; downtime limit "
+                           "300 ms; predicted: ")
+    idle = Measurement(512 << 20, 1e9, 0.0, None, 0.2, False)
+    assert "guest dirties 0.0 MB/s, 20% of its RAM in use" in idle.describe(
+        1e9, 0.02, predict(idle.ram, 0, 1e9, 0.02, nonzero_share=0.2))
