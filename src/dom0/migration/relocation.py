@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 PROBE_BYTES = 32 * 1024 * 1024
 PROBE_CHUNK = 1 << 20
-SAMPLE_SPAN = 0.25  # s between the two samples of the guest's RAM (at least)
+SAMPLE_SPAN = 0.25  # s between the first and last samples of the guest's RAM (at least)
+QUIET_RATE = 5e6  # B/s by the second sample: a quiet guest, no third sample
 BUSY_CPU = 0.5  # QEMU's CPU seconds per second while sampled: the guest keeps a CPU busy
 FINISH_S = 0.05  # s after QEMU's stream: the commit round trip, the destination resumes
 ETA_AFTER = 0.5  # s of stream before xm shows an ETA
@@ -389,10 +390,17 @@ async def _measure(machine: Any, live: bool,
     working_set: float | None = None
     if first is not None and sampler is not None:
         mid = await asyncio.to_thread(sampler.take)
-        await asyncio.sleep(SAMPLE_SPAN - (time.monotonic() - first.at))
-        last = await asyncio.to_thread(sampler.take)
-        dirty, working_set = ramsample.dirt(first, mid, last, ram)
-        nonzero, span = last.nonzero_share, last.at - first.at
+        dirty = ramsample.dirty_rate(first, mid, ram)
+        if dirty <= QUIET_RATE:
+            # a quiet guest: its first pass is the whole migration, and how little it
+            # dirties meanwhile needs no longer look
+            working_set = None
+            nonzero, span = mid.nonzero_share, mid.at - first.at
+        else:
+            await asyncio.sleep(SAMPLE_SPAN - (time.monotonic() - first.at))
+            last = await asyncio.to_thread(sampler.take)
+            dirty, working_set = ramsample.dirt(first, mid, last, ram)
+            nonzero, span = last.nonzero_share, last.at - first.at
     else:  # QEMU's own sampler: a whole second, and no word on zero pages
         t0 = time.monotonic()
         dirty = await machine.dirty_rate(1)
