@@ -337,8 +337,7 @@ class DomainManager:
 
     def _from_image(self, image: savefile.SaveImage) -> Callable[[QemuMachine], Awaitable[None]]:
         async def feed(machine: QemuMachine) -> None:
-            await machine.migrate_in(image.path, image.stream_offset, image.stream_length,
-                                     self.options.save_timeout)
+            await machine.migrate_in(image.path, image.stream_offset, self.options.save_timeout)
         return feed
 
     def _checkpoint_path(self, dom: Domain) -> str:
