@@ -5,15 +5,18 @@ it on command."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from dom0.backends.qemu import ramsample
 from dom0.backends.qemu.ramsample import PAGE, RamSampler, Sample, dirty_rate, find_guest_ram
+from dom0.migration import relocation
 
 SIZE = 24 * 1024 * 1024 + 3 * PAGE  # a size nothing else in the child has
 
@@ -203,3 +206,70 @@ def test_dirt_without_a_middle_sample_in_between_falls_back_to_two() -> None:
     last = synthetic(0.25, 500)
     assert ramsample.dirt(first, synthetic(0.3, 100), last, RAM) == \
         (ramsample.dirty_rate(first, last, RAM), None)
+
+
+# ---- the measuring before a migration (relocation._measure), on a real child ---------
+
+
+class ChildMachine:
+    """What _measure needs of a QemuMachine, over the child's "guest RAM"; QEMU's
+    own dirty-rate sampler is the fallback, and says 42 MB/s."""
+
+    def __init__(self, child: Child | None, pid: int = 0) -> None:
+        self.child = child
+        self.pid = child.pid if child else pid
+        self.fallback_used = False
+
+    async def ram_sampler(self) -> tuple[int, RamSampler | None]:
+        base = self.child.base if self.child else 0
+        return SIZE, RamSampler(self.pid, base, SIZE, pages=1024, seed=7)
+
+    def cpu_seconds(self) -> float:
+        return 0.0
+
+    async def dirty_rate(self, seconds: int = 1) -> float:
+        self.fallback_used = True
+        return 42e6
+
+
+def measure(machine: ChildMachine, during: Callable[[], None] = lambda: None,
+            live: bool = True) -> relocation.Measurement:
+    async def handshake() -> float:
+        during()
+        return 1e9
+
+    return asyncio.run(relocation._measure(machine, live, handshake))
+
+
+def test_a_quiet_guest_is_measured_from_two_samples(child: Child) -> None:
+    child.fill(0, PAGES // 4, 3)
+    m = measure(ChildMachine(child))
+    assert m.dirty == 0.0 and m.working_set is None
+    assert m.nonzero == pytest.approx(0.25, abs=0.06)
+    assert m.link == 1e9 and m.ram == SIZE and not m.busy
+
+
+def test_a_busy_guest_gets_a_third_sample(child: Child) -> None:
+    # half the RAM rewritten while the link is probed: not quiet, so the third
+    # sample (0.25 s after the first) shows it has levelled off
+    machine = ChildMachine(child)
+    t0 = time.monotonic()
+    m = measure(machine, lambda: child.fill(0, PAGES // 2, 5))
+    assert time.monotonic() - t0 >= relocation.SAMPLE_SPAN
+    assert m.dirty > relocation.QUIET_RATE
+    assert m.working_set == pytest.approx(SIZE / 2, rel=0.1)
+    assert not machine.fallback_used
+
+
+def test_without_the_guests_ram_qemus_sampler_stands_in() -> None:
+    gone = Child()
+    gone.close()  # /proc/<pid>/mem of a process that is gone: a real OSError
+    machine = ChildMachine(None, pid=gone.pid)
+    m = measure(machine)
+    assert machine.fallback_used
+    assert (m.dirty, m.nonzero, m.working_set) == (42e6, 1.0, None)
+
+
+def test_a_paused_migration_ignores_the_dirt(child: Child) -> None:
+    m = measure(ChildMachine(child), lambda: child.fill(0, PAGES // 2, 6), live=False)
+    assert (m.dirty, m.working_set) == (0.0, None)

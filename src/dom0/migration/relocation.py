@@ -378,29 +378,39 @@ class Measurement:
                 f"{limit * 1000:.0f} ms; {guess.describe()}")
 
 
+async def _take(sampler: ramsample.RamSampler | None) -> ramsample.Sample | None:
+    """One sample of the guest's RAM, or None when there is no sampler or the
+    kernel will not let xend read QEMU's memory (e.g. a Yama ptrace policy)."""
+    if sampler is None:
+        return None
+    try:
+        return await asyncio.to_thread(sampler.take)
+    except OSError as exc:
+        log.warning("cannot read the guest's RAM (%s); QEMU's dirty-rate sampler instead", exc)
+        return None
+
+
 async def _measure(machine: Any, live: bool,
                    handshake: Callable[[], Awaitable[float]]) -> Measurement:
-    """Sample the guest's RAM before, after and a little after *handshake* (which
-    connects and probes the link, and returns its bandwidth): the guest is measured
-    while the connection is made, not after it."""
+    """Sample the guest's RAM before, after and (unless it is quiet) a little after
+    *handshake* (which connects and probes the link, and returns its bandwidth):
+    the guest is measured while the connection is made, not after it."""
     ram, sampler = await machine.ram_sampler()
     cpu0 = machine.cpu_seconds()
-    first = await asyncio.to_thread(sampler.take) if sampler else None
+    first = await _take(sampler)
     link = await handshake()
+    mid = await _take(sampler) if first else None
     working_set: float | None = None
-    if first is not None and sampler is not None:
-        mid = await asyncio.to_thread(sampler.take)
-        dirty = ramsample.dirty_rate(first, mid, ram)
-        if dirty <= QUIET_RATE:
-            # a quiet guest: its first pass is the whole migration, and how little it
-            # dirties meanwhile needs no longer look
-            working_set = None
-            nonzero, span = mid.nonzero_share, mid.at - first.at
-        else:
+    if first is not None and mid is not None:
+        dirty, last = ramsample.dirty_rate(first, mid, ram), mid
+        # a quiet guest: its first pass is the whole migration, and how little it
+        # dirties meanwhile needs no longer look; otherwise a third sample
+        if dirty > QUIET_RATE:
             await asyncio.sleep(SAMPLE_SPAN - (time.monotonic() - first.at))
-            last = await asyncio.to_thread(sampler.take)
-            dirty, working_set = ramsample.dirt(first, mid, last, ram)
-            nonzero, span = last.nonzero_share, last.at - first.at
+            last = await _take(sampler) or mid
+            if last is not mid:
+                dirty, working_set = ramsample.dirt(first, mid, last, ram)
+        nonzero, span = last.nonzero_share, last.at - first.at
     else:  # QEMU's own sampler: a whole second, and no word on zero pages
         t0 = time.monotonic()
         dirty = await machine.dirty_rate(1)
