@@ -70,17 +70,21 @@ def test_live_migration_keeps_the_counter_counting(two_hosts) -> None:  # type: 
         assert guest_uptime(con) > uptime_before
 
 
-def test_destination_killed_mid_migration_leaves_the_source_running(two_hosts) -> None:  # type: ignore[no-untyped-def]
-    a, b = two_hosts()
-    # a slow link (5 MB/s) and 48 MiB of incompressible guest memory: several seconds
-    a.ns_run("tc", "qdisc", "add", "dev", "mig0", "root", "tbf", "rate", "40mbit",
-             "burst", "64k", "latency", "100ms")
+def start_slow_migration(a: Host) -> subprocess.Popen[str]:
+    """``xm migrate -l ctr`` in the background, over a slow link (5 MB/s) with 48 MiB
+    of incompressible guest memory: several seconds of stream to interrupt."""
+    shape_link(a, "40mbit")
     a.create("ctr", memory=160)
     with a.console("ctr") as con:
         con.run("dd if=/dev/urandom of=/run/fill bs=1M count=48 2>/dev/null", timeout=120)
         con.run(TICKER)
-    proc = subprocess.Popen([str(BIN / "xm"), "migrate", "-l", "ctr", "10.99.0.2"],
+    return subprocess.Popen([str(BIN / "xm"), "migrate", "-l", "ctr", "10.99.0.2"],
                             env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_destination_killed_mid_migration_leaves_the_source_running(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    a, b = two_hosts()
+    proc = start_slow_migration(a)
     time.sleep(4)
     assert proc.poll() is None, proc.communicate()
     b.kill9()
@@ -100,13 +104,7 @@ def test_a_network_cut_mid_stream_leaves_the_source_running(two_hosts) -> None: 
     user timeout), resumes its guest and counts on; the destination notices too
     (keepalive) and removes its half-received domain."""
     a, b = two_hosts()
-    shape_link(a, "40mbit")
-    a.create("ctr", memory=160)
-    with a.console("ctr") as con:
-        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=48 2>/dev/null", timeout=120)
-        con.run(TICKER)
-    proc = subprocess.Popen([str(BIN / "xm"), "migrate", "-l", "ctr", "10.99.0.2"],
-                            env=a.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_slow_migration(a)
     b.wait_for(lambda: b.xm("domid", "ctr", check=False).returncode == 0, 30,
                "the destination to receive")
     time.sleep(2)
@@ -158,14 +156,19 @@ def test_a_disk_the_destination_cannot_reach_is_refused_cleanly(two_hosts) -> No
         server.wait()
 
 
-def test_ssl_relocation_server(two_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def tls_hosts(two_hosts, tmp_path) -> tuple[Host, Host]:  # type: ignore[no-untyped-def]
+    """Two hosts whose destination also runs the SSL relocation server (8003)."""
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=dom0-test", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
-    a, b = two_hosts(extra="(xend-relocation-ssl-server yes)\n(xend-relocation-ssl-port 8003)\n"
+    return two_hosts(extra="(xend-relocation-ssl-server yes)\n(xend-relocation-ssl-port 8003)\n"
                            f"(xend-relocation-server-ssl-key-file {key})\n"
-                           f"(xend-relocation-server-ssl-cert-file {cert})")
+                           f"(xend-relocation-server-ssl-cert-file {cert})")  # type: ignore[no-any-return]
+
+
+def test_ssl_relocation_server(two_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    a, b = tls_hosts(two_hosts, tmp_path)
     a.create("sec", memory=128)
     with a.console("sec") as con:
         con.run("echo over-tls > /run/mark")
@@ -249,13 +252,7 @@ def test_without_post_copy_abort_is_the_last_resort(two_hosts, tmp_path) -> None
     throttle and the larger downtime the migration is aborted, the destination
     cleans up and the guest goes on running on the source, unchanged.  (5 MB/s:
     the first round alone outlasts the policy's 18 s, throttled or not.)"""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=dom0-test", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    a, b = two_hosts(extra="(xend-relocation-ssl-server yes)\n(xend-relocation-ssl-port 8003)\n"
-                           f"(xend-relocation-server-ssl-key-file {key})\n"
-                           f"(xend-relocation-server-ssl-cert-file {cert})")
+    a, b = tls_hosts(two_hosts, tmp_path)
     shape_link(a, "40mbit")
     digest = start_writing_guest(a, "hot")
     domid = a.info("hot")["domid"]

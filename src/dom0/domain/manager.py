@@ -1,4 +1,5 @@
-"""The domain manager: lookup, lifecycle, restart policy and re-adoption.
+"""The domain manager: lookup, lifecycle, restart policy and re-adoption (save,
+restore and migration are its StateMoves part, in moving.py).
 
 Every operation on one domain holds that domain's lock, so operations on
 different domains never wait for each other.  Every change of a live domain is
@@ -22,11 +23,12 @@ from dom0.devices.vbd import Vbd
 from dom0.domain.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
+from dom0.domain.moving import StateMoves
 from dom0.domain.network import VifController
-from dom0.domain.state import STATE_FILTER, PowerState, require
+from dom0.domain.state import LIVE, STATE_FILTER, PowerState, require
 from dom0.domain.storage import DiskController
 from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
-from dom0.migration import relocation, savefile
+from dom0.migration import relocation
 from dom0.migration.predict import StreamRates
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
@@ -35,7 +37,6 @@ log = logging.getLogger(__name__)
 
 MachineFactory = Callable[[DomainPaths], QemuMachine]
 
-LIVE = (PowerState.RUNNING, PowerState.PAUSED)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class ManagerOptions:
     host_cpus: int = os.cpu_count() or 1
 
 
-class DomainManager:
+class DomainManager(StateMoves):
     def __init__(self, store: Store, layout: Layout, machines: MachineFactory,
                  options: ManagerOptions, hvlog: HypervisorLog, vifs: VifController) -> None:
         self.store = store
@@ -279,162 +280,6 @@ class DomainManager:
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) created: QEMU pid {dom.machine.pid}, "
                        f"{dom.machine.accel}")
         log.info("started domain %s (id %d, pid %s)", dom.name, dom.domid, dom.machine.pid)
-
-    # ---- save, restore, suspend, resume ---------------------------------------------
-
-    async def save(self, ident: str, path: str, checkpoint: bool) -> None:
-        if str(ident) in ("0", "Domain-0"):
-            raise VmError(f"Cannot save privileged domain {ident}")
-        dom = self.lookup(ident)
-        async with dom.lock:
-            require(dom.state, LIVE, "Domain is not running")
-            await self._save_to(dom, path, checkpoint)
-
-    async def _save_to(self, dom: Domain, path: str, keep_running: bool) -> None:
-        """Pause, stream the state into a save file, then destroy the domain (or let
-        it run on).  Any failure leaves the domain as it was and no file behind."""
-        assert dom.machine is not None
-        machine = dom.machine
-        try:
-            writer = savefile.Writer(path, dom.config.to_dict())
-        except OSError as exc:
-            raise VmError(f"can't write guest state file {path}: {exc.strerror}") from None
-        was_running = dom.state == PowerState.RUNNING
-        try:
-            if was_running:
-                await machine.stop()
-            await machine.migrate_out(writer.stream, self.options.save_timeout)
-            await asyncio.to_thread(writer.commit)
-        except (BackendError, OSError) as exc:
-            writer.abort()
-            if was_running:
-                await machine.cont()
-            raise VmError(f"Failed to save domain {dom.name}: {exc}") from None
-        self.hvlog.add(f"Domain {dom.domid} ({dom.name}) saved to {path} "
-                       f"({writer.stream_bytes // 1024} KiB)")
-        if keep_running:
-            if was_running:
-                await machine.cont()
-        else:
-            await self._teardown(dom)
-
-    async def restore(self, path: str, paused: bool) -> Domain:
-        image = await asyncio.to_thread(savefile.verify, path)
-        cfg = DomainConfig.from_dict(image.config)
-        cfg.validate()
-        self._check_unique(cfg)
-        self._check_bootable(cfg)
-        dom = Domain(cfg)
-        dom.next_vif_devid = 1 + max((v.devid or 0 for v in cfg.vifs), default=-1)
-        self.domains[cfg.uuid] = dom
-        try:
-            async with dom.lock:
-                await self._launch(dom, paused, self._from_image(image))
-        except BaseException:
-            self.domains.pop(cfg.uuid, None)
-            raise
-        return dom
-
-    def _from_image(self, image: savefile.SaveImage) -> Callable[[QemuMachine], Awaitable[None]]:
-        async def feed(machine: QemuMachine) -> None:
-            await machine.migrate_in(image.path, image.stream_offset, self.options.save_timeout)
-        return feed
-
-    def _checkpoint_path(self, dom: Domain) -> str:
-        return os.path.join(self.layout.domains_dir, dom.uuid, "checkpoint.chk")
-
-    async def suspend(self, ident: str) -> None:
-        if str(ident) in ("0", "Domain-0"):
-            raise VmError(f"Cannot suspend privileged domain {ident}")
-        dom = self.lookup(ident)
-        async with dom.lock:
-            await self._suspend_locked(dom)
-
-    async def _suspend_locked(self, dom: Domain) -> None:
-        if not dom.managed:
-            raise VmError("Domain is not managed by Xend lifecycle support.")
-        require(dom.state, LIVE, "Domain is not running")
-        path = self._checkpoint_path(dom)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        await self._save_to(dom, path, keep_running=False)
-        dom.set_state(PowerState.SUSPENDED)
-        self.store.put_managed(dom.uuid, dom.name, dom.config.to_dict(), "suspended")
-
-    async def resume(self, ident: str, paused: bool) -> None:
-        dom = self.lookup(ident)
-        async with dom.lock:
-            if not dom.managed:
-                raise VmError("Domain is not managed by Xend lifecycle support.")
-            if dom.state != PowerState.SUSPENDED:
-                raise VmError("Cannot resume domain that is not suspended.")
-            path = self._checkpoint_path(dom)
-            image = await asyncio.to_thread(savefile.verify, path)
-            await self._launch(dom, paused, self._from_image(image))
-            self.store.set_managed_state(dom.uuid, "halted")
-            os.unlink(path)
-
-    # ---- live migration ---------------------------------------------------------------
-
-    def migrate(self, ident: str, host: str, port: int, live: bool, tls: bool = False) -> str:
-        """Start moving a domain to another host's relocation server; returns a job id
-        that ``migration_status`` reports on (xm shows progress from it)."""
-        if str(ident) in ("0", "Domain-0"):
-            raise VmError(f"Cannot migrate privileged domain {ident}")
-        dom = self.lookup(ident)
-        require(dom.state, LIVE, "Domain is not running")
-        job_id = uuidlib.uuid4().hex[:12]
-        job = relocation.MigrationJob(dom.name, f"{host}:{port}", live)
-        self.migrations[job_id] = job
-        self._spawn(self._run_migration(dom, host, port, live, job, tls))
-        return job_id
-
-    async def _run_migration(self, dom: Domain, host: str, port: int, live: bool,
-                             job: relocation.MigrationJob, tls: bool) -> None:
-        try:
-            async with dom.lock:
-                if dom.state not in LIVE:
-                    raise VmError("Domain is not running")
-                await relocation.send_guest(self, dom, host, port, live, job, tls)
-                self.hvlog.add(f"Domain {dom.domid} ({dom.name}) migrated to {host}:{port}")
-                await self._teardown(dom)
-        except Exception as exc:  # reported to xm through the job
-            log.warning("migration of %s to %s failed: %s", dom.name, host, exc)
-            job.error = str(exc) or type(exc).__name__
-        finally:
-            job.phase = "failed" if job.error else "done"
-            job.done = True
-
-    def migration_status(self, job_id: str) -> dict[str, Any]:
-        job = self.migrations.get(job_id)
-        if job is None:
-            raise VmError(f"No such migration: {job_id}")
-        if job.done:
-            self.migrations.pop(job_id, None)
-        return job.view()
-
-    async def receive_migration(self, request: dict[str, Any], reader: asyncio.StreamReader,
-                                writer: asyncio.StreamWriter) -> None:
-        """The destination's side, from the relocation server."""
-        cfg = DomainConfig.from_dict(request["config"])
-        cfg.validate()
-        self._check_unique(cfg)
-        self._check_bootable(cfg)
-        rate = await relocation.read_probe(reader, int(request.get("probe", 0)))
-        await relocation.send(writer, {"status": "probed", "rate": rate})
-        # QEMU starts while the source still measures its guest; relocation.receive_guest
-        # then waits for the source's "start"
-        dom = Domain(cfg)
-        dom.next_vif_devid = int(request.get("next_vif_devid", 0))
-        self.domains[cfg.uuid] = dom
-        try:
-            async with dom.lock:
-                await self._launch(dom, paused=False, incoming=lambda m: relocation.receive_guest(
-                    self, dom, request, reader, writer))
-        except BaseException:
-            self.domains.pop(cfg.uuid, None)
-            raise
-        self.hvlog.add(f"Domain {dom.domid} ({dom.name}) migrated in")
-        await relocation.send(writer, {"status": "running", "domid": dom.domid})
 
     # ---- block devices (the work is in domain/storage.py) ---------------------------
 

@@ -17,6 +17,10 @@ class PowerState(enum.Enum):
     SUSPENDED = "suspended"  # managed, saved to its checkpoint
 
 
+#: the states in which a domain has a QEMU running its guest
+LIVE = (PowerState.RUNNING, PowerState.PAUSED)
+
+
 #: Xen-API power-state numbers for the (status N) key of ``xm list -l``
 XEN_API_STATUS = {
     PowerState.HALTED: 0, PowerState.PAUSED: 1, PowerState.RUNNING: 2,

@@ -50,6 +50,7 @@ from dom0.migration.predict import (
     DEFAULT_DOWNTIME,
     MonotonicEta,
     Prediction,
+    StreamRates,
     choose_downtime_limit,
     predict,
 )
@@ -215,7 +216,7 @@ def _tls(writer: asyncio.StreamWriter) -> bool:
     return writer.get_extra_info("ssl_object") is not None
 
 
-async def receive_guest(manager: DomainManager, dom: Domain, request: dict[str, Any],
+async def receive_guest(dom: Domain, request: dict[str, Any],
                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """The destination's part once QEMU runs with ``-incoming defer``: called by the
     manager's launch, which resumes the guest when this returns."""
@@ -281,9 +282,10 @@ class MigrationJob:
             "stream_s", "new_domid")}
 
 
-async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, live: bool,
-                     job: MigrationJob, tls: bool = False) -> None:
-    """The source's part (the domain's lock held by the caller)."""
+async def send_guest(dom: Domain, host: str, port: int, live: bool, job: MigrationJob,
+                     rates: StreamRates, tls: bool = False) -> None:
+    """The source's part (the domain's lock held by the caller); *rates* is what
+    QEMU reached in this xend's earlier migrations, and learns from this one."""
     machine = dom.machine
     assert machine is not None
     context = None
@@ -309,7 +311,7 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
             return await _probe(reader, writer)
 
         m = await _measure(machine, live, handshake)
-        bandwidth = manager.stream_rates.effective(m.link, m.busy)
+        bandwidth = rates.effective(m.link, m.busy)
         limit = choose_downtime_limit(m.ram, m.dirty, bandwidth, m.nonzero, m.working_set)
         guess = predict(m.ram, m.dirty, bandwidth, limit, live=live, nonzero_share=m.nonzero,
                         working_set=m.working_set)
@@ -335,7 +337,7 @@ async def send_guest(manager: DomainManager, dom: Domain, host: str, port: int, 
                 final = await _follow(machine, job,
                                       guess.total_s if guess.converges else None, limit)
             if not job.events:  # an escalated migration says nothing of QEMU's pace
-                manager.stream_rates.learn(m.busy, _achieved(final), m.link)
+                rates.learn(m.busy, _achieved(final), m.link)
         await receive(reader)  # received: the destination holds the guest, paused
         job.phase = "committing"
         await send(writer, {"op": "commit"})
