@@ -126,7 +126,7 @@ class MonotonicEta:
     def __init__(self) -> None:
         self._shown: float | None = None
 
-    def update(self, now: float, estimate_remaining: float) -> float:
+    def update(self, estimate_remaining: float) -> float:
         estimate = max(0.0, estimate_remaining)
         if self._shown is None or estimate < self._shown:
             self._shown = estimate

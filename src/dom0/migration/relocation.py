@@ -529,7 +529,7 @@ async def _follow(machine: Any, job: MigrationJob, predicted: float | None,
         # 100 ms, and the first of those only fill the sockets' buffers
         streamed = now - stream_start
         if streamed >= ETA_AFTER and job.transferred > 0:
-            job.eta_s = eta.update(now, job.remaining / (job.transferred / streamed))
+            job.eta_s = eta.update(job.remaining / (job.transferred / streamed))
         if status == "completed":
             job.downtime_ms = info.get("downtime")
             if isinstance(info.get("total-time"), (int, float)):
