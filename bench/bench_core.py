@@ -740,17 +740,9 @@ def _ms(x: float | None) -> str:
 
 
 def environment() -> None:
-    qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
-    load = os.getloadavg()
-    print(f"dom0 core benchmark   {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"host: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
+    print_host("dom0 core benchmark")
     print(f"guest: {GUEST} ({BOOT_MEM} MiB to boot, {SMALL_MEM} MiB paused x{MANY}); "
           f"{REPS} runs each")
-    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
-    if others:
-        print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
-              "running and compete for the CPUs")
 
 
 def is_qemu(pid: int) -> bool:
@@ -775,16 +767,48 @@ def check_prerequisites() -> list[str]:
     return problems
 
 
+def print_host(title: str) -> None:
+    """The first lines of every benchmark: what ran, on what, and what competed."""
+    qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
+    load = os.getloadavg()
+    print(f"{title}   {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(f"host: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
+    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
+    if others:
+        print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
+              "running and compete for the CPUs")
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends a run as Ctrl-C does: through the callers' ``finally`` cleanup."""
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def print_epilogue(notes: list[str], problems: list[str], start: float) -> int:
+    """The end of every benchmark's report: notes, dom0's problems verbatim, the time."""
+    if notes:
+        print("\nNotes")
+        for n in notes:
+            print("  - " + n.replace("\n", "\n    "))
+    if problems:
+        print("\nProblems in dom0 (exact commands and output)")
+        for p in problems:
+            print("  - " + p.replace("\n", "\n    "))
+    print(f"\ntotal time {time.monotonic() - start:.0f} s")
+    return 0
+
+
 def main() -> int:
     missing = check_prerequisites()
     if missing:
         print("cannot run the benchmark: " + "; ".join(missing), file=sys.stderr)
         return 1
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    interrupt_on_sigterm()
     environment()
     tmp = Path(tempfile.mkdtemp(prefix="d0b-", dir="/tmp"))
     dom0 = Dom0(tmp)
@@ -846,16 +870,7 @@ def main() -> int:
           "qmp_capabilities + query-status on each QMP socket; destroy = SIGKILL + wait "
           "for the pid, in-process (no command start-up)")
     goals(samples, virsh is not None)
-    if NOTES:
-        print("\nNotes")
-        for n in NOTES:
-            print("  - " + n.replace("\n", "\n    "))
-    if PROBLEMS:
-        print("\nProblems in dom0 (exact commands and output)")
-        for p in PROBLEMS:
-            print("  - " + p.replace("\n", "\n    "))
-    print(f"\ntotal time {time.monotonic() - START:.0f} s")
-    return 0
+    return print_epilogue(NOTES, PROBLEMS, START)
 
 
 if __name__ == "__main__":

@@ -47,10 +47,17 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "functional"))
 
 from bench_core import (  # noqa: E402
+    NOTES,
+    PROBLEMS,
+    START,
+    CommandFailed,
     describe,
-    is_qemu,
+    interrupt_on_sigterm,
     kill_and_wait,
+    log,
     pids_mentioning,
+    print_epilogue,
+    print_host,
     run,
 )
 from guestconsole import GuestConsole  # noqa: E402
@@ -74,20 +81,6 @@ ADDRS = {"d1": "10.50.0.11", "d2": "10.50.0.12"}  # d1: disks + sender; d2: rece
 PORT = 5001
 MB = 1_000_000
 
-START = time.monotonic()
-PROBLEMS: list[str] = []  # dom0 failures, reported verbatim at the end
-NOTES: list[str] = []  # anything else worth knowing about this run
-
-
-class CommandFailed(Exception):
-    pass
-
-
-def log(msg: str) -> None:
-    try:
-        print(f"[{time.monotonic() - START:6.1f}s] {msg}", flush=True)
-    except OSError:  # stdout gone: keep going, above all keep cleaning up
-        pass
 
 
 def over_budget() -> bool:
@@ -434,17 +427,9 @@ def report(samples: Samples, blockdevs: list[str]) -> None:
 
 
 def environment() -> None:
-    qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
-    load = os.getloadavg()
-    print(f"dom0 device benchmark   {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"host: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
+    print_host("dom0 device benchmark")
     print(f"guest: {GUEST}, {MEM} MiB, 1 vCPU; {REPS} timed runs each after a warm-up; "
           "guest times from /proc/uptime (10 ms resolution)")
-    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
-    if others:
-        print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
-              "running and compete for the CPUs")
 
 
 def check_prerequisites() -> list[str]:
@@ -469,10 +454,7 @@ def main() -> int:
         print("cannot run the benchmark: " + "; ".join(missing), file=sys.stderr)
         return 1
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    interrupt_on_sigterm()
     environment()
     tmp = Path(tempfile.mkdtemp(prefix="d0d-", dir="/tmp"))  # short: unix socket paths
     dom0 = Dom0(tmp)
@@ -528,16 +510,7 @@ def main() -> int:
         return 130
 
     report(samples, blockdevs)
-    if NOTES:
-        print("\nNotes")
-        for n in NOTES:
-            print("  - " + n.replace("\n", "\n    "))
-    if PROBLEMS:
-        print("\nProblems in dom0 (exact commands and output)")
-        for p in PROBLEMS:
-            print("  - " + p.replace("\n", "\n    "))
-    print(f"\ntotal time {time.monotonic() - START:.0f} s")
-    return 0
+    return print_epilogue(NOTES, PROBLEMS, START)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_devices as devices  # noqa: E402  (puts tests/functional on sys.path)
-from bench_core import describe, is_qemu, kill_and_wait, pids_mentioning, run  # noqa: E402
+from bench_core import (  # noqa: E402
+    describe,
+    interrupt_on_sigterm,
+    kill_and_wait,
+    pids_mentioning,
+    print_epilogue,
+    print_host,
+    run,
+)
 from bench_devices import (  # noqa: E402
     NOTES,
     PROBLEMS,
@@ -66,6 +73,8 @@ from bench_devices import (  # noqa: E402
     open_console,
 )
 from guestconsole import GuestConsole  # noqa: E402
+
+from dom0.cli.console import connect  # noqa: E402
 
 REPO = HERE.parent
 BIN = REPO / ".venv" / "bin"
@@ -253,17 +262,7 @@ class Qmp:
     """A blocking QMP session (events are skipped)."""
 
     def __init__(self, path: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect(path, retry_for=timeout)
         self.sock.settimeout(timeout)
         self.file = self.sock.makefile("rwb")
         self.file.readline()  # the greeting
@@ -798,17 +797,9 @@ def goals(res: dict[str, Any]) -> None:
 
 
 def environment() -> None:
-    qemu = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
-    load = os.getloadavg()
-    print(f"dom0 migration benchmark   {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"host: {os.cpu_count()} CPUs, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-          f"{qemu.splitlines()[0] if qemu else QEMU + ' ?'}; TCG only")
+    print_host("dom0 migration benchmark")
     print(f"guest: {GUEST}, {MEM} MiB, 1 vCPU, extra {EXTRA!r}; {IDLE_RUNS} idle runs; "
           f"memory-writing: {FILL_MB} MiB random data, {WRITE_MB} MiB rewritten in a loop")
-    others = [p for p in pids_mentioning("qemu-system") if is_qemu(p)]
-    if others:
-        print(f"note: {len(others)} QEMU process(es) not started by this benchmark are "
-              "running and compete for the CPUs")
 
 
 def main() -> int:
@@ -817,10 +808,7 @@ def main() -> int:
         print("cannot run the benchmark: " + "; ".join(missing), file=sys.stderr)
         return 1
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    interrupt_on_sigterm()
     environment()
     tmp = Path(tempfile.mkdtemp(prefix="d0m-", dir="/tmp"))  # short: unix socket paths
     hosts: dict[str, Host] = {}
@@ -870,16 +858,7 @@ def main() -> int:
         return 130
 
     report(res)
-    if NOTES:
-        print("\nNotes")
-        for n in NOTES:
-            print("  - " + n.replace("\n", "\n    "))
-    if PROBLEMS:
-        print("\nProblems in dom0 (exact commands and output)")
-        for p in PROBLEMS:
-            print("  - " + p.replace("\n", "\n    "))
-    print(f"\ntotal time {time.monotonic() - START:.0f} s")
-    return 0
+    return print_epilogue(NOTES, PROBLEMS, START)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
+
+from dom0.cli.console import connect
 
 
 class GuestConsole:
@@ -13,17 +14,7 @@ class GuestConsole:
 
     def __init__(self, path: str, timeout: float = 60.0) -> None:
         self.path = path
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        self.sock = connect(path, retry_for=timeout)
         self.buffer = b""
 
     def close(self) -> None:
