@@ -337,8 +337,10 @@ def test_stream_rate_is_the_link_or_qemus_own_pace_whichever_is_lower() -> None:
 
 def test_stream_rate_learns_from_a_migration_qemu_held_back() -> None:
     rates = StreamRates(idle=1e9, busy=3e8)
-    rates.learn(busy=True, achieved=5e8, link=2e9)  # QEMU-bound: move halfway
-    assert rates.rates[True] == pytest.approx(4e8)
+    rates.learn(busy=True, achieved=5e8, link=2e9)  # QEMU-bound: move a quarter of the way
+    assert rates.rates[True] == pytest.approx(3.5e8)
+    rates.learn(busy=True, achieved=1e8, link=2e9)  # and down again
+    assert rates.rates[True] == pytest.approx(2.875e8)
     assert rates.rates[False] == 1e9  # the other kind is left alone
 
 
@@ -346,7 +348,7 @@ def test_stream_rate_a_link_bound_migration_only_raises_it() -> None:
     rates = StreamRates(idle=1e9, busy=3e8)
     rates.learn(busy=False, achieved=9.5e6, link=10e6)  # the link held it back
     assert rates.rates[False] == 1e9  # says nothing against QEMU's pace
-    rates.learn(busy=True, achieved=0.9e9, link=1e9)
-    assert rates.rates[True] == 0.9e9  # QEMU did at least this
+    rates.learn(busy=True, achieved=0.9e9, link=1e9)  # QEMU did at least this: it rises,
+    assert rates.rates[True] == pytest.approx(4.5e8)  # but one run is not the whole story
     rates.learn(busy=True, achieved=0.0, link=1e9)  # nothing measured
-    assert rates.rates[True] == 0.9e9
+    assert rates.rates[True] == pytest.approx(4.5e8)

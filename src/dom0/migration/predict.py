@@ -101,6 +101,9 @@ class StreamRates:
     follows what each migration achieves; forgotten when xend restarts."""
 
     LINK_BOUND = 0.8  # achieved/link above this: the link held it back, not QEMU
+    #: how far one migration moves the figure: QEMU's pace for the same guest varies
+    #: by half from run to run here, so one fast run must not set it
+    WEIGHT = 0.25
 
     def __init__(self, idle: float = 1.3e9, busy: float = 0.4e9) -> None:
         self.rates = {False: idle, True: busy}
@@ -111,10 +114,11 @@ class StreamRates:
     def learn(self, busy: bool, achieved: float, link: float) -> None:
         if achieved <= 0:
             return
+        blend = self.rates[busy] * (1 - self.WEIGHT) + achieved * self.WEIGHT
         if achieved < self.LINK_BOUND * link:
-            self.rates[busy] = (self.rates[busy] + achieved) / 2
-        else:  # link-bound: QEMU can do at least this much
-            self.rates[busy] = max(self.rates[busy], achieved)
+            self.rates[busy] = blend
+        else:  # the link may have held it back: QEMU can do at least this, maybe more
+            self.rates[busy] = max(self.rates[busy], blend)
 
 
 class MonotonicEta:
