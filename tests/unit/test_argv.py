@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from dom0.backends.qemu.argv import build_argv, kernel_append
-from dom0.domain.config import DomainConfig
+from dom0.model.config import DomainConfig
 from dom0.store.layout import DomainPaths, Layout
 
 GOLDEN = Path(__file__).parent / "golden" / "argv_basic.json"

@@ -1,4 +1,4 @@
-"""dom0.domain.config: validation texts (spec §2.4, §9), the kernel command
+"""dom0.model.config: validation texts (spec §2.4, §9), the kernel command
 line, and the JSON/SXP edges of DomainConfig."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from dom0.domain.config import (
+from dom0.errors import ConfigError
+from dom0.model import sxp
+from dom0.model.config import (
     DEFAULT_ACTIONS,
     DiskSpec,
     DomainConfig,
@@ -16,8 +18,6 @@ from dom0.domain.config import (
     format_cpu_list,
     parse_cpu_list,
 )
-from dom0.errors import ConfigError
-from dom0.store import sxp
 
 
 def valid(**changes: object) -> DomainConfig:

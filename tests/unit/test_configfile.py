@@ -22,9 +22,9 @@ from dom0.cli.configfile import (
     parse_vif,
     resolve_variables,
 )
-from dom0.domain.config import DiskSpec, VifSpec
 from dom0.errors import ConfigFileError, OptionError
-from dom0.store import sxp
+from dom0.model import sxp
+from dom0.model.config import DiskSpec, VifSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

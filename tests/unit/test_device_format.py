@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dom0.cli import format as fmt
-from dom0.store import sxp
+from dom0.model import sxp
 
 # spec §1.3, verbatim (each row ends in two spaces)
 SPEC_BLOCK = (

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from dom0.cli import format as fmt
-from dom0.domain.config import DiskSpec, DomainConfig, VifSpec
-from dom0.store import sxp
+from dom0.model import sxp
+from dom0.model.config import DiskSpec, DomainConfig, VifSpec
 
 SPEC_LIST = """\
 Name                                        ID   Mem VCPUs      State   Time(s)

@@ -19,7 +19,7 @@ from dom0.migration.relocation import (
     receive,
     send,
 )
-from dom0.store import sxp
+from dom0.model import sxp
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 TIMEOUT = 5.0  # a test that hangs fails instead

@@ -1,10 +1,11 @@
-"""dom0.domain.state: Xen's six-flag state string (spec §1.3)."""
+"""dom0.model.state: Xen's six-flag state string (spec §1.3)."""
 
 from __future__ import annotations
 
 import pytest
 
-from dom0.domain.state import (
+from dom0.errors import VmError
+from dom0.model.state import (
     ACTIVE,
     STATE_FILTER,
     STATE_FILTER_NAMES,
@@ -13,7 +14,6 @@ from dom0.domain.state import (
     require,
     state_string,
 )
-from dom0.errors import VmError
 
 
 @pytest.mark.parametrize("state, text", [

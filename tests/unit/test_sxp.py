@@ -1,11 +1,11 @@
-"""dom0.store.sxp: parsing, one-line rendering and Xen's pretty-print layout."""
+"""dom0.model.sxp: parsing, one-line rendering and Xen's pretty-print layout."""
 
 from __future__ import annotations
 
 import pytest
 from spec_samples import SPEC_XMEXAMPLE1
 
-from dom0.store import sxp
+from dom0.model import sxp
 
 # ---- parse ---------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 
 from dom0.devices import vbd
 from dom0.devices.vbd import Vbd
-from dom0.domain.config import DiskSpec
 from dom0.errors import DeviceError
+from dom0.model.config import DiskSpec
 
 
 @pytest.fixture

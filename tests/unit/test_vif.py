@@ -10,8 +10,8 @@ import pytest
 
 from dom0.devices import vif
 from dom0.devices.vif import Vif
-from dom0.domain.config import VifSpec
 from dom0.errors import DeviceError
+from dom0.model.config import VifSpec
 
 MAC = "00:16:3e:12:34:56"
 _MAC_RE = re.compile(r"^00:16:3e:[0-7][0-9a-f]:[0-9a-f]{2}:[0-9a-f]{2}$")

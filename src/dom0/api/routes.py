@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dom0.domain.config import DomainConfig
-from dom0.domain.state import STATE_FILTER_NAMES
 from dom0.errors import VmError
+from dom0.model.config import DomainConfig
+from dom0.model.state import STATE_FILTER_NAMES
 
 if TYPE_CHECKING:
     from dom0.daemon.service import Xend

@@ -56,7 +56,7 @@ def _create_or_new(args: list[str], managed: bool) -> int:
     if filename and not opts.quiet:
         print(f'Using config file "{filename}".')
     if opts.dryrun:
-        from dom0.store import sxp
+        from dom0.model import sxp
 
         print(sxp.pretty(cfg.to_sxp()))
         return 0
@@ -461,7 +461,7 @@ def cmd_block_list(args: list[str]) -> int:
 
 
 def cmd_network_attach(args: list[str]) -> int:
-    from dom0.devices.vif import ATTACH_KEYS
+    from dom0.model.devices import ATTACH_KEYS
 
     if not args:
         raise UsageError("'xm network-attach' requires at least 1 argument.\n")

@@ -4,7 +4,7 @@ A config file is a Python script.  Command-line ``VAR=VALUE`` words either set a
 known variable (and win over the file) or become script variables visible to the
 file (``vmid=1``).  After running the script, its str/list/int/float locals fill
 in every variable not given on the command line.  The result is a typed
-:class:`~dom0.domain.config.DomainConfig`.
+:class:`~dom0.model.config.DomainConfig`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dom0.domain.config import DiskSpec, DomainConfig, VifSpec
 from dom0.errors import ConfigFileError, OptionError
+from dom0.model.config import DomainConfig
+from dom0.model.devices import VIF_KEYS, DiskSpec, VifSpec
 
 # Variable types: S string, I int, B yes/no, L list (repeatable), N long
 _S, _I, _B, _L, _N = "S", "I", "B", "L", "N"
@@ -334,10 +335,6 @@ def parse_disk(entry: Any) -> DiskSpec:
     return DiskSpec(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None)
 
 
-VIF_KEYS = ("type", "mac", "bridge", "ip", "script", "backend", "vifname", "rate", "model",
-            "accel", "policy", "label")
-
-
 def parse_vif(entry: str) -> VifSpec:
     """``key=value,...`` (spec §3.2); an empty entry means all defaults."""
     options: dict[str, str] = {}
@@ -357,8 +354,8 @@ def parse_vif(entry: str) -> VifSpec:
 def config_from_args(opts: CreateOptions) -> tuple[str | None, DomainConfig]:
     """Everything ``xm create`` does before it talks to xend."""
     if opts.sxp_config:
-        from dom0.domain.config import ConfigError
-        from dom0.store import sxp
+        from dom0.model import sxp
+        from dom0.model.config import ConfigError
 
         try:
             with open(opts.sxp_config) as f:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from dom0.domain.cpus import format_cpu_list
+from dom0.model.cpus import format_cpu_list
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs xm ~2 ms
 
 if TYPE_CHECKING:  # kept off xm's fast path (xm list): only -l needs them at run time
     from typing import Any
 
-    from dom0.store.sxp import Sxp
+    from dom0.model.sxp import Sxp
 
 LIST_HEADER = "%-40s %5s %5s %5s %10s %9s" % ("Name", "ID", "Mem", "VCPUs", "State", "Time(s)")
 
@@ -30,7 +30,7 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     """The ``(domain ...)`` form of ``xm list -l``.  ``(domid ..)`` and ``(name ..)``
     are direct children, so pretty-printing puts each on its own line, as the
     xendomains script requires."""
-    from dom0.domain.config import DomainConfig
+    from dom0.model.config import DomainConfig
 
     out: list[Sxp] = ["domain"]
     if d.get("domid") is not None:
@@ -78,7 +78,7 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
 
 
 def list_long(domains: list[dict[str, Any]]) -> str:
-    from dom0.store import sxp
+    from dom0.model import sxp
 
     return "\n".join(sxp.pretty(domain_sxp(d)) for d in domains)
 
@@ -158,7 +158,7 @@ def block_list(devices: list[dict[str, Any]]) -> str:
 
 def device_long(devices: list[dict[str, Any]]) -> str:
     """``--long``: each device as ``[devid, [[key, value] ...]]`` pretty-printed."""
-    from dom0.store import sxp
+    from dom0.model import sxp
 
     out = []
     for d in devices:

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dom0.store import sxp
+from dom0.model import sxp
 from dom0.store.layout import Layout
 
 DEFAULT_CONFIG = "/etc/xen/xend-config.sxp"

@@ -17,8 +17,8 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from dom0.domain.config import DiskSpec
 from dom0.errors import DeviceError
+from dom0.model.devices import DiskSpec
 
 TAP_FORMATS = {"aio": "raw", "sync": "raw", "qcow": "qcow", "qcow2": "qcow2", "vmdk": "vmdk",
                "ioemu": "raw", "tapdisk": "raw", "ram": "raw"}

@@ -8,12 +8,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dom0.domain.config import VifSpec
 from dom0.errors import DeviceError
+from dom0.model.devices import ATTACH_KEYS as ATTACH_KEYS  # re-exported
+from dom0.model.devices import VifSpec
 
-#: what network-attach accepts (spec §3.2); config files may also say policy=, label=
-ATTACH_KEYS = ("type", "mac", "bridge", "ip", "script", "backend", "vifname", "rate", "model",
-               "accel")
 _RATE = re.compile(r"^([0-9]+)([GMK]?)([Bb])/s(@([0-9]+)([mu]?)s)?$")
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 #: QEMU NIC models for ``type=ioemu`` without a ``model=`` (Xen's qemu-dm default)

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dom0.domain.config import DomainConfig
-from dom0.domain.state import ACTIVE, XEN_API_STATUS, PowerState, state_string
+from dom0.model.config import DomainConfig
+from dom0.model.state import ACTIVE, XEN_API_STATUS, PowerState, state_string
 
 if TYPE_CHECKING:
     from dom0.backends.qemu.machine import QemuMachine

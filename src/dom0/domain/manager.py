@@ -20,16 +20,16 @@ from typing import Any
 
 from dom0.backends.qemu.machine import QemuMachine
 from dom0.devices.vbd import Vbd
-from dom0.domain.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.moving import StateMoves
 from dom0.domain.network import VifController
-from dom0.domain.state import LIVE, STATE_FILTER, PowerState, require
 from dom0.domain.storage import DiskController
 from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
 from dom0.migration import relocation
 from dom0.migration.predict import StreamRates
+from dom0.model.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
+from dom0.model.state import LIVE, STATE_FILTER, PowerState, require
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 

@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from dom0.backends.qemu.machine import QemuMachine
-from dom0.domain.config import DomainConfig
 from dom0.domain.domain import Domain
-from dom0.domain.state import LIVE, PowerState, require
 from dom0.errors import BackendError, VmError
 from dom0.migration import relocation, savefile
 from dom0.migration.predict import StreamRates
+from dom0.model.config import DomainConfig
+from dom0.model.state import LIVE, PowerState, require
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from dom0.devices import hotplug
 from dom0.devices import vif as vif_mod
 from dom0.devices.vif import Vif
-from dom0.domain.config import VifSpec
 from dom0.errors import BackendError, DeviceError
+from dom0.model.devices import VifSpec
 from dom0.net import links
 
 if TYPE_CHECKING:

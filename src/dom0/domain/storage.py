@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from dom0.devices import vbd as vbd_mod
 from dom0.devices.vbd import Vbd
-from dom0.domain.config import DiskSpec
 from dom0.errors import BackendError, DeviceError
+from dom0.model.devices import DiskSpec
 
 if TYPE_CHECKING:
     from dom0.domain.domain import Domain

@@ -18,7 +18,7 @@ from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
-from dom0.domain.config import DomainConfig
+from dom0.model.config import DomainConfig
 from dom0.store.layout import DomainPaths
 
 

@@ -22,8 +22,8 @@ from dom0.devices import vif as vif_mod
 from dom0.devices.console import ConsoleRelay
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
-from dom0.domain.config import DomainConfig
 from dom0.errors import BackendError
+from dom0.model.config import DomainConfig
 from dom0.store.layout import DomainPaths
 
 log = logging.getLogger(__name__)

@@ -14,11 +14,13 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from dom0.domain.cpus import format_cpu_list as format_cpu_list  # re-exported
-from dom0.domain.cpus import parse_cpu_list
 from dom0.errors import ConfigError
-from dom0.store import sxp
-from dom0.store.sxp import Sxp
+from dom0.model import sxp
+from dom0.model.cpus import format_cpu_list as format_cpu_list  # re-exported
+from dom0.model.cpus import parse_cpu_list
+from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
+from dom0.model.devices import VifSpec as VifSpec  # re-exported
+from dom0.model.sxp import Sxp
 
 RESTART_MODES = (
     "destroy",
@@ -33,36 +35,6 @@ XEND_STOP_ACTIONS = ("ignore", "shutdown", "suspend")
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:/+]+$")
 #: a domain that restarts sooner than this after it started is not restarted again
 MINIMUM_RESTART_TIME = 60.0
-
-
-@dataclass
-class DiskSpec:
-    """One ``disk = [...]`` entry: ``uname,dev,mode[,backend]`` (spec §3.1)."""
-
-    uname: str
-    dev: str
-    mode: str = "r"
-    backend: str | None = None
-
-    def to_sxp(self) -> Sxp:
-        form: list[Sxp] = ["vbd", ["uname", self.uname], ["dev", self.dev], ["mode", self.mode]]
-        if self.backend is not None:
-            form.append(["backend", self.backend])
-        return form
-
-
-@dataclass
-class VifSpec:
-    """One ``vif = [...]`` entry as its ``key=value`` options (spec §3.2)."""
-
-    options: dict[str, str] = field(default_factory=dict)
-    #: the device ID xend gave it (never reused in the domain's life)
-    devid: int | None = None
-
-    def to_sxp(self) -> Sxp:
-        form: list[Sxp] = ["vif"]
-        form += [[k, self.options[k]] for k in sorted(self.options)]
-        return form
 
 
 @dataclass

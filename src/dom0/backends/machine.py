@@ -1,0 +1,126 @@
+"""The backend contract: what the domain layer and migration may ask of the thing
+that runs a guest.  ``backends/qemu/machine.QemuMachine`` implements it for real;
+``backends/fake.FakeMachine`` implements it in memory so the lifecycle policy can
+be unit-tested without QEMU.
+
+A machine is given resolved devices and a kernel command line (``MachineSpec``),
+never a domain's configuration: Xen's syntax stops at the domain layer.  It
+reports what happens to the guest in the domain layer's words (``MachineEvents``),
+not in QMP's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dom0.backends.qemu import ramsample
+    from dom0.devices.vbd import Vbd
+    from dom0.devices.vif import Vif
+    from dom0.store.layout import DomainPaths
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """Everything a backend needs to boot one domain, already resolved."""
+
+    name: str
+    uuid: str
+    #: MiB the guest is held at (the balloon's target)
+    memory: int
+    #: MiB of RAM the machine is built with (the ceiling ``mem-max`` may raise to)
+    maxmem: int
+    vcpus: int
+    kernel: str
+    ramdisk: str = ""
+    #: the complete guest kernel command line (the backend may add its console)
+    cmdline: str = ""
+    disks: tuple[Vbd, ...] = field(default_factory=tuple)
+    nics: tuple[Vif, ...] = field(default_factory=tuple)
+
+
+class MachineEvents(Protocol):
+    """What a machine tells its owner, unasked."""
+
+    def guest_stopped(self, reason: str) -> None:
+        """The guest stopped itself: ``poweroff``, ``reboot`` or ``crash``."""
+
+    def gone(self) -> None:
+        """The connection to the machine dropped without our asking (it may have died:
+        ``still_running`` tells)."""
+
+
+class Machine(Protocol):
+    """One guest's machine.  Every method that talks to the machine may raise
+    ``dom0.errors.BackendError``."""
+
+    pid: int | None
+    accel: str
+    paths: DomainPaths
+    #: host thread IDs of the vCPUs, in vCPU order (empty when not running)
+    vcpu_threads: list[int]
+
+    # ---- bringing it up and letting go -------------------------------------------
+    async def launch(self, spec: MachineSpec, events: MachineEvents,
+                     incoming: bool = False) -> None:
+        """Start it with the guest stopped; ``cont`` runs it.  With *incoming* it waits
+        for a saved or migrating state (``migrate_in``/``receive_incoming``)."""
+    def recognise(self, pid: int | None) -> bool:
+        """Is the recorded pid still this machine (re-adoption after an xend restart)?"""
+    async def attach(self, events: MachineEvents) -> None:
+        """Connect to an already running machine (re-adoption)."""
+    async def detach(self) -> None:
+        """Let go of it; it runs on (xend stopping)."""
+    async def kill(self) -> None:
+        """Stop it for good and remove its runtime files."""
+    def still_running(self) -> bool: ...
+
+    # ---- the guest -----------------------------------------------------------------
+    async def runstate(self) -> str:
+        """``running``, ``paused``, ``shutdown``, ``guest-panicked``, ... (QEMU's words)."""
+    async def cont(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def hard_reset(self) -> None:
+        """Reset and run the guest, also from a stopped guest."""
+    async def powerdown(self) -> None:
+        """The ACPI power button."""
+    async def send_keys(self, *keys: str) -> None: ...
+    async def set_balloon(self, mib: int) -> None: ...
+    async def dump_memory(self, path: str, timeout: float = 600.0) -> None: ...
+
+    # ---- devices ---------------------------------------------------------------------
+    async def attach_disk(self, vbd: Vbd, timeout: float) -> None: ...
+    async def detach_disk(self, vbd: Vbd, timeout: float) -> bool: ...
+    async def change_media(self, old: Vbd, new: Vbd) -> None: ...
+    async def attach_nic(self, vif: Vif, timeout: float) -> None: ...
+    async def detach_nic(self, vif: Vif, timeout: float) -> bool: ...
+    async def guest_uses(self, device_id: str) -> bool: ...
+
+    # ---- state streams: save/restore and migration ------------------------------------
+    async def migrate_out(self, sink: Callable[[bytes], None], timeout: float) -> None: ...
+    async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None: ...
+    @property
+    def migration_socket(self) -> str: ...
+    async def start_migration(self, uri: str, live: bool, fd: int | None = None,
+                              postcopy: bool = False, downtime_limit: float = 0.3) -> None: ...
+    async def receive_incoming(self, uri: str, fd: int | None = None,
+                               postcopy: bool = False) -> None: ...
+    async def wait_incoming(self, timeout: float) -> None: ...
+    async def migration_info(self) -> dict[str, Any]: ...
+    async def set_downtime_limit(self, seconds: float) -> None: ...
+    async def escalate_migration(self, step: int) -> str: ...
+    async def dirty_rate(self, seconds: int = 1) -> float: ...
+    async def ram_sampler(self) -> tuple[int, ramsample.RamSampler | None]: ...
+
+    # ---- host-side figures ------------------------------------------------------------
+    def cpu_seconds(self) -> float: ...
+    def vcpu_figures(self) -> list[tuple[float, int, str]]:
+        """(CPU seconds, last host CPU, thread state) per vCPU."""
+    def blocked(self) -> bool:
+        """Xen's 'b': every vCPU is idle."""
+
+
+#: builds the machine for one launch, from its runtime paths
+MachineFactory = Callable[["DomainPaths"], Machine]
