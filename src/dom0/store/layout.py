@@ -24,6 +24,8 @@ class DomainPaths:
     pidfile: str
     console_log: str
     qemu_log: str
+    #: a local socket a migration or save stream passes through
+    migration_socket: str
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,16 @@ class Layout:
             pidfile=os.path.join(run, "qemu.pid"),
             console_log=os.path.join(self.log_dir, "console", f"{instance}.log"),
             qemu_log=os.path.join(self.log_dir, "qemu", f"{instance}.log"),
+            migration_socket=os.path.join(run, "migrate.sock"),
         )
+
+    def checkpoint(self, uuid: str) -> str:
+        """A managed domain's suspended state (``xm suspend``)."""
+        return os.path.join(self.domains_dir, uuid, "checkpoint.chk")
+
+    def core_dump(self, name: str, domid: int | None, stamp: str) -> str:
+        """Where ``xm dump-core`` (and on_crash=coredump-*) write by default."""
+        return os.path.join(self.dump_dir, f"{stamp}-{name}.{domid}.core")
 
     def create_dirs(self) -> None:
         for path in (self.state_dir, self.domains_dir, self.run_dir,
