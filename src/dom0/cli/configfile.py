@@ -18,39 +18,13 @@ from typing import Any
 
 from dom0.errors import ConfigFileError, OptionError
 from dom0.model.config import DomainConfig
-from dom0.model.devices import VIF_KEYS, DiskSpec, VifSpec
+from dom0.model.devices import parse_disk as parse_disk  # re-exported
+from dom0.model.devices import parse_vif as parse_vif  # re-exported
+from dom0.model.fields import VARS_BY_NAME, XM_VARIABLES
 
-# Variable types: S string, I int, B yes/no, L list (repeatable), N long
-_S, _I, _B, _L, _N = "S", "I", "B", "L", "N"
-
-#: spec §2.3: every variable xm 3.4 declared, with its type and default
-VARIABLES: dict[str, tuple[str, Any]] = {
-    "name": (_S, None), "uuid": (_S, None), "builder": (_S, "linux"), "kernel": (_S, None),
-    "ramdisk": (_S, ""), "loader": (_S, ""), "bootloader": (_S, None), "bootargs": (_S, None),
-    "bootentry": (_S, None), "features": (_S, ""), "memory": (_I, 128), "maxmem": (_I, None),
-    "shadow_memory": (_I, 0), "vcpus": (_I, 1), "vcpu_avail": (_N, None), "cpu": (_I, None),
-    "cpus": (_S, None), "cpu_weight": (_I, None), "cpu_cap": (_I, None), "restart": (_S, None),
-    "on_poweroff": (_S, None), "on_reboot": (_S, None), "on_crash": (_S, None),
-    "on_xend_start": (_S, "ignore"), "on_xend_stop": (_S, "ignore"), "blkif": (_B, 0),
-    "netif": (_B, 0), "tpmif": (_L, 0), "disk": (_L, []), "vif": (_L, []), "nics": (_I, -1),
-    "vtpm": (_L, []), "pci": (_L, []), "vscsi": (_L, []), "ioports": (_L, []), "irq": (_L, []),
-    "vfb": (_L, []), "access_control": (_L, []), "root": (_S, ""), "extra": (_S, ""),
-    "ip": (_S, ""), "gateway": (_S, ""), "netmask": (_S, ""), "hostname": (_S, ""),
-    "interface": (_S, "eth0"), "dhcp": (_S, "off"), "nfs_server": (_S, None),
-    "nfs_root": (_S, None), "device_model": (_S, None), "fda": (_S, ""), "fdb": (_S, ""),
-    "serial": (_S, ""), "monitor": (_B, 0), "localtime": (_B, 0), "rtc_timeoffset": (_I, 0),
-    "keymap": (_S, ""), "usb": (_B, 0), "usbdevice": (_S, ""), "guest_os_type": (_S, "default"),
-    "stdvga": (_B, 0), "isa": (_B, 0), "boot": (_S, "c"), "nographic": (_B, 0),
-    "soundhw": (_S, ""), "vnc": (_S, None), "vncdisplay": (_S, None), "vnclisten": (_S, None),
-    "vncunused": (_B, 1), "vncpasswd": (_S, None), "vncconsole": (_B, None),
-    "vncviewer": (_B, None), "sdl": (_S, None), "opengl": (_S, None), "display": (_S, None),
-    "xauthority": (_S, None), "videoram": (_I, 4), "pae": (_I, 1), "acpi": (_I, 1),
-    "apic": (_I, 1), "hpet": (_I, 0), "timer_mode": (_I, 1), "vpt_align": (_I, 1),
-    "viridian": (_I, 0), "hap": (_I, 1), "pci_msitranslate": (_I, 1), "pci_power_mgmt": (_I, 0),
-    "xen_platform_pci": (_I, 1), "vhpt": (_I, 0), "cpuid": (_L, []), "cpuid_check": (_L, []),
-    "machine_address_size": (_I, None), "suppress_spurious_page_faults": (_B, None),
-    "target": (_I, 0), "s3_integrity": (_I, 1),
-}
+#: spec §2.3: every variable xm 3.4 declared, as ``name: (type letter, default)``,
+#: in the spec's order (``--help_config`` prints it); read off model/fields.py
+VARIABLES: dict[str, tuple[str, Any]] = {v.name: (v.kind, v.default) for v in XM_VARIABLES}
 
 
 @dataclass
@@ -118,30 +92,7 @@ def parse_create_args(argv: list[str]) -> CreateOptions:
 
 
 def _set_given(given: dict[str, Any], name: str, value: str) -> None:
-    kind = VARIABLES[name][0]
-    given[name] = _convert(name, kind, value, given.get(name))
-
-
-def _convert(name: str, kind: str, value: Any, previous: Any = None) -> Any:
-    if kind == _I or kind == _N:
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise OptionError(f"Invalid value: {value}") from None
-    if kind == _B:
-        if isinstance(value, int):
-            return int(bool(value))
-        text = str(value).lower()
-        if text in ("yes", "y", "1"):
-            return 1
-        if text in ("no", "n", "0"):
-            return 0
-        raise OptionError(f"Invalid value:{value}")
-    if kind == _L:
-        if isinstance(value, list):
-            return value
-        return (previous or []) + [value]
-    return value
+    given[name] = VARS_BY_NAME[name].convert(value, given.get(name))
 
 
 # ---- locating and evaluating the file ---------------------------------------
@@ -232,123 +183,10 @@ def resolve_variables(opts: CreateOptions) -> tuple[str | None, dict[str, Any]]:
 # ---- from variables to the typed config (xm's preprocess + make_config) --------
 
 
-def _str_or_none(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
 def build_config(values: dict[str, Any]) -> DomainConfig:
-    def integer(name: str) -> int | None:
-        v = values.get(name)
-        return None if v is None else _convert(name, _I, v)
-
-    cfg = DomainConfig(name=str(values.get("name") or ""))
-    cfg.uuid = str(values.get("uuid") or "")
-    cfg.memory = integer("memory") or 0
-    cfg.maxmem = integer("maxmem")
-    cfg.vcpus = integer("vcpus") or 0
-    cfg.vcpu_avail = integer("vcpu_avail")
-    cfg.cpu_weight = integer("cpu_weight")
-    cfg.cpu_cap = integer("cpu_cap")
-    cfg.cpus = _cpus(values)
-    cfg.builder = str(values.get("builder") or "linux")
-    cfg.kernel = str(values.get("kernel") or "")
-    cfg.ramdisk = str(values.get("ramdisk") or "")
-    root = str(values.get("root") or "")
-    cfg.root = root[len("root="):] if root.startswith("root=") else root
-    cfg.extra = str(values.get("extra") or "")
-    cfg.features = str(values.get("features") or "")
-    cfg.bootloader = str(values.get("bootloader") or "")
-    _apply_restart(cfg, values)
-    cfg.on_xend_start = str(values.get("on_xend_start") or "ignore")
-    cfg.on_xend_stop = str(values.get("on_xend_stop") or "ignore")
-    _apply_network_boot(cfg, values)
-    cfg.image_extra["videoram"] = values.get("videoram", 4)
-    cfg.disks = [parse_disk(d) for d in values.get("disk") or []]
-    vifs = list(values.get("vif") or [])
-    nics = integer("nics") or -1
-    if nics > 0:
-        print("The nics option is deprecated.  Please use an empty vif entry instead:\n\n"
-              "  vif = [ '' ]\n", file=sys.stderr)
-        vifs += [""] * max(0, nics - len(vifs))
-    cfg.vifs = [parse_vif(v) for v in vifs]
-    consumed = {"name", "uuid", "memory", "maxmem", "vcpus", "vcpu_avail", "cpu_weight",
-                "cpu_cap", "cpus", "cpu", "builder", "kernel", "ramdisk", "root", "extra",
-                "features", "bootloader", "restart", "on_poweroff", "on_reboot", "on_crash",
-                "on_xend_start", "on_xend_stop", "ip", "gateway", "netmask", "hostname",
-                "interface", "dhcp", "nfs_server", "nfs_root", "videoram", "disk", "vif", "nics"}
-    cfg.other = {k: v for k, v in values.items()
-                 if k not in consumed and v is not None and v != VARIABLES.get(k, (None, None))[1]}
-    cfg.other["s3_integrity"] = values.get("s3_integrity", 1)
-    return cfg
-
-
-def _cpus(values: dict[str, Any]) -> str | list[str] | None:
-    cpus = values.get("cpus")
-    cpu = values.get("cpu")
-    if isinstance(cpus, list):
-        return [str(c) for c in cpus]
-    if cpu is not None:  # deprecated: CPU for VCPU0, prepended
-        return f"{cpu},{cpus}" if cpus else str(cpu)
-    return _str_or_none(cpus)
-
-
-def _apply_restart(cfg: DomainConfig, values: dict[str, Any]) -> None:
-    restart = values.get("restart")
-    if restart:  # deprecated 'restart' maps onto the three events
-        mapping = {"onreboot": ("destroy", "restart", "destroy"),
-                   "always": ("restart", "restart", "restart"),
-                   "never": ("never", "never", "never")}
-        if restart not in mapping:
-            raise OptionError(f"Invalid value for restart: {restart}")
-        cfg.on_poweroff, cfg.on_reboot, cfg.on_crash = mapping[restart]
-    for key in ("on_poweroff", "on_reboot", "on_crash"):
-        if values.get(key):
-            setattr(cfg, key, str(values[key]))
-
-
-def _apply_network_boot(cfg: DomainConfig, values: dict[str, Any]) -> None:
-    """ip/gateway/netmask/hostname/interface/dhcp -> Xen's ``ip=``; nfs_* -> ``nfsroot=``."""
-    ip = str(values.get("ip") or "")
-    dhcp = str(values.get("dhcp") or "off")
-    nfs_server = values.get("nfs_server")
-    nfs_root = values.get("nfs_root")
-    if ip or dhcp != "off":
-        server = nfs_server or "127.0.255.255"
-        cfg.ip = ":".join([ip, str(server), str(values.get("gateway") or ""),
-                           str(values.get("netmask") or ""), str(values.get("hostname") or ""),
-                           str(values.get("interface") or "eth0"), dhcp])
-    if nfs_root and not nfs_server:
-        raise OptionError("Must set nfs root and nfs server")
-    if nfs_root:
-        nfs = f"nfsroot={nfs_server}:{nfs_root}"
-        cfg.extra = f"{nfs} {cfg.extra}" if cfg.extra else nfs
-
-
-def parse_disk(entry: Any) -> DiskSpec:
-    """``uname,dev,mode[,backend]`` (spec §3.1)."""
-    if isinstance(entry, (list, tuple)):
-        parts = [str(p) for p in entry]
-    else:
-        parts = [p.strip() for p in str(entry).split(",")]
-    if len(parts) < 3 or len(parts) > 4:
-        raise OptionError(f"Invalid disk specifier: {entry}")
-    return DiskSpec(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None)
-
-
-def parse_vif(entry: str) -> VifSpec:
-    """``key=value,...`` (spec §3.2); an empty entry means all defaults."""
-    options: dict[str, str] = {}
-    for item in str(entry).split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise OptionError(f"Invalid vif specifier: {entry}")
-        key, value = (s.strip() for s in item.split("=", 1))
-        if key not in VIF_KEYS:
-            raise OptionError(f"Invalid vif option: {key}")
-        options[key] = value
-    return VifSpec(options)
+    """The typed config from the resolved variables (see DomainConfig.from_variables:
+    what each field reads is declared on the field)."""
+    return DomainConfig.from_variables(values)
 
 
 def config_from_args(opts: CreateOptions) -> tuple[str | None, DomainConfig]:

@@ -38,26 +38,21 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     out.append(["uuid", d["uuid"]])
     cfg = DomainConfig.from_dict(d["config"]) if d.get("config") else None
     out.append(["vcpus", str(d["vcpus"])])
-    if cfg and cfg.cpus is not None:
-        out.append(["cpus", list(cfg.cpus) if isinstance(cfg.cpus, list) else cfg.cpus])
-    out.append(["name", d["name"]])
     if cfg:
-        for key in ("on_poweroff", "on_reboot", "on_crash"):
-            out.append([key, cfg.action(key)])
+        out += cfg.sxp_fields("cpus")
+    out.append(["name", d["name"]])
+    if cfg:  # xend's view: an action the config left unset is printed as its default
+        out += cfg.sxp_fields("on_poweroff", "on_reboot", "on_crash", effective=True)
     out.append(["maxmem", str(d.get("maxmem", d["memory"]))])
     out.append(["memory", str(d["memory"])])
     if cfg:
-        out.append(["on_xend_start", cfg.on_xend_start])
-        out.append(["on_xend_stop", cfg.on_xend_stop])
+        out += cfg.sxp_fields("on_xend_start", "on_xend_stop")
     if d.get("start_time") is not None:
         out.append(["start_time", "%.2f" % d["start_time"]])
     out.append(["cpu_time", "%.6f" % (d.get("cpu_time") or 0.0)])
     out.append(["online_vcpus", str(d.get("online_vcpus", 0))])
     if cfg:
-        if cfg.cpu_weight is not None:
-            out.append(["cpu_weight", str(cfg.cpu_weight)])
-        if cfg.cpu_cap is not None:
-            out.append(["cpu_cap", str(cfg.cpu_cap)])
+        out += cfg.sxp_fields("cpu_weight", "cpu_cap")
         out.append(["image", cfg.image_sxp()])
     out.append(["status", str(d.get("status", 0))])
     if d.get("state"):
@@ -65,10 +60,7 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     if d.get("shutdown_reason"):
         out.append(["shutdown_reason", d["shutdown_reason"]])
     if cfg:
-        for disk in cfg.disks:
-            out.append(["device", disk.to_sxp()])
-        for vif in cfg.vifs:
-            out.append(["device", vif.to_sxp()])
+        out += cfg.device_sxp()
     if d.get("console"):
         console: list[Sxp] = ["console", ["protocol", "vt100"], ["location", d["console"]]]
         if d.get("console_log"):

@@ -9,67 +9,124 @@ produced only for ``xm create -n`` and ``xm list -l``, and read only for
 from __future__ import annotations
 
 import dataclasses
-import re
-import uuid as uuidlib
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dom0.errors import ConfigError
+from dom0.errors import ConfigError as ConfigError  # re-exported
 from dom0.model import sxp
 from dom0.model.cpus import format_cpu_list as format_cpu_list  # re-exported
-from dom0.model.cpus import parse_cpu_list
+from dom0.model.cpus import parse_cpu_list as parse_cpu_list  # re-exported
 from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
 from dom0.model.devices import VifSpec as VifSpec  # re-exported
+from dom0.model.fields import NAME_RE as NAME_RE  # re-exported
+from dom0.model.fields import RESTART_MODES as RESTART_MODES  # re-exported
+from dom0.model.fields import (
+    VARS_BY_NAME,
+    XM_VARIABLES,
+    Place,
+    Spec,
+    check_choice,
+    check_cpu_cap,
+    check_cpu_weight,
+    check_cpus,
+    check_event_mode,
+    check_kernel,
+    check_maxmem,
+    check_memory,
+    check_name,
+    check_uuid,
+    check_vcpus,
+    cpus_with_cpu,
+    decode_int,
+    decode_str,
+    decode_str_or_list,
+    disks_from_entries,
+    event_action,
+    extra_with_nfsroot,
+    image_videoram,
+    ip_from_network,
+    root_without_prefix,
+    sxp_value,
+    vifs_with_nics,
+    xm,
+)
+from dom0.model.fields import XEND_START_ACTIONS as XEND_START_ACTIONS  # re-exported
+from dom0.model.fields import XEND_STOP_ACTIONS as XEND_STOP_ACTIONS  # re-exported
 from dom0.model.sxp import Sxp
 
-RESTART_MODES = (
-    "destroy",
-    "restart",
-    "preserve",
-    "rename-restart",
-    "coredump-destroy",
-    "coredump-restart",
-)
-XEND_START_ACTIONS = ("ignore", "start")
-XEND_STOP_ACTIONS = ("ignore", "shutdown", "suspend")
-NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:/+]+$")
 #: a domain that restarts sooner than this after it started is not restarted again
 MINIMUM_RESTART_TIME = 60.0
+
+TOP, IMAGE, DEVICE = Place.TOP, Place.IMAGE, Place.DEVICE
+_NETWORK_VARS = ("gateway", "netmask", "hostname", "interface", "dhcp", "nfs_server")
 
 
 @dataclass
 class DomainConfig:
-    name: str
-    uuid: str = ""
-    memory: int = 128
-    maxmem: int | None = None
-    vcpus: int = 1
-    vcpu_avail: int | None = None
+    """The config field table.  Fields are declared in the order ``xm create -n``
+    prints them (spec §2.5): top-level keys, then the image's, then devices;
+    validation checks them in the same order."""
+
+    name: str = field(metadata=xm(var="name", sxp="name", always=True, check=check_name))
+    memory: int = field(default=128, metadata=xm(
+        var="memory", sxp="memory", always=True, check=check_memory))
+    maxmem: int | None = field(default=None, metadata=xm(
+        var="maxmem", sxp="maxmem", check=check_maxmem))
+    #: None means "not given": xend's default applies, and -n omits it
+    on_poweroff: str | None = field(default=None, metadata=xm(
+        var="on_poweroff", reads=("restart",), derive=event_action("on_poweroff"),
+        sxp="on_poweroff", xend_default="destroy", check=check_event_mode("shutdown")))
+    on_reboot: str | None = field(default=None, metadata=xm(
+        var="on_reboot", reads=("restart",), derive=event_action("on_reboot"),
+        sxp="on_reboot", xend_default="restart", check=check_event_mode("reboot")))
+    on_crash: str | None = field(default=None, metadata=xm(
+        var="on_crash", reads=("restart",), derive=event_action("on_crash"),
+        sxp="on_crash", xend_default="restart", check=check_event_mode("crash")))
+    vcpus: int = field(default=1, metadata=xm(
+        var="vcpus", sxp="vcpus", always=True, check=check_vcpus))
+    vcpu_avail: int | None = field(default=None, metadata=xm(var="vcpu_avail", sxp="vcpu_avail"))
+    features: str = field(default="", metadata=xm(var="features", sxp="features"))
+    on_xend_start: str = field(default="ignore", metadata=xm(
+        var="on_xend_start", sxp="on_xend_start", always=True,
+        check=check_choice("Invalid on_xend_start", XEND_START_ACTIONS)))
+    on_xend_stop: str = field(default="ignore", metadata=xm(
+        var="on_xend_stop", sxp="on_xend_stop", always=True,
+        check=check_choice("Invalid on_xend_stop", XEND_STOP_ACTIONS)))
+    uuid: str = field(default="", metadata=xm(var="uuid", sxp="uuid", check=check_uuid))
     #: one affinity string for all vCPUs, or one per vCPU
-    cpus: str | list[str] | None = None
-    cpu_weight: int | None = None
-    cpu_cap: int | None = None
-    #: None means "not given": xend's defaults (DEFAULT_ACTIONS) apply, and -n omits it
-    on_poweroff: str | None = None
-    on_reboot: str | None = None
-    on_crash: str | None = None
-    on_xend_start: str = "ignore"
-    on_xend_stop: str = "ignore"
-    builder: str = "linux"
-    kernel: str = ""
-    ramdisk: str = ""
-    root: str = ""
-    extra: str = ""
+    cpus: str | list[str] | None = field(default=None, metadata=xm(
+        var="cpus", reads=("cpu",), derive=cpus_with_cpu, sxp="cpus", check=check_cpus))
+    cpu_cap: int | None = field(default=None, metadata=xm(
+        var="cpu_cap", sxp="cpu_cap", check=check_cpu_cap))
+    cpu_weight: int | None = field(default=None, metadata=xm(
+        var="cpu_weight", sxp="cpu_weight", check=check_cpu_weight))
+    bootloader: str = field(default="", metadata=xm(var="bootloader", sxp="bootloader"))
+    builder: str = field(default="linux", metadata=xm(
+        var="builder", place=Place.IMAGE_TAG,
+        check=check_choice("unknown image type", ("linux",))))
+    kernel: str = field(default="", metadata=xm(
+        var="kernel", sxp="kernel", place=IMAGE, always=True, check=check_kernel))
+    ramdisk: str = field(default="", metadata=xm(var="ramdisk", sxp="ramdisk", place=IMAGE))
     #: Xen's ``ip=`` kernel argument, already assembled from ip/gateway/... (spec §2.3)
-    ip: str = ""
-    features: str = ""
-    bootloader: str = ""
-    disks: list[DiskSpec] = field(default_factory=list)
-    vifs: list[VifSpec] = field(default_factory=list)
+    ip: str = field(default="", metadata=xm(
+        var="ip", reads=_NETWORK_VARS, derive=ip_from_network, sxp="ip", place=IMAGE))
+    root: str = field(default="", metadata=xm(
+        var="root", derive=root_without_prefix, sxp="root", place=IMAGE))
     #: image keys not interpreted yet (HVM platform keys, videoram, ...), in order
-    image_extra: dict[str, Any] = field(default_factory=dict)
+    image_extra: dict[str, Any] = field(default_factory=dict, metadata=xm(
+        var="videoram", derive=image_videoram, place=Place.IMAGE_REST))
+    extra: str = field(default="", metadata=xm(
+        var="extra", reads=("nfs_server", "nfs_root"), derive=extra_with_nfsroot,
+        sxp="args", place=IMAGE))
+    disks: list[DiskSpec] = field(default_factory=list, metadata=xm(
+        var="disk", derive=disks_from_entries, place=DEVICE, item=DiskSpec))
+    vifs: list[VifSpec] = field(default_factory=list, metadata=xm(
+        var="vif", reads=("nics",), derive=vifs_with_nics, place=DEVICE, item=VifSpec))
     #: every other config variable, kept so that later features can read it
-    other: dict[str, Any] = field(default_factory=dict)
+    other: dict[str, Any] = field(default_factory=dict, metadata=xm(place=Place.NONE))
 
     # ---- derived values -------------------------------------------------
 
@@ -93,7 +150,7 @@ class DomainConfig:
     def action(self, key: str) -> str:
         """The effective on_poweroff/on_reboot/on_crash action."""
         value = getattr(self, key)
-        return value if value is not None else DEFAULT_ACTIONS[key]
+        return value if value is not None else _column(type(self), key).spec.xend_default
 
     def vcpu_affinity(self, vcpu: int) -> str | None:
         if isinstance(self.cpus, list):
@@ -103,159 +160,98 @@ class DomainConfig:
     # ---- validation (xend side, spec §2.4 and §9) -------------------------
 
     def validate(self) -> None:
-        if not self.name:
-            raise ConfigError("Missing VM Name")
-        if not NAME_RE.match(self.name):
-            raise ConfigError("Invalid VM Name")
-        for event, mode in (
-            ("shutdown", self.action("on_poweroff")),
-            ("reboot", self.action("on_reboot")),
-            ("crash", self.action("on_crash")),
-        ):
-            if mode not in RESTART_MODES:
-                raise ConfigError(f"Invalid event handling mode: {event}")
-        if self.on_xend_start not in XEND_START_ACTIONS:
-            raise ConfigError(f"Invalid on_xend_start: {self.on_xend_start}")
-        if self.on_xend_stop not in XEND_STOP_ACTIONS:
-            raise ConfigError(f"Invalid on_xend_stop: {self.on_xend_stop}")
-        if self.memory <= 0 or self.max_memory <= 0:
-            raise ConfigError("memory_dynamic_max must be greater than zero")
-        if self.memory > self.max_memory:
-            raise ConfigError("memory_dynamic_max must be less than or equal to memory_static_max")
-        if self.vcpus <= 0:
-            raise ConfigError("Zero or less VCPUs is invalid")
-        if isinstance(self.cpus, list) and len(self.cpus) != self.vcpus:
-            raise ConfigError("vcpus and the item number of cpus are not same")
-        if self.cpus is not None:
-            for spec in self.cpus if isinstance(self.cpus, list) else [self.cpus]:
-                parse_cpu_list(spec)
-        if self.cpu_weight is not None and not 1 <= self.cpu_weight <= 65535:
-            raise ConfigError(
-                "Cpu weight out of range, valid values are within range from 1 to 65535"
-            )
-        if self.cpu_cap is not None and not 0 <= self.cpu_cap <= 100 * self.vcpus:
-            raise ConfigError(
-                "Cpu cap out of range, valid range is from 0 to "
-                f"{100 * self.vcpus} for specified number of vcpus"
-            )
-        if self.builder not in ("linux",):
-            raise ConfigError(f"unknown image type: {self.builder}")
-        if not self.kernel:
-            raise ConfigError("kernel must be set for a linux domain")
-        if self.uuid:
-            try:
-                uuidlib.UUID(self.uuid)
-            except ValueError:
-                raise ConfigError(f"Invalid UUID: {self.uuid}") from None
+        """Each field's check, in table order: the first failure is the error."""
+        for col in _columns(type(self)):
+            if col.spec.check is not None:
+                col.spec.check(col.effective(self), self)
+
+    # ---- config-file variables (xm's preprocess + make_config) -------------
+
+    @classmethod
+    def from_variables(cls, values: Mapping[str, Any]) -> DomainConfig:
+        """The config from every xm variable's value (spec §2.3).  Each field takes
+        its variable converted to its type, or what its derivation computes; every
+        variable no field reads lands in ``other`` unless it is at its default."""
+        columns = _columns(cls)
+        cfg = cls(name="")
+        consumed: set[str] = set()
+        for col in columns:
+            consumed.update(col.variables())
+            if col.spec.derive is not None:
+                setattr(cfg, col.name, col.spec.derive(values))
+            elif col.spec.var is not None:
+                setattr(cfg, col.name, col.from_variable(values.get(col.spec.var)))
+        cfg.other = {k: v for k, v in values.items() if k not in consumed and v is not None
+                     and (k not in VARS_BY_NAME or v != VARS_BY_NAME[k].default)}
+        for var in XM_VARIABLES:
+            if var.always_sxp:
+                cfg.other[var.name] = values.get(var.name, var.default)
+        return cfg
 
     # ---- SXP edge -----------------------------------------------------------
 
     def to_sxp(self, tag: str = "vm") -> list[Sxp]:
-        """The ``(vm ...)`` form in the order ``xm create -n`` printed it."""
-        out: list[Sxp] = [tag, ["name", self.name], ["memory", str(self.memory)]]
-        if self.maxmem is not None:
-            out.append(["maxmem", str(self.maxmem)])
-        for key in ("on_poweroff", "on_reboot", "on_crash"):
-            value = getattr(self, key)
-            if value is not None:
-                out.append([key, value])
-        out.append(["vcpus", str(self.vcpus)])
-        if self.vcpu_avail is not None:
-            out.append(["vcpu_avail", str(self.vcpu_avail)])
-        if self.features:
-            out.append(["features", self.features])
-        out.append(["on_xend_start", self.on_xend_start])
-        out.append(["on_xend_stop", self.on_xend_stop])
-        if self.uuid:
-            out.append(["uuid", self.uuid])
-        if self.cpus is not None:
-            cpus: Sxp = list(self.cpus) if isinstance(self.cpus, list) else self.cpus
-            out.append(["cpus", cpus])
-        if self.cpu_cap is not None:
-            out.append(["cpu_cap", str(self.cpu_cap)])
-        if self.cpu_weight is not None:
-            out.append(["cpu_weight", str(self.cpu_weight)])
-        if self.bootloader:
-            out.append(["bootloader", self.bootloader])
+        """The ``(vm ...)`` form in the order ``xm create -n`` printed it: the
+        top-level fields, the image, the variables always printed, the devices."""
+        out: list[Sxp] = [tag]
+        out += self.sxp_fields(*(c.name for c in _columns(type(self)) if c.spec.place is TOP))
         out.append(["image", self.image_sxp()])
-        out.append(["s3_integrity", str(self.other.get("s3_integrity", 1))])
-        for disk in self.disks:
-            out.append(["device", disk.to_sxp()])
-        for vif in self.vifs:
-            out.append(["device", vif.to_sxp()])
+        out += [[v.name, str(self.other.get(v.name, v.default))]
+                for v in XM_VARIABLES if v.always_sxp]
+        out += self.device_sxp()
+        return out
+
+    def sxp_fields(self, *names: str, effective: bool = False) -> list[Sxp]:
+        """``(key value)`` of each named field that is set or always printed;
+        *effective* prints an unset field's xend default instead (``xm list -l``)."""
+        out: list[Sxp] = []
+        for name in names:
+            col = _column(type(self), name)
+            value = col.effective(self) if effective else getattr(self, name)
+            if col.spec.always or (value is not None and value != ""):
+                out.append([col.key, sxp_value(value)])
         return out
 
     def image_sxp(self) -> list[Sxp]:
-        image: list[Sxp] = [self.builder, ["kernel", self.kernel]]
-        if self.ramdisk:
-            image.append(["ramdisk", self.ramdisk])
-        if self.ip:
-            image.append(["ip", self.ip])
-        if self.root:
-            image.append(["root", self.root])
-        for key, value in self.image_extra.items():
-            image.append([key, _to_sxp_value(value)])
-        if self.extra:
-            image.append(["args", self.extra])
+        image: list[Sxp] = []
+        for col in _columns(type(self)):
+            value = getattr(self, col.name)
+            if col.spec.place is Place.IMAGE_TAG:
+                image.insert(0, value)
+            elif col.spec.place is IMAGE:
+                image += self.sxp_fields(col.name)
+            elif col.spec.place is Place.IMAGE_REST:
+                image += [[k, sxp_value(v)] for k, v in value.items()]
         return image
+
+    def device_sxp(self) -> list[Sxp]:
+        """One ``(device (<kind> ...))`` per disk, then per vif."""
+        return [["device", item.to_sxp()] for col in _columns(type(self))
+                if col.spec.place is DEVICE for item in getattr(self, col.name)]
 
     @classmethod
     def from_sxp(cls, form: Sxp) -> DomainConfig:
         """Read a ``(vm ...)`` or ``(domain ...)`` form (``xm create -F``)."""
         if not isinstance(form, list) or not form or form[0] not in ("vm", "domain"):
             raise ConfigError("SXP config must be a (vm ...) form")
-
-        def get(key: str) -> str | None:
-            value = sxp.child_value(form, key)
-            return value if isinstance(value, str) else None
-
-        def get_int(key: str) -> int | None:
-            value = get(key)
-            if value is None:
-                return None
-            try:
-                return int(value)
-            except ValueError:
-                raise ConfigError(f"Invalid value for {key}: {value}") from None
-
-        cfg = cls(name=get("name") or "")
-        for key in ("uuid", "on_poweroff", "on_reboot", "on_crash", "on_xend_start",
-                    "on_xend_stop", "features", "bootloader"):
-            if get(key) is not None:
-                setattr(cfg, key, get(key))
-        for key in ("memory", "maxmem", "vcpus", "vcpu_avail", "cpu_weight", "cpu_cap"):
-            if get_int(key) is not None:
-                setattr(cfg, key, get_int(key))
-        cpus = sxp.child_value(form, "cpus")
-        if isinstance(cpus, list):
-            cfg.cpus = [str(c) for c in cpus]
-        elif cpus is not None:
-            cfg.cpus = cpus
+        cfg = cls(name="")
+        columns = _columns(cls)
+        for col in columns:
+            if col.spec.place is TOP:
+                value = col.decode(sxp.child_value(form, col.key))
+                if value is not None:
+                    setattr(cfg, col.name, value)
         image = sxp.child_value(form, "image")
         if isinstance(image, list) and image:
-            cfg.builder = str(image[0])
-            for child in image[1:]:
-                if not isinstance(child, list) or not child:
-                    continue
-                key = str(child[0])
-                value = child[1] if len(child) > 1 else ""
-                if key in ("kernel", "ramdisk", "root", "ip") and isinstance(value, str):
-                    setattr(cfg, key, value)
-                elif key == "args" and isinstance(value, str):
-                    cfg.extra = value
-                else:
-                    cfg.image_extra[key] = value
+            _read_image(cfg, columns, image)
         for dev in sxp.children(form, "device"):
             if len(dev) < 2 or not isinstance(dev[1], list):
                 continue
-            kind = dev[1][0]
             opts = {str(c[0]): str(c[1]) for c in dev[1][1:]
                     if isinstance(c, list) and len(c) > 1 and isinstance(c[1], str)}
-            if kind in ("vbd", "tap"):
-                cfg.disks.append(DiskSpec(opts.get("uname", ""), opts.get("dev", ""),
-                                          opts.get("mode", "r"), opts.get("backend")))
-            elif kind == "vif":
-                cfg.vifs.append(VifSpec(opts))
+            for col in columns:
+                if col.spec.item is not None and dev[1][0] in col.spec.item.SXP_KINDS:
+                    getattr(cfg, col.name).append(col.spec.item.from_options(opts))
         return cfg
 
     # ---- JSON edge (API, store) -------------------------------------------
@@ -265,22 +261,122 @@ class DomainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DomainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        columns = _columns(cls)
+        unknown = set(data) - {c.name for c in columns}
         if unknown:
             raise ConfigError(f"Unknown configuration keys: {', '.join(sorted(unknown))}")
         values = dict(data)
-        values["disks"] = [DiskSpec(**d) for d in data.get("disks", [])]
-        values["vifs"] = [VifSpec(**v) for v in data.get("vifs", [])]
-        if "name" not in values:
-            values["name"] = ""
+        for col in columns:
+            if col.spec.item is not None:
+                values[col.name] = [col.spec.item(**d) for d in data.get(col.name, [])]
+        values.setdefault("name", "")
         return cls(**values)
 
 
-DEFAULT_ACTIONS = {"on_poweroff": "destroy", "on_reboot": "restart", "on_crash": "restart"}
+# ---- the table, read off the dataclass ------------------------------------------------
 
 
-def _to_sxp_value(value: Any) -> Sxp:
-    if isinstance(value, list):
-        return [_to_sxp_value(v) for v in value]
-    return str(value)
+@dataclass(frozen=True)
+class Column:
+    """One DomainConfig field as the table sees it: name, Python type, default, Spec."""
+
+    name: str
+    type: Any
+    default: Any
+    spec: Spec
+
+    @property
+    def key(self) -> str:
+        return self.spec.sxp or self.name
+
+    @property
+    def optional(self) -> bool:
+        return isinstance(self.type, types.UnionType) and type(None) in typing.get_args(self.type)
+
+    @property
+    def base(self) -> Any:
+        """The type without ``| None``."""
+        args = [a for a in typing.get_args(self.type) if a is not type(None)]
+        return args[0] if self.optional and len(args) == 1 else self.type
+
+    def variables(self) -> tuple[str, ...]:
+        """The xm variables this field consumes."""
+        return ((self.spec.var,) if self.spec.var else ()) + self.spec.reads
+
+    def effective(self, cfg: DomainConfig) -> Any:
+        value = getattr(cfg, self.name)
+        return value if value is not None else self.spec.xend_default
+
+    def from_variable(self, value: Any) -> Any:
+        """A plain field from its xm variable: None means unset."""
+        if value is None:
+            return None if self.optional else self.default
+        if self.base is int:
+            assert self.spec.var is not None
+            return VARS_BY_NAME[self.spec.var].convert(value)
+        if self.base is str:
+            return str(value or self.default)
+        return value
+
+    def decode(self, raw: Sxp | None) -> Any:
+        """The field's value from its SXP value; None when absent or not usable."""
+        if raw is None:
+            return None
+        return _DECODERS[self.base if self.base in _DECODERS else "list"](self.key, raw)
+
+
+_DECODERS: dict[Any, Callable[[str, Sxp], Any]] = {
+    str: decode_str, int: decode_int, "list": decode_str_or_list}
+
+
+_TABLES: dict[type[DomainConfig], tuple[Column, ...]] = {}
+
+
+def _columns(cls: type[DomainConfig]) -> tuple[Column, ...]:
+    """The table of *cls* (a subclass may add fields), read once per class."""
+    if cls in _TABLES:
+        return _TABLES[cls]
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = ""
+        out.append(Column(f.name, hints[f.name], default, f.metadata["xm"]))
+    _TABLES[cls] = tuple(out)
+    return _TABLES[cls]
+
+
+def _column(cls: type[DomainConfig], name: str) -> Column:
+    for col in _columns(cls):
+        if col.name == name:
+            return col
+    raise KeyError(name)
+
+
+def _read_image(cfg: DomainConfig, columns: tuple[Column, ...], image: list[Sxp]) -> None:
+    """``(image (<builder> (key value)...))``: known keys into their fields, the
+    rest (in order) into the image-rest field."""
+    by_key = {c.key: c for c in columns if c.spec.place is IMAGE}
+    rest = next(c for c in columns if c.spec.place is Place.IMAGE_REST)
+    tag = next(c for c in columns if c.spec.place is Place.IMAGE_TAG)
+    setattr(cfg, tag.name, str(image[0]))
+    for child in image[1:]:
+        if not isinstance(child, list) or not child:
+            continue
+        key = str(child[0])
+        raw = child[1] if len(child) > 1 else ""
+        col = by_key.get(key)
+        value = col.decode(raw) if col is not None else None
+        if col is not None and value is not None:
+            setattr(cfg, col.name, value)
+        else:
+            getattr(cfg, rest.name)[key] = raw
+
+
+#: xend's actions when the config leaves on_poweroff/on_reboot/on_crash unset (spec §2.4)
+DEFAULT_ACTIONS = {c.name: c.spec.xend_default for c in _columns(DomainConfig)
+                   if c.spec.xend_default is not None}

@@ -4,8 +4,11 @@ host devices and QEMU arguments is devices/'s work."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
+from dom0.errors import OptionError
 from dom0.model.sxp import Sxp
 
 #: every key a ``vif = [...]`` entry may carry (spec §3.2)
@@ -25,6 +28,14 @@ class DiskSpec:
     mode: str = "r"
     backend: str | None = None
 
+    #: the ``(device (<kind> ...))`` kinds read back as a disk (``xm create -F``)
+    SXP_KINDS: ClassVar[tuple[str, ...]] = ("vbd", "tap")
+
+    @classmethod
+    def from_options(cls, opts: Mapping[str, str]) -> DiskSpec:
+        return cls(opts.get("uname", ""), opts.get("dev", ""), opts.get("mode", "r"),
+                   opts.get("backend"))
+
     def to_sxp(self) -> Sxp:
         form: list[Sxp] = ["vbd", ["uname", self.uname], ["dev", self.dev], ["mode", self.mode]]
         if self.backend is not None:
@@ -40,7 +51,40 @@ class VifSpec:
     #: the device ID xend gave it (never reused in the domain's life)
     devid: int | None = None
 
+    SXP_KINDS: ClassVar[tuple[str, ...]] = ("vif",)
+
+    @classmethod
+    def from_options(cls, opts: Mapping[str, str]) -> VifSpec:
+        return cls(dict(opts))
+
     def to_sxp(self) -> Sxp:
         form: list[Sxp] = ["vif"]
         form += [[k, self.options[k]] for k in sorted(self.options)]
         return form
+
+
+def parse_disk(entry: Any) -> DiskSpec:
+    """``uname,dev,mode[,backend]`` (spec §3.1)."""
+    if isinstance(entry, (list, tuple)):
+        parts = [str(p) for p in entry]
+    else:
+        parts = [p.strip() for p in str(entry).split(",")]
+    if len(parts) < 3 or len(parts) > 4:
+        raise OptionError(f"Invalid disk specifier: {entry}")
+    return DiskSpec(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else None)
+
+
+def parse_vif(entry: str) -> VifSpec:
+    """``key=value,...`` (spec §3.2); an empty entry means all defaults."""
+    options: dict[str, str] = {}
+    for item in str(entry).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise OptionError(f"Invalid vif specifier: {entry}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if key not in VIF_KEYS:
+            raise OptionError(f"Invalid vif option: {key}")
+        options[key] = value
+    return VifSpec(options)
