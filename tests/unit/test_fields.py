@@ -1,0 +1,183 @@
+"""dom0.model.fields: the config field table.  Walks the table to check that every
+field travels through each edge derived from it (config-file variables, create -n
+SXP and back, JSON), and shows that a new field is one declaration."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dom0.cli.configfile import VARIABLES, build_config, parse_create_args, resolve_variables
+from dom0.errors import ConfigError, OptionError
+from dom0.model import sxp
+from dom0.model.config import DEFAULT_ACTIONS, DiskSpec, DomainConfig, VifSpec
+from dom0.model.fields import VARS_BY_NAME, XM_VARIABLES, Place, Spec, xm
+
+FIELDS = dataclasses.fields(DomainConfig)
+SPECS: dict[str, Spec] = {f.name: f.metadata["xm"] for f in FIELDS}
+HINTS = typing.get_type_hints(DomainConfig)
+
+#: fields that are one xm variable converted to the field's type (no derivation)
+PLAIN = [name for name, spec in SPECS.items() if spec.var and spec.derive is None]
+#: fields printed as (key value) at the top level or inside the image
+KEYED = [name for name, spec in SPECS.items() if spec.place in (Place.TOP, Place.IMAGE)]
+
+# atoms SXP can print and read back; no surrounding blanks (config text is not stripped,
+# but the command-line word and the SXP atom must be the same string)
+TEXT = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
+
+
+def reads(spec: Spec) -> tuple[str, ...]:
+    return ((spec.var,) if spec.var else ()) + spec.reads
+
+
+def strategy(name: str) -> st.SearchStrategy[Any]:
+    """Values of the field's declared type (CPU-list syntax is validate()'s business)."""
+    hint = HINTS[name]
+    args = typing.get_args(hint)
+    if hint is str:
+        return TEXT
+    if hint is int:
+        return st.integers(-(2**31), 2**31)
+    if set(args) == {int, type(None)}:
+        return st.none() | st.integers(-(2**31), 2**31)
+    if set(args) == {str, type(None)}:
+        return st.none() | TEXT
+    if set(args) == {str, list[str], type(None)}:
+        return st.none() | TEXT | st.lists(TEXT, max_size=4)
+    raise AssertionError(f"no strategy for {name}: {hint}")
+
+
+# ---- the table itself ---------------------------------------------------------------
+
+
+def test_every_field_has_a_spec_and_names_real_xm_variables() -> None:
+    for name, spec in SPECS.items():
+        for var in reads(spec):
+            assert var in VARS_BY_NAME, (name, var)
+    assert len(XM_VARIABLES) == len(VARS_BY_NAME) == 94
+
+
+def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
+    # the hand-kept set build_config had before the table; every other variable lands in `other`
+    consumed = {v for spec in SPECS.values() for v in reads(spec)}
+    assert consumed == {
+        "name", "uuid", "memory", "maxmem", "vcpus", "vcpu_avail", "cpu_weight", "cpu_cap",
+        "cpus", "cpu", "builder", "kernel", "ramdisk", "root", "extra", "features",
+        "bootloader", "restart", "on_poweroff", "on_reboot", "on_crash", "on_xend_start",
+        "on_xend_stop", "ip", "gateway", "netmask", "hostname", "interface", "dhcp",
+        "nfs_server", "nfs_root", "videoram", "disk", "vif", "nics"}
+
+
+def test_variables_table_keeps_its_shape_for_help_config() -> None:
+    assert list(VARIABLES)[:4] == ["name", "uuid", "builder", "kernel"]
+    assert VARIABLES["memory"] == ("I", 128)
+    assert VARIABLES["vcpu_avail"] == ("N", None)
+    assert VARIABLES["interface"] == ("S", "eth0")
+    assert VARIABLES["disk"] == ("L", [])
+    assert VARIABLES["usb"] == ("B", 0)
+    assert list(VARIABLES)[-1] == "s3_integrity"
+
+
+def test_default_actions_come_from_the_table() -> None:
+    assert DEFAULT_ACTIONS == {name: spec.xend_default for name, spec in SPECS.items()
+                               if spec.xend_default is not None}
+    assert list(DEFAULT_ACTIONS) == ["on_poweroff", "on_reboot", "on_crash"]
+
+
+def test_every_keyed_field_has_a_distinct_sxp_key() -> None:
+    keys = [SPECS[n].sxp or n for n in KEYED]
+    assert len(keys) == len(set(keys))
+
+
+# ---- every field through every edge ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KEYED)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_each_field_round_trips_through_sxp_and_json(name: str, data: st.DataObject) -> None:
+    value = data.draw(strategy(name))
+    cfg = dataclasses.replace(DomainConfig(name="vm", kernel="/k"), **{name: value})
+    form = cfg.to_sxp()
+    assert DomainConfig.from_sxp(form) == cfg
+    assert DomainConfig.from_sxp(sxp.parse_one(sxp.pretty(form))) == cfg
+    assert DomainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize("name", PLAIN)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_each_plain_field_comes_from_its_command_line_word(name: str,
+                                                            data: st.DataObject) -> None:
+    value = data.draw(strategy(name).filter(lambda v: v is not None))
+    var = SPECS[name].var
+    _, values = resolve_variables(parse_create_args([f"{var}={value}"]))
+    cfg = build_config(values)
+    assert getattr(cfg, name) == value
+    assert var not in cfg.other
+
+
+def test_device_fields_round_trip() -> None:
+    cfg = DomainConfig(name="vm", kernel="/k",
+                       disks=[DiskSpec("phy:a", "xvda", "w", "0"), DiskSpec("file:/b", "xvdb")],
+                       vifs=[VifSpec({"bridge": "br0", "mac": "00:16:3e:00:00:01"}), VifSpec()])
+    assert DomainConfig.from_sxp(cfg.to_sxp()) == cfg
+    assert DomainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert build_config({"name": "vm", "kernel": "/k", "disk": ["phy:a,xvda,w,0",
+                                                                  "file:/b,xvdb,r"],
+                         "vif": ["bridge=br0,mac=00:16:3e:00:00:01", ""]}).disks == cfg.disks
+
+
+def test_unmodelled_variables_land_in_other_unless_default() -> None:
+    unread = {v.name for v in XM_VARIABLES} - {v for s in SPECS.values() for v in reads(s)}
+    assert len(unread) == 94 - 35 and {"usb", "keymap", "pae", "vtpm"} <= unread
+    words = ["usb=1", "keymap=de", "pae=1", "vtpm=instance=1"]
+    _, values = resolve_variables(parse_create_args(words))
+    assert build_config(values).other == {"usb": 1, "keymap": "de", "vtpm": ["instance=1"],
+                                          "s3_integrity": 1}
+
+
+# ---- a new field is one declaration ------------------------------------------------------
+
+
+@dataclass
+class WithShadow(DomainConfig):
+    """What modelling xm's ``shadow_memory`` takes: this one line (plus its behaviour)."""
+
+    shadow_memory: int = field(default=0, metadata=xm(
+        var="shadow_memory", sxp="shadow_memory", check=lambda v, cfg: _nonneg(v)))
+
+
+def _nonneg(value: int) -> None:
+    if value < 0:
+        raise ConfigError("shadow_memory must not be negative")
+
+
+def test_a_new_field_is_one_declaration() -> None:
+    _, values = resolve_variables(parse_create_args(["name=vm", "kernel=/k",
+                                                     "shadow_memory=8"]))
+    cfg = WithShadow.from_variables(values)
+    assert isinstance(cfg, WithShadow) and cfg.shadow_memory == 8
+    assert "shadow_memory" not in cfg.other  # consumed now: no hand-kept set to update
+    form = cfg.to_sxp()
+    keys = [c[0] for c in form[1:]]
+    assert keys.index("shadow_memory") < keys.index("image")
+    assert sxp.child_value(form, "shadow_memory") == "8"
+    again = WithShadow.from_sxp(sxp.parse_one(sxp.pretty(form)))
+    assert again.shadow_memory == 8 and again.to_sxp() == form
+    assert WithShadow.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    cfg.validate()
+    with pytest.raises(ConfigError, match="^shadow_memory must not be negative$"):
+        dataclasses.replace(cfg, shadow_memory=-1).validate()
+    with pytest.raises(OptionError, match="^Invalid value: lots$"):
+        WithShadow.from_variables({"name": "vm", "shadow_memory": "lots"})
+    # the base class is unaffected
+    assert "shadow_memory" in build_config(values).other
