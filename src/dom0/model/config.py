@@ -9,25 +9,17 @@ produced only for ``xm create -n`` and ``xm list -l``, and read only for
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dom0.errors import ConfigError as ConfigError  # re-exported
 from dom0.model import sxp
-from dom0.model.cpus import format_cpu_list as format_cpu_list  # re-exported
-from dom0.model.cpus import parse_cpu_list as parse_cpu_list  # re-exported
-from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
-from dom0.model.devices import VifSpec as VifSpec  # re-exported
-from dom0.model.fields import NAME_RE as NAME_RE  # re-exported
-from dom0.model.fields import RESTART_MODES as RESTART_MODES  # re-exported
-from dom0.model.fields import (
-    VARS_BY_NAME,
-    XM_VARIABLES,
-    Place,
-    Spec,
+from dom0.model.checks import NAME_RE as NAME_RE  # re-exported
+from dom0.model.checks import RESTART_MODES as RESTART_MODES  # re-exported
+from dom0.model.checks import XEND_START_ACTIONS as XEND_START_ACTIONS  # re-exported
+from dom0.model.checks import XEND_STOP_ACTIONS as XEND_STOP_ACTIONS  # re-exported
+from dom0.model.checks import (
     check_choice,
     check_cpu_cap,
     check_cpu_weight,
@@ -39,22 +31,22 @@ from dom0.model.fields import (
     check_name,
     check_uuid,
     check_vcpus,
+)
+from dom0.model.cpus import format_cpu_list as format_cpu_list  # re-exported
+from dom0.model.cpus import parse_cpu_list as parse_cpu_list  # re-exported
+from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
+from dom0.model.devices import VifSpec as VifSpec  # re-exported
+from dom0.model.fields import VARS_BY_NAME, XM_VARIABLES, Place, Table, sxp_value, xm
+from dom0.model.preprocess import (
     cpus_with_cpu,
-    decode_int,
-    decode_str,
-    decode_str_or_list,
     disks_from_entries,
     event_action,
     extra_with_nfsroot,
     image_videoram,
     ip_from_network,
     root_without_prefix,
-    sxp_value,
     vifs_with_nics,
-    xm,
 )
-from dom0.model.fields import XEND_START_ACTIONS as XEND_START_ACTIONS  # re-exported
-from dom0.model.fields import XEND_STOP_ACTIONS as XEND_STOP_ACTIONS  # re-exported
 from dom0.model.sxp import Sxp
 
 #: a domain that restarts sooner than this after it started is not restarted again
@@ -150,7 +142,7 @@ class DomainConfig:
     def action(self, key: str) -> str:
         """The effective on_poweroff/on_reboot/on_crash action."""
         value = getattr(self, key)
-        return value if value is not None else _column(type(self), key).spec.xend_default
+        return value if value is not None else Table.of(type(self))[key].spec.xend_default
 
     def vcpu_affinity(self, vcpu: int) -> str | None:
         if isinstance(self.cpus, list):
@@ -161,7 +153,7 @@ class DomainConfig:
 
     def validate(self) -> None:
         """Each field's check, in table order: the first failure is the error."""
-        for col in _columns(type(self)):
+        for col in Table.of(type(self)).columns:
             if col.spec.check is not None:
                 col.spec.check(col.effective(self), self)
 
@@ -172,15 +164,15 @@ class DomainConfig:
         """The config from every xm variable's value (spec §2.3).  Each field takes
         its variable converted to its type, or what its derivation computes; every
         variable no field reads lands in ``other`` unless it is at its default."""
-        columns = _columns(cls)
         cfg = cls(name="")
         consumed: set[str] = set()
-        for col in columns:
+        for col in Table.of(cls).columns:
             consumed.update(col.variables())
             if col.spec.derive is not None:
                 setattr(cfg, col.name, col.spec.derive(values))
             elif col.spec.var is not None:
-                setattr(cfg, col.name, col.from_variable(values.get(col.spec.var)))
+                var = VARS_BY_NAME[col.spec.var]
+                setattr(cfg, col.name, col.from_variable(var, values.get(var.name)))
         cfg.other = {k: v for k, v in values.items() if k not in consumed and v is not None
                      and (k not in VARS_BY_NAME or v != VARS_BY_NAME[k].default)}
         for var in XM_VARIABLES:
@@ -194,7 +186,7 @@ class DomainConfig:
         """The ``(vm ...)`` form in the order ``xm create -n`` printed it: the
         top-level fields, the image, the variables always printed, the devices."""
         out: list[Sxp] = [tag]
-        out += self.sxp_fields(*(c.name for c in _columns(type(self)) if c.spec.place is TOP))
+        out += self.sxp_fields(*(c.name for c in Table.of(type(self)).placed(TOP)))
         out.append(["image", self.image_sxp()])
         out += [[v.name, str(self.other.get(v.name, v.default))]
                 for v in XM_VARIABLES if v.always_sxp]
@@ -206,15 +198,17 @@ class DomainConfig:
         *effective* prints an unset field's xend default instead (``xm list -l``)."""
         out: list[Sxp] = []
         for name in names:
-            col = _column(type(self), name)
+            col = Table.of(type(self))[name]
             value = col.effective(self) if effective else getattr(self, name)
             if col.spec.always or (value is not None and value != ""):
                 out.append([col.key, sxp_value(value)])
         return out
 
     def image_sxp(self) -> list[Sxp]:
+        """``(<builder> (key value)...)``: the image fields, then the further image
+        keys (``videoram``...), with ``args`` last."""
         image: list[Sxp] = []
-        for col in _columns(type(self)):
+        for col in Table.of(type(self)).columns:
             value = getattr(self, col.name)
             if col.spec.place is Place.IMAGE_TAG:
                 image.insert(0, value)
@@ -226,8 +220,8 @@ class DomainConfig:
 
     def device_sxp(self) -> list[Sxp]:
         """One ``(device (<kind> ...))`` per disk, then per vif."""
-        return [["device", item.to_sxp()] for col in _columns(type(self))
-                if col.spec.place is DEVICE for item in getattr(self, col.name)]
+        return [["device", item.to_sxp()] for col in Table.of(type(self)).placed(DEVICE)
+                for item in getattr(self, col.name)]
 
     @classmethod
     def from_sxp(cls, form: Sxp) -> DomainConfig:
@@ -235,23 +229,17 @@ class DomainConfig:
         if not isinstance(form, list) or not form or form[0] not in ("vm", "domain"):
             raise ConfigError("SXP config must be a (vm ...) form")
         cfg = cls(name="")
-        columns = _columns(cls)
-        for col in columns:
-            if col.spec.place is TOP:
-                value = col.decode(sxp.child_value(form, col.key))
-                if value is not None:
-                    setattr(cfg, col.name, value)
+        table = Table.of(cls)
+        for col in table.placed(TOP):
+            value = col.decode(sxp.child_value(form, col.key))
+            if value is not None:
+                setattr(cfg, col.name, value)
         image = sxp.child_value(form, "image")
         if isinstance(image, list) and image:
-            _read_image(cfg, columns, image)
+            _read_image(cfg, table, image)
         for dev in sxp.children(form, "device"):
-            if len(dev) < 2 or not isinstance(dev[1], list):
-                continue
-            opts = {str(c[0]): str(c[1]) for c in dev[1][1:]
-                    if isinstance(c, list) and len(c) > 1 and isinstance(c[1], str)}
-            for col in columns:
-                if col.spec.item is not None and dev[1][0] in col.spec.item.SXP_KINDS:
-                    getattr(cfg, col.name).append(col.spec.item.from_options(opts))
+            if len(dev) > 1 and isinstance(dev[1], list):
+                _read_device(cfg, table, dev[1])
         return cfg
 
     # ---- JSON edge (API, store) -------------------------------------------
@@ -261,7 +249,7 @@ class DomainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DomainConfig:
-        columns = _columns(cls)
+        columns = Table.of(cls).columns
         unknown = set(data) - {c.name for c in columns}
         if unknown:
             raise ConfigError(f"Unknown configuration keys: {', '.join(sorted(unknown))}")
@@ -273,96 +261,12 @@ class DomainConfig:
         return cls(**values)
 
 
-# ---- the table, read off the dataclass ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Column:
-    """One DomainConfig field as the table sees it: name, Python type, default, Spec."""
-
-    name: str
-    type: Any
-    default: Any
-    spec: Spec
-
-    @property
-    def key(self) -> str:
-        return self.spec.sxp or self.name
-
-    @property
-    def optional(self) -> bool:
-        return isinstance(self.type, types.UnionType) and type(None) in typing.get_args(self.type)
-
-    @property
-    def base(self) -> Any:
-        """The type without ``| None``."""
-        args = [a for a in typing.get_args(self.type) if a is not type(None)]
-        return args[0] if self.optional and len(args) == 1 else self.type
-
-    def variables(self) -> tuple[str, ...]:
-        """The xm variables this field consumes."""
-        return ((self.spec.var,) if self.spec.var else ()) + self.spec.reads
-
-    def effective(self, cfg: DomainConfig) -> Any:
-        value = getattr(cfg, self.name)
-        return value if value is not None else self.spec.xend_default
-
-    def from_variable(self, value: Any) -> Any:
-        """A plain field from its xm variable: None means unset."""
-        if value is None:
-            return None if self.optional else self.default
-        if self.base is int:
-            assert self.spec.var is not None
-            return VARS_BY_NAME[self.spec.var].convert(value)
-        if self.base is str:
-            return str(value or self.default)
-        return value
-
-    def decode(self, raw: Sxp | None) -> Any:
-        """The field's value from its SXP value; None when absent or not usable."""
-        if raw is None:
-            return None
-        return _DECODERS[self.base if self.base in _DECODERS else "list"](self.key, raw)
-
-
-_DECODERS: dict[Any, Callable[[str, Sxp], Any]] = {
-    str: decode_str, int: decode_int, "list": decode_str_or_list}
-
-
-_TABLES: dict[type[DomainConfig], tuple[Column, ...]] = {}
-
-
-def _columns(cls: type[DomainConfig]) -> tuple[Column, ...]:
-    """The table of *cls* (a subclass may add fields), read once per class."""
-    if cls in _TABLES:
-        return _TABLES[cls]
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default: Any = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = ""
-        out.append(Column(f.name, hints[f.name], default, f.metadata["xm"]))
-    _TABLES[cls] = tuple(out)
-    return _TABLES[cls]
-
-
-def _column(cls: type[DomainConfig], name: str) -> Column:
-    for col in _columns(cls):
-        if col.name == name:
-            return col
-    raise KeyError(name)
-
-
-def _read_image(cfg: DomainConfig, columns: tuple[Column, ...], image: list[Sxp]) -> None:
-    """``(image (<builder> (key value)...))``: known keys into their fields, the
-    rest (in order) into the image-rest field."""
-    by_key = {c.key: c for c in columns if c.spec.place is IMAGE}
-    rest = next(c for c in columns if c.spec.place is Place.IMAGE_REST)
-    tag = next(c for c in columns if c.spec.place is Place.IMAGE_TAG)
+def _read_image(cfg: DomainConfig, table: Table, image: list[Sxp]) -> None:
+    """``(<builder> (key value)...)``: a key an image field reads (with a value of
+    its type) goes there; any other, in order, into the image-rest field."""
+    by_key = {c.key: c for c in table.placed(IMAGE)}
+    (rest,) = table.placed(Place.IMAGE_REST)
+    (tag,) = table.placed(Place.IMAGE_TAG)
     setattr(cfg, tag.name, str(image[0]))
     for child in image[1:]:
         if not isinstance(child, list) or not child:
@@ -377,6 +281,16 @@ def _read_image(cfg: DomainConfig, columns: tuple[Column, ...], image: list[Sxp]
             getattr(cfg, rest.name)[key] = raw
 
 
+def _read_device(cfg: DomainConfig, table: Table, device: list[Sxp]) -> None:
+    """``(<kind> (key value)...)`` into the device field whose spec reads that kind;
+    kinds no field reads (console...) are dropped."""
+    opts = {str(c[0]): str(c[1]) for c in device[1:]
+            if isinstance(c, list) and len(c) > 1 and isinstance(c[1], str)}
+    for col in table.placed(DEVICE):
+        if col.spec.item is not None and device[0] in col.spec.item.SXP_KINDS:
+            getattr(cfg, col.name).append(col.spec.item.from_options(opts))
+
+
 #: xend's actions when the config leaves on_poweroff/on_reboot/on_crash unset (spec §2.4)
-DEFAULT_ACTIONS = {c.name: c.spec.xend_default for c in _columns(DomainConfig)
+DEFAULT_ACTIONS = {c.name: c.spec.xend_default for c in Table.of(DomainConfig).columns
                    if c.spec.xend_default is not None}

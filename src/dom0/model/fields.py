@@ -1,34 +1,34 @@
 """The config field table: what each field of a domain's config is, declared once.
 
-Two tables, in the spirit of virt-manager's ``XMLProperty``:
+In the spirit of virt-manager's ``XMLProperty``, each field of
+:class:`~dom0.model.config.DomainConfig` is one declaration there: its name,
+Python type and default are the dataclass field's own, and its metadata
+(``field(..., metadata=xm(...))``) holds a :class:`Spec`: the xm variable it comes
+from (and the further variables a derivation reads), its SXP key and
+:class:`Place`, xend's default and its check.  Fields are declared in the order
+``xm create -n`` prints them.
 
-* :data:`XM_VARIABLES` lists every variable ``xm create`` accepts (spec §2.3), in
-  the spec's order (``--help_config`` prints them so), with its type and default.
-* Each field of :class:`~dom0.model.config.DomainConfig` carries a :class:`Spec`
-  in its dataclass metadata (``field(..., metadata=xm(...))``): the xm variable it
-  comes from, its SXP key and place, its xend default and its check.  The field's
-  Python type and default are the dataclass's own.
-
-Config-file evaluation, ``xm create -n`` SXP, SXP in (``-F``), JSON and
-validation are derived from these; a variable no field names lands in
-``DomainConfig.other``.  Composite variables (ip/gateway/..., nfs_*, restart, cpu,
-nics) are read by small named derivation functions, declared on the field they
-feed.
+This module holds the machinery: :data:`XM_VARIABLES`, every variable ``xm create``
+accepts (spec §2.3, in the spec's order, as ``--help_config`` prints them, with
+type letter and default); :class:`Spec`; :class:`Table`, which reads the columns
+off the dataclass; and the SXP value codecs.  The behaviour named in the rows lives
+in ``model/checks.py`` (validation) and ``model/preprocess.py`` (derivations from
+composite variables).  Config-file evaluation, ``xm create -n`` SXP, SXP in
+(``-F``), JSON and validation are all derived from the table; a variable no field
+reads lands in ``DomainConfig.other``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import re
-import sys
-import uuid as uuidlib
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dom0.errors import ConfigError, OptionError
-from dom0.model.cpus import parse_cpu_list
-from dom0.model.devices import parse_disk, parse_vif
 from dom0.model.sxp import Sxp
 
 if TYPE_CHECKING:
@@ -215,183 +215,13 @@ class Spec:
     item: type[DiskSpec] | type[VifSpec] | None = None
 
 
-def xm(**spec: Any) -> dict[str, Spec]:
-    """Dataclass field metadata holding the field's :class:`Spec`."""
-    return {"xm": Spec(**spec)}
-
-
-# ---- checks (xend side, spec §2.4 and §9) -----------------------------------------------
-
-RESTART_MODES = (
-    "destroy",
-    "restart",
-    "preserve",
-    "rename-restart",
-    "coredump-destroy",
-    "coredump-restart",
-)
-XEND_START_ACTIONS = ("ignore", "start")
-XEND_STOP_ACTIONS = ("ignore", "shutdown", "suspend")
-NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:/+]+$")
-
-
-def check_name(value: str, cfg: DomainConfig) -> None:
-    if not value:
-        raise ConfigError("Missing VM Name")
-    if not NAME_RE.match(value):
-        raise ConfigError("Invalid VM Name")
-
-
-def check_event_mode(event: str) -> Check:
-    """on_poweroff/on_reboot/on_crash: one of RESTART_MODES, named by its event."""
-    def check(value: str, cfg: DomainConfig) -> None:
-        if value not in RESTART_MODES:
-            raise ConfigError(f"Invalid event handling mode: {event}")
-    return check
-
-
-def check_choice(label: str, choices: tuple[str, ...]) -> Check:
-    def check(value: str, cfg: DomainConfig) -> None:
-        if value not in choices:
-            raise ConfigError(f"{label}: {value}")
-    return check
-
-
-def check_memory(value: int, cfg: DomainConfig) -> None:
-    if value <= 0 or cfg.max_memory <= 0:
-        raise ConfigError("memory_dynamic_max must be greater than zero")
-
-
-def check_maxmem(value: int | None, cfg: DomainConfig) -> None:
-    if cfg.memory > cfg.max_memory:
-        raise ConfigError("memory_dynamic_max must be less than or equal to memory_static_max")
-
-
-def check_vcpus(value: int, cfg: DomainConfig) -> None:
-    if value <= 0:
-        raise ConfigError("Zero or less VCPUs is invalid")
-
-
-def check_cpus(value: str | list[str] | None, cfg: DomainConfig) -> None:
-    if value is None:
-        return
-    if isinstance(value, list) and len(value) != cfg.vcpus:
-        raise ConfigError("vcpus and the item number of cpus are not same")
-    for spec in value if isinstance(value, list) else [value]:
-        parse_cpu_list(spec)
-
-
-def check_cpu_weight(value: int | None, cfg: DomainConfig) -> None:
-    if value is not None and not 1 <= value <= 65535:
-        raise ConfigError("Cpu weight out of range, valid values are within range from 1 to 65535")
-
-
-def check_cpu_cap(value: int | None, cfg: DomainConfig) -> None:
-    if value is not None and not 0 <= value <= 100 * cfg.vcpus:
-        raise ConfigError(
-            "Cpu cap out of range, valid range is from 0 to "
-            f"{100 * cfg.vcpus} for specified number of vcpus"
-        )
-
-
-def check_kernel(value: str, cfg: DomainConfig) -> None:
-    if not value:
-        raise ConfigError("kernel must be set for a linux domain")
-
-
-def check_uuid(value: str, cfg: DomainConfig) -> None:
-    if value:
-        try:
-            uuidlib.UUID(value)
-        except ValueError:
-            raise ConfigError(f"Invalid UUID: {value}") from None
-
-
-# ---- derivations from composite xm variables (xm's preprocess) ----------------------------
-
-_RESTART = {"onreboot": ("destroy", "restart", "destroy"),
-            "always": ("restart", "restart", "restart"),
-            "never": ("never", "never", "never")}
-_EVENTS = ("on_poweroff", "on_reboot", "on_crash")
-
-
-def event_action(key: str) -> Derive:
-    """on_poweroff/on_reboot/on_crash: the variable itself, else the deprecated
-    ``restart`` mapped onto the three events."""
-    def derive(values: Mapping[str, Any]) -> str | None:
-        restart = values.get("restart")
-        action: str | None = None
-        if restart:
-            if restart not in _RESTART:
-                raise OptionError(f"Invalid value for restart: {restart}")
-            action = _RESTART[restart][_EVENTS.index(key)]
-        if values.get(key):
-            action = str(values[key])
-        return action
-    return derive
-
-
-def cpus_with_cpu(values: Mapping[str, Any]) -> str | list[str] | None:
-    """``cpus``; the deprecated ``cpu`` (CPU for VCPU0) is prepended."""
-    cpus = values.get("cpus")
-    cpu = values.get("cpu")
-    if isinstance(cpus, list):
-        return [str(c) for c in cpus]
-    if cpu is not None:
-        return f"{cpu},{cpus}" if cpus else str(cpu)
-    return None if cpus is None else str(cpus)
-
-
-def root_without_prefix(values: Mapping[str, Any]) -> str:
-    root = str(values.get("root") or "")
-    return root[len("root="):] if root.startswith("root=") else root
-
-
-def ip_from_network(values: Mapping[str, Any]) -> str:
-    """ip/gateway/netmask/hostname/interface/dhcp (and nfs_server) -> Xen's ``ip=``:
-    ``IP:NFS_SERVER-or-127.0.255.255:GW:MASK:HOSTNAME:IFACE:DHCP``."""
-    ip = str(values.get("ip") or "")
-    dhcp = str(values.get("dhcp") or "off")
-    if not ip and dhcp == "off":
-        return ""
-    server = values.get("nfs_server") or "127.0.255.255"
-    return ":".join([ip, str(server), str(values.get("gateway") or ""),
-                     str(values.get("netmask") or ""), str(values.get("hostname") or ""),
-                     str(values.get("interface") or "eth0"), dhcp])
-
-
-def extra_with_nfsroot(values: Mapping[str, Any]) -> str:
-    """``extra``, with ``nfsroot=<server>:<root>`` prepended when nfs_root is set."""
-    extra = str(values.get("extra") or "")
-    nfs_server = values.get("nfs_server")
-    nfs_root = values.get("nfs_root")
-    if nfs_root and not nfs_server:
-        raise OptionError("Must set nfs root and nfs server")
-    if nfs_root:
-        nfs = f"nfsroot={nfs_server}:{nfs_root}"
-        return f"{nfs} {extra}" if extra else nfs
-    return extra
-
-
-def image_videoram(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``videoram`` is emitted for PV images too (spec §2.3)."""
-    return {"videoram": values.get("videoram", 4)}
-
-
-def disks_from_entries(values: Mapping[str, Any]) -> list[DiskSpec]:
-    return [parse_disk(d) for d in values.get("disk") or []]
-
-
-def vifs_with_nics(values: Mapping[str, Any]) -> list[VifSpec]:
-    """``vif`` entries; the deprecated ``nics`` pads them with empty entries."""
-    vifs = list(values.get("vif") or [])
-    nics = values.get("nics")
-    nics = -1 if nics is None else VARS_BY_NAME["nics"].convert(nics)
-    if nics > 0:
-        print("The nics option is deprecated.  Please use an empty vif entry instead:\n\n"
-              "  vif = [ '' ]\n", file=sys.stderr)
-        vifs += [""] * max(0, nics - len(vifs))
-    return [parse_vif(v) for v in vifs]
+def xm(*, var: str | None = None, reads: tuple[str, ...] = (), derive: Derive | None = None,
+       sxp: str | None = None, place: Place = Place.TOP, always: bool = False,
+       xend_default: Any = None, check: Check | None = None,
+       item: type[DiskSpec] | type[VifSpec] | None = None) -> dict[str, Spec]:
+    """Dataclass field metadata holding the field's :class:`Spec` (typed keywords, so
+    that mypy checks every row of the table)."""
+    return {"xm": Spec(var, reads, derive, sxp, place, always, xend_default, check, item)}
 
 
 # ---- SXP value codecs ------------------------------------------------------------------
@@ -421,3 +251,94 @@ def decode_str_or_list(key: str, raw: Sxp) -> str | list[str] | None:
     if isinstance(raw, list):
         return [str(c) for c in raw]
     return raw
+
+
+# ---- the table, read off a config dataclass ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """One config field as the table sees it: name, Python type, default and Spec."""
+
+    name: str
+    type: Any
+    default: Any
+    spec: Spec
+
+    @property
+    def key(self) -> str:
+        """Its SXP key (the attribute name unless the Spec names another)."""
+        return self.spec.sxp or self.name
+
+    @property
+    def optional(self) -> bool:
+        return isinstance(self.type, types.UnionType) and type(None) in typing.get_args(self.type)
+
+    @property
+    def base(self) -> Any:
+        """The type without ``| None``."""
+        args = [a for a in typing.get_args(self.type) if a is not type(None)]
+        return args[0] if self.optional and len(args) == 1 else self.type
+
+    def variables(self) -> tuple[str, ...]:
+        """The xm variables this field consumes."""
+        return ((self.spec.var,) if self.spec.var else ()) + self.spec.reads
+
+    def effective(self, cfg: DomainConfig) -> Any:
+        """Its value, or xend's default when the config leaves it unset."""
+        value = getattr(cfg, self.name)
+        return value if value is not None else self.spec.xend_default
+
+    def from_variable(self, var: Var, value: Any) -> Any:
+        """A plain field from its xm variable's value; None means unset."""
+        if value is None:
+            return None if self.optional else self.default
+        if self.base is int:
+            return var.convert(value)
+        if self.base is str:
+            return str(value or self.default)
+        return value
+
+    def decode(self, raw: Sxp | None) -> Any:
+        """Its value from its SXP value; None when absent or unusable."""
+        if raw is None:
+            return None
+        if self.base is int:
+            return decode_int(self.key, raw)
+        if self.base is str:
+            return decode_str(self.key, raw)
+        return decode_str_or_list(self.key, raw)
+
+
+class Table:
+    """The columns of a config dataclass, in declaration order, read once per class
+    (so a subclass that adds a field gets a table with it)."""
+
+    _read: dict[type, Table] = {}
+
+    def __init__(self, columns: tuple[Column, ...]) -> None:
+        self.columns = columns
+        self._by_name = {c.name: c for c in columns}
+
+    def __getitem__(self, name: str) -> Column:
+        return self._by_name[name]
+
+    def placed(self, place: Place) -> list[Column]:
+        return [c for c in self.columns if c.spec.place is place]
+
+    @classmethod
+    def of(cls, config_class: type) -> Table:
+        if config_class not in cls._read:
+            hints = typing.get_type_hints(config_class)
+            cls._read[config_class] = cls(tuple(
+                Column(f.name, hints[f.name], _default(f), f.metadata["xm"])
+                for f in dataclasses.fields(config_class)))
+        return cls._read[config_class]
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return ""  # a required text field (the name): "" when a source lacks it

@@ -1,0 +1,99 @@
+"""How fields are computed from composite xm variables (xm's ``preprocess``, spec
+§2.3): ip/gateway/netmask/hostname/interface/dhcp, nfs_*, the deprecated
+``restart``, ``cpu`` and ``nics``, and the device entries.  Each is named on the
+field it feeds (model/config.py), with the variables it reads; it gets every
+variable's value and returns the field's."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from dom0.errors import OptionError
+from dom0.model.devices import DiskSpec, VifSpec, parse_disk, parse_vif
+from dom0.model.fields import VARS_BY_NAME, Derive
+
+_RESTART = {"onreboot": ("destroy", "restart", "destroy"),
+            "always": ("restart", "restart", "restart"),
+            "never": ("never", "never", "never")}
+_EVENTS = ("on_poweroff", "on_reboot", "on_crash")
+
+
+def event_action(key: str) -> Derive:
+    """on_poweroff/on_reboot/on_crash: the variable itself, else the deprecated
+    ``restart`` mapped onto the three events."""
+    def derive(values: Mapping[str, Any]) -> str | None:
+        restart = values.get("restart")
+        action: str | None = None
+        if restart:
+            if restart not in _RESTART:
+                raise OptionError(f"Invalid value for restart: {restart}")
+            action = _RESTART[restart][_EVENTS.index(key)]
+        if values.get(key):
+            action = str(values[key])
+        return action
+    return derive
+
+
+def cpus_with_cpu(values: Mapping[str, Any]) -> str | list[str] | None:
+    """``cpus``; the deprecated ``cpu`` (CPU for VCPU0) is prepended."""
+    cpus = values.get("cpus")
+    cpu = values.get("cpu")
+    if isinstance(cpus, list):
+        return [str(c) for c in cpus]
+    if cpu is not None:
+        return f"{cpu},{cpus}" if cpus else str(cpu)
+    return None if cpus is None else str(cpus)
+
+
+def root_without_prefix(values: Mapping[str, Any]) -> str:
+    root = str(values.get("root") or "")
+    return root[len("root="):] if root.startswith("root=") else root
+
+
+def ip_from_network(values: Mapping[str, Any]) -> str:
+    """ip/gateway/netmask/hostname/interface/dhcp (and nfs_server) -> Xen's ``ip=``:
+    ``IP:NFS_SERVER-or-127.0.255.255:GW:MASK:HOSTNAME:IFACE:DHCP``."""
+    ip = str(values.get("ip") or "")
+    dhcp = str(values.get("dhcp") or "off")
+    if not ip and dhcp == "off":
+        return ""
+    server = values.get("nfs_server") or "127.0.255.255"
+    return ":".join([ip, str(server), str(values.get("gateway") or ""),
+                     str(values.get("netmask") or ""), str(values.get("hostname") or ""),
+                     str(values.get("interface") or "eth0"), dhcp])
+
+
+def extra_with_nfsroot(values: Mapping[str, Any]) -> str:
+    """``extra``, with ``nfsroot=<server>:<root>`` prepended when nfs_root is set."""
+    extra = str(values.get("extra") or "")
+    nfs_server = values.get("nfs_server")
+    nfs_root = values.get("nfs_root")
+    if nfs_root and not nfs_server:
+        raise OptionError("Must set nfs root and nfs server")
+    if nfs_root:
+        nfs = f"nfsroot={nfs_server}:{nfs_root}"
+        return f"{nfs} {extra}" if extra else nfs
+    return extra
+
+
+def image_videoram(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``videoram`` is emitted for PV images too (spec §2.3)."""
+    return {"videoram": values.get("videoram", 4)}
+
+
+def disks_from_entries(values: Mapping[str, Any]) -> list[DiskSpec]:
+    return [parse_disk(d) for d in values.get("disk") or []]
+
+
+def vifs_with_nics(values: Mapping[str, Any]) -> list[VifSpec]:
+    """``vif`` entries; the deprecated ``nics`` pads them with empty entries."""
+    vifs = list(values.get("vif") or [])
+    nics = values.get("nics")
+    nics = -1 if nics is None else VARS_BY_NAME["nics"].convert(nics)
+    if nics > 0:
+        print("The nics option is deprecated.  Please use an empty vif entry instead:\n\n"
+              "  vif = [ '' ]\n", file=sys.stderr)
+        vifs += [""] * max(0, nics - len(vifs))
+    return [parse_vif(v) for v in vifs]
