@@ -181,3 +181,27 @@ def test_a_new_field_is_one_declaration() -> None:
         WithShadow.from_variables({"name": "vm", "shadow_memory": "lots"})
     # the base class is unaffected
     assert "shadow_memory" in build_config(values).other
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.fixed_dictionaries({name: strategy(name) for name in KEYED}))
+def test_whole_configs_round_trip(values: dict[str, Any]) -> None:
+    cfg = DomainConfig(**values)
+    assert DomainConfig.from_sxp(sxp.parse_one(sxp.pretty(cfg.to_sxp()))) == cfg
+    assert DomainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_sxp_fields_prints_set_or_always_fields_and_xend_defaults_on_request() -> None:
+    cfg = DomainConfig(name="x", on_crash="preserve")
+    assert cfg.sxp_fields("name", "maxmem", "features", "on_poweroff", "on_crash") == [
+        ["name", "x"], ["on_crash", "preserve"]]
+    assert cfg.sxp_fields("on_poweroff", "on_reboot", "on_crash", effective=True) == [
+        ["on_poweroff", "destroy"], ["on_reboot", "restart"], ["on_crash", "preserve"]]
+    assert cfg.sxp_fields("extra") == []
+    assert DomainConfig(name="x", extra="q").sxp_fields("extra") == [["args", "q"]]
+
+
+def test_device_sxp_disks_then_vifs() -> None:
+    cfg = DomainConfig(name="x", vifs=[VifSpec({"bridge": "b"})], disks=[DiskSpec("p", "d")])
+    assert cfg.device_sxp() == [["device", ["vbd", ["uname", "p"], ["dev", "d"], ["mode", "r"]]],
+                                ["device", ["vif", ["bridge", "b"]]]]
