@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
-from typing import TYPE_CHECKING
 
 from dom0.errors import ConfigError
 from dom0.model.cpus import parse_cpu_list
-from dom0.model.fields import Check
-
-if TYPE_CHECKING:
-    from dom0.model.config import DomainConfig
+from dom0.model.fields import Check, ConfigView
 
 RESTART_MODES = (
     "destroy",
@@ -28,7 +24,7 @@ XEND_STOP_ACTIONS = ("ignore", "shutdown", "suspend")
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:/+]+$")
 
 
-def check_name(value: str, cfg: DomainConfig) -> None:
+def check_name(value: str, cfg: ConfigView) -> None:
     if not value:
         raise ConfigError("Missing VM Name")
     if not NAME_RE.match(value):
@@ -37,35 +33,35 @@ def check_name(value: str, cfg: DomainConfig) -> None:
 
 def check_event_mode(event: str) -> Check:
     """on_poweroff/on_reboot/on_crash: one of RESTART_MODES, named by its event."""
-    def check(value: str, cfg: DomainConfig) -> None:
+    def check(value: str, cfg: ConfigView) -> None:
         if value not in RESTART_MODES:
             raise ConfigError(f"Invalid event handling mode: {event}")
     return check
 
 
 def check_choice(label: str, choices: tuple[str, ...]) -> Check:
-    def check(value: str, cfg: DomainConfig) -> None:
+    def check(value: str, cfg: ConfigView) -> None:
         if value not in choices:
             raise ConfigError(f"{label}: {value}")
     return check
 
 
-def check_memory(value: int, cfg: DomainConfig) -> None:
+def check_memory(value: int, cfg: ConfigView) -> None:
     if value <= 0 or cfg.max_memory <= 0:
         raise ConfigError("memory_dynamic_max must be greater than zero")
 
 
-def check_maxmem(value: int | None, cfg: DomainConfig) -> None:
+def check_maxmem(value: int | None, cfg: ConfigView) -> None:
     if cfg.memory > cfg.max_memory:
         raise ConfigError("memory_dynamic_max must be less than or equal to memory_static_max")
 
 
-def check_vcpus(value: int, cfg: DomainConfig) -> None:
+def check_vcpus(value: int, cfg: ConfigView) -> None:
     if value <= 0:
         raise ConfigError("Zero or less VCPUs is invalid")
 
 
-def check_cpus(value: str | list[str] | None, cfg: DomainConfig) -> None:
+def check_cpus(value: str | list[str] | None, cfg: ConfigView) -> None:
     if value is None:
         return
     if isinstance(value, list) and len(value) != cfg.vcpus:
@@ -74,12 +70,12 @@ def check_cpus(value: str | list[str] | None, cfg: DomainConfig) -> None:
         parse_cpu_list(spec)
 
 
-def check_cpu_weight(value: int | None, cfg: DomainConfig) -> None:
+def check_cpu_weight(value: int | None, cfg: ConfigView) -> None:
     if value is not None and not 1 <= value <= 65535:
         raise ConfigError("Cpu weight out of range, valid values are within range from 1 to 65535")
 
 
-def check_cpu_cap(value: int | None, cfg: DomainConfig) -> None:
+def check_cpu_cap(value: int | None, cfg: ConfigView) -> None:
     if value is not None and not 0 <= value <= 100 * cfg.vcpus:
         raise ConfigError(
             "Cpu cap out of range, valid range is from 0 to "
@@ -87,12 +83,12 @@ def check_cpu_cap(value: int | None, cfg: DomainConfig) -> None:
         )
 
 
-def check_kernel(value: str, cfg: DomainConfig) -> None:
+def check_kernel(value: str, cfg: ConfigView) -> None:
     if not value:
         raise ConfigError("kernel must be set for a linux domain")
 
 
-def check_uuid(value: str, cfg: DomainConfig) -> None:
+def check_uuid(value: str, cfg: ConfigView) -> None:
     if value:
         try:
             uuidlib.UUID(value)

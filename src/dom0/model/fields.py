@@ -26,14 +26,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dom0.errors import ConfigError, OptionError
+from dom0.model.devices import DiskSpec, VifSpec
 from dom0.model.sxp import Sxp
-
-if TYPE_CHECKING:
-    from dom0.model.config import DomainConfig
-    from dom0.model.devices import DiskSpec, VifSpec
 
 # ---- xm variables (spec §2.2-2.3) ----------------------------------------------------
 
@@ -188,8 +185,20 @@ class Place(enum.Enum):
     NONE = "none"  #: JSON only
 
 
+class ConfigView(Protocol):
+    """What a check may read of the whole config besides its own field.  (A
+    protocol, not DomainConfig: config.py imports the checks, so they cannot
+    import it back.)"""
+
+    memory: int
+    vcpus: int
+
+    @property
+    def max_memory(self) -> int: ...
+
+
 #: a check gets the field's effective value and the whole config; it raises ConfigError
-Check = Callable[[Any, "DomainConfig"], None]
+Check = Callable[[Any, ConfigView], None]
 #: a derivation gets every xm variable's value and returns the field's value
 Derive = Callable[[Mapping[str, Any]], Any]
 
@@ -284,7 +293,7 @@ class Column:
         """The xm variables this field consumes."""
         return ((self.spec.var,) if self.spec.var else ()) + self.spec.reads
 
-    def effective(self, cfg: DomainConfig) -> Any:
+    def effective(self, cfg: object) -> Any:
         """Its value, or xend's default when the config leaves it unset."""
         value = getattr(cfg, self.name)
         return value if value is not None else self.spec.xend_default
