@@ -341,7 +341,7 @@ def test_build_config_nfs_root_without_server() -> None:
 
 
 def test_build_config_nfs_server_alone_is_not_an_error() -> None:
-    # Regression guard: src/dom0/cli/configfile.py _apply_network_boot (lines 321-323) raises
+    # Regression guard: the nfs derivation (now model/preprocess.py extra_with_nfsroot) once raised
     # "Must set nfs root and nfs server" when only nfs_server is given; spec §2.3 (and
     # xm's preprocess_nfs) raise it only when nfs_root is given without nfs_server.
     # nfs_server alone just replaces the dummy server in ip= and adds no nfsroot=.
