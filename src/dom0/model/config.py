@@ -1,9 +1,15 @@
-"""The typed configuration of a domain, and its SXP/JSON edges.
+"""The typed configuration of a domain: the config field table, and its edges.
 
 ``DomainConfig`` is what xm builds from a config file, what travels (as JSON)
 to xend, what the store keeps and what the QEMU backend turns into argv.  SXP is
 produced only for ``xm create -n`` and ``xm list -l``, and read only for
 ``xm create -F``.
+
+Each field is declared once, below, with its Spec (see model/fields.py): the xm
+variable it comes from, its SXP key and place, xend's default and its check.  Every
+edge (config-file variables, SXP out and in, JSON, validation) walks that table,
+so a new field is one declaration plus its behaviour (a check in model/checks.py,
+a derivation in model/preprocess.py when one variable is not enough).
 """
 
 from __future__ import annotations
@@ -53,7 +59,6 @@ from dom0.model.sxp import Sxp
 MINIMUM_RESTART_TIME = 60.0
 
 TOP, IMAGE, DEVICE = Place.TOP, Place.IMAGE, Place.DEVICE
-_NETWORK_VARS = ("gateway", "netmask", "hostname", "interface", "dhcp", "nfs_server")
 
 
 @dataclass
@@ -104,7 +109,8 @@ class DomainConfig:
     ramdisk: str = field(default="", metadata=xm(var="ramdisk", sxp="ramdisk", place=IMAGE))
     #: Xen's ``ip=`` kernel argument, already assembled from ip/gateway/... (spec §2.3)
     ip: str = field(default="", metadata=xm(
-        var="ip", reads=_NETWORK_VARS, derive=ip_from_network, sxp="ip", place=IMAGE))
+        var="ip", reads=("gateway", "netmask", "hostname", "interface", "dhcp", "nfs_server"),
+        derive=ip_from_network, sxp="ip", place=IMAGE))
     root: str = field(default="", metadata=xm(
         var="root", derive=root_without_prefix, sxp="root", place=IMAGE))
     #: image keys not interpreted yet (HVM platform keys, videoram, ...), in order
