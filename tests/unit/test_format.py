@@ -128,6 +128,17 @@ def test_list_long_is_parseable_and_complete() -> None:
     ]
 
 
+def test_xm_list_fast_path_does_not_load_the_config_table() -> None:
+    # xm list imports cli.format; only list -l needs DomainConfig and its field table
+    import subprocess
+    import sys
+
+    code = ("import sys, dom0.cli.format as f; f.list_rows([]); "
+            "print(sorted(m for m in sys.modules if m.startswith(('dom0.model', 'typing'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['dom0.model', 'dom0.model.cpus']"
+
+
 def test_domain_sxp_key_order() -> None:
     form = fmt.domain_sxp(guest_with_config())
     keys = [c[0] for c in form[1:]]
