@@ -49,6 +49,8 @@ EventHandler = Callable[[str, dict[str, Any]], None]
 READ_LIMIT = 16 * 1024 * 1024
 #: seconds between connection attempts while QEMU's socket is not there yet
 CONNECT_INTERVAL = 0.01
+#: seconds closing may take: it flushes what is still unsent to a QEMU that may hang
+CLOSE_TIMEOUT = 5.0
 
 
 class QMPError(BackendError):
@@ -95,7 +97,9 @@ class QMPSession:
     def __init__(self, path: str, on_event: EventHandler | None = None) -> None:
         self.path = path
         self.closed = asyncio.Event()
-        self._client = _Client(path, readbuflen=READ_LIMIT)
+        # no nickname: the library would make a logger per name, kept for the
+        # process's life (one per launch of every domain)
+        self._client = _Client(None, readbuflen=READ_LIMIT)
         # the default listener cannot be removed; make it accept nothing
         self._client.events.event_filter = _keep_nothing
         if on_event is not None:
@@ -162,8 +166,10 @@ class QMPSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         if self._client.runstate != Runstate.IDLE:
-            with contextlib.suppress(Exception):  # a dead peer's end-of-file: closed anyway
-                await self._client.disconnect()
+            # a dead peer's end-of-file, or a hung one's silence: closed anyway
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._client.disconnect()
         self.closed.set()
 
 
