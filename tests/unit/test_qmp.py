@@ -9,6 +9,7 @@ one drops the connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -221,4 +222,14 @@ def test_getfd_without_a_descriptor_is_refused(tmp_path: Path) -> None:
         async with qemu_session(tmp_path) as (qmp, _):
             with pytest.raises(QMPError, match="[Nn]o file descriptor"):
                 await qmp.execute("getfd", fdname="nothing")
+    run(go)
+
+
+def test_a_reply_longer_than_asyncios_default_line(tmp_path: Path) -> None:
+    """QEMU answers in one line; its schema (~200 KB) is past asyncio's 64 KiB."""
+    async def go() -> None:
+        async with qemu_session(tmp_path) as (qmp, _):
+            schema = await qmp.execute("query-qmp-schema")
+            assert len(json.dumps(schema)) > 64 * 1024
+            assert (await qmp.execute("query-status"))["status"] == "prelaunch"
     run(go)
