@@ -16,14 +16,26 @@ from pathlib import Path
 
 import pytest
 
+from dom0.backends.machine import MachineSpec
 from dom0.backends.qemu.argv import build_argv, kernel_append
+from dom0.devices import vbd as vbd_mod
+from dom0.devices import vif as vif_mod
+from dom0.domain.spec import machine_spec
 from dom0.model.config import DomainConfig
+from dom0.model.devices import DiskSpec, VifSpec
 from dom0.store.layout import DomainPaths, Layout
 
 GOLDEN = Path(__file__).parent / "golden" / "argv_basic.json"
 
 
-def config(**changes: object) -> DomainConfig:
+def config(**changes: object) -> MachineSpec:
+    """The machine of a domain configured as in the golden file, with *changes* made
+    to the domain's configuration (the backend sees only what the domain layer
+    resolves from it)."""
+    return machine_spec(domain_config(**changes), [], [])
+
+
+def domain_config(**changes: object) -> DomainConfig:
     cfg = DomainConfig(
         name="guest1", uuid="6f1c2a3e-9d4b-4c1e-8f00-0123456789ab", memory=128, vcpus=2,
         kernel="/var/lib/dom0/guest/vmlinuz", ramdisk="/var/lib/dom0/guest/initrd.img",
@@ -137,16 +149,30 @@ def test_guest_stops_instead_of_exiting() -> None:
 
 
 def test_kernel_append_adds_serial_console() -> None:
-    assert kernel_append(config(root="", extra="quiet")) == "console=ttyS0 quiet"
-    assert kernel_append(config(root="/dev/vda1", ip="dhcp", extra="")) == \
+    assert kernel_append(config(root="", extra="quiet").cmdline) == "console=ttyS0 quiet"
+    assert kernel_append(config(root="/dev/vda1", ip="dhcp", extra="").cmdline) == \
         "console=ttyS0 root=/dev/vda1 ip=dhcp"
 
 
 def test_kernel_append_empty_cmdline() -> None:
-    assert kernel_append(config(root="", extra="")) == "console=ttyS0"
+    assert kernel_append(config(root="", extra="").cmdline) == "console=ttyS0"
 
 
 @pytest.mark.parametrize("extra", ["console=hvc0", "quiet console=ttyS1,115200"])
 def test_kernel_append_keeps_given_console(extra: str) -> None:
-    assert kernel_append(config(root="", extra=extra)) == extra
+    assert kernel_append(config(root="", extra=extra).cmdline) == extra
     assert option(build_argv(config(root="", extra=extra), paths()), "-append") == extra
+
+
+# ---- devices come resolved in the spec ----------------------------------------------
+
+
+def test_spec_devices_in_order_before_the_pidfile() -> None:
+    disk = vbd_mod.parse(DiskSpec("file:/srv/guest1.img", "xvda", "w"), check_exists=False)
+    nic = vif_mod.resolve(VifSpec({"mac": "00:16:3e:00:00:01", "bridge": "xenbr0"}), 0, 1)
+    argv = build_argv(machine_spec(domain_config(), [disk], [nic]), paths())
+    devices = vbd_mod.argv([disk]) + vif_mod.argv([nic])
+    at = argv.index("-pidfile") - len(devices)
+    assert argv[at:at + len(devices)] == devices
+    # and nothing else changes
+    assert argv[:at] + argv[at + len(devices):] == build_argv(config(), paths())

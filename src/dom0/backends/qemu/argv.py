@@ -10,55 +10,53 @@ Choices that matter:
 * The serial console is a socket chardev with ``logfile=``: QEMU itself keeps the
   console log, so nothing is lost while xend is down.
 * RAM is sized to maxmem; virtio-balloon brings the guest down to ``memory``.
+
+It is built from a ``MachineSpec`` (resolved devices, a finished command line),
+never from a domain's configuration: Xen's syntax stops at the domain layer.
 """
 
 from __future__ import annotations
 
+from dom0.backends.machine import MachineSpec
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
-from dom0.devices.vbd import Vbd
-from dom0.devices.vif import Vif
-from dom0.model.config import DomainConfig
 from dom0.store.layout import DomainPaths
 
 
-def kernel_append(cfg: DomainConfig) -> str:
+def kernel_append(cmdline: str) -> str:
     """The guest command line, with the serial console added when none was named."""
-    cmdline = cfg.kernel_cmdline()
     if "console=" not in cmdline:
         cmdline = f"console=ttyS0 {cmdline}".strip()
     return cmdline
 
 
 def build_argv(
-    cfg: DomainConfig,
+    spec: MachineSpec,
     paths: DomainPaths,
     *,
     binary: str = "qemu-system-x86_64",
     accel: str = "tcg",
     paused: bool = False,
     incoming: str | None = None,
-    disks: list[Vbd] | None = None,
-    nics: list[Vif] | None = None,
 ) -> list[str]:
     argv = [
         binary,
-        "-name", f"guest={cfg.name},debug-threads=on",
-        "-uuid", cfg.uuid,
+        "-name", f"guest={spec.name},debug-threads=on",
+        "-uuid", spec.uuid,
         "-machine", "pc",
         "-accel", accel,
         "-cpu", "host" if accel == "kvm" else "qemu64",
-        "-m", f"{cfg.max_memory}M",
-        "-smp", f"{cfg.vcpus},maxcpus={cfg.vcpus}",
+        "-m", f"{spec.maxmem}M",
+        "-smp", f"{spec.vcpus},maxcpus={spec.vcpus}",
         "-nodefaults",
         "-no-user-config",
         "-display", "none",
         "-vga", "none",
-        "-kernel", cfg.kernel,
+        "-kernel", spec.kernel,
     ]
-    if cfg.ramdisk:
-        argv += ["-initrd", cfg.ramdisk]
-    argv += ["-append", kernel_append(cfg)]
+    if spec.ramdisk:
+        argv += ["-initrd", spec.ramdisk]
+    argv += ["-append", kernel_append(spec.cmdline)]
     argv += [
         "-chardev",
         f"socket,id=console0,path={paths.serial_socket},server=on,wait=off,"
@@ -69,8 +67,8 @@ def build_argv(
         "-device", "pvpanic",
         "-device", "virtio-balloon-pci,id=balloon0",
         "-action", "reboot=shutdown,shutdown=pause,panic=pause",
-        *vbd_mod.argv(disks or []),
-        *vif_mod.argv(nics or []),
+        *vbd_mod.argv(list(spec.disks)),
+        *vif_mod.argv(list(spec.nics)),
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]

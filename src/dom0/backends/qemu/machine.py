@@ -1,7 +1,9 @@
 """One domain's QEMU: launch or adopt it, and the lifecycle verbs over QMP.
 
-Everything QEMU-specific that the domain manager needs goes through this class,
-so the manager speaks only of domains and power states.
+``QemuMachine`` implements the backend contract (``backends/machine.Machine``):
+everything QEMU-specific the domain layer needs goes through it, so the domain
+layer speaks only of domains and power states.  It is built from a resolved
+``MachineSpec`` and reports in ``MachineEvents`` words, never in QMP's.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dom0.backends.machine import MachineEvents, MachineSpec
 from dom0.backends.qemu import process, ramsample
 from dom0.backends.qemu.argv import build_argv
+from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
@@ -23,8 +27,11 @@ from dom0.devices.console import ConsoleRelay
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
 from dom0.errors import BackendError
-from dom0.model.config import DomainConfig
 from dom0.store.layout import DomainPaths
+from dom0.waiting import poll_until
+
+if TYPE_CHECKING:
+    from dom0.backends.machine import Machine
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,6 @@ log = logging.getLogger(__name__)
 RUNSTATE_PAUSED = {"paused", "prelaunch", "inmigrate", "suspended", "debug", "restore-vm",
                    "save-vm", "watchdog", "io-error"}
 
-EventHandler = Callable[[str, dict[str, Any]], None]
 #: seconds after a reset during which a guest reset is not reported as a reboot
 RESET_GRACE = 2.0
 
@@ -53,19 +59,19 @@ class QemuMachine:
 
     # ---- bringing it up -------------------------------------------------------
 
-    async def launch(self, cfg: DomainConfig, disks: list[Vbd], nics: list[Vif],
-                     on_event: EventHandler, on_gone: Callable[[], None],
+    async def launch(self, spec: MachineSpec, events: MachineEvents,
                      incoming: bool = False) -> None:
         """Start QEMU with the guest stopped (-S); the caller resumes it when ready.
         With *incoming* QEMU waits for a migration stream (migrate_in)."""
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
-        argv = build_argv(cfg, self.paths, binary=self.binary, accel=self.accel, paused=True,
-                          disks=disks, nics=nics, incoming="defer" if incoming else None)
+        argv = build_argv(spec, self.paths, binary=self.binary, accel=self.accel, paused=True,
+                          incoming="defer" if incoming else None)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
         try:
-            await self.attach(on_event, on_gone)
-            if cfg.memory < cfg.max_memory and not incoming:
-                await self.set_balloon(cfg.memory)
+            await self.attach(events)
+            # an incoming guest brings its balloon's state with it
+            if spec.memory < spec.maxmem and not incoming:
+                await self.set_balloon(spec.memory)
         except BaseException:
             await self.kill()
             raise
@@ -78,13 +84,15 @@ class QemuMachine:
                 return True
         return False
 
-    async def attach(self, on_event: EventHandler, on_gone: Callable[[], None]) -> None:
-        def events(event: str, data: dict[str, Any]) -> None:
+    async def attach(self, events: MachineEvents) -> None:
+        def on_qmp_event(event: str, data: dict[str, Any]) -> None:
+            log.debug("%s: QMP event %s %s", self.paths.qmp_socket, event, data)
             if event == "DEVICE_DELETED" and data.get("device"):
                 self.device_deleted(data["device"])
-            on_event(event, data)
+            elif (reason := guest_stop_reason(event, data)) is not None:
+                events.guest_stopped(reason)
 
-        self.qmp = QMPSession(self.paths.qmp_socket, events)
+        self.qmp = QMPSession(self.paths.qmp_socket, on_qmp_event)
         await self.qmp.connect()
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
@@ -92,15 +100,15 @@ class QemuMachine:
             await self.console.start()
         except OSError as exc:  # the guest runs on without a console relay
             log.error("no console for %s: %s", self.paths.serial_socket, exc)
-        self._watch = asyncio.create_task(self._watch_connection(on_gone))
+        self._watch = asyncio.create_task(self._watch_connection(events))
 
-    async def _watch_connection(self, on_gone: Callable[[], None]) -> None:
+    async def _watch_connection(self, events: MachineEvents) -> None:
         """QMP closing without our asking means QEMU went away."""
         assert self.qmp is not None
         qmp = self.qmp
         await qmp.closed.wait()
-        if self.qmp is qmp:
-            on_gone()
+        if self.qmp is qmp:  # detach() lets go of the session before closing it
+            events.gone()
 
     async def refresh_vcpus(self) -> None:
         cpus = await self._exec("query-cpus-fast")
@@ -188,13 +196,9 @@ class QemuMachine:
         await self._wait_driver_ok(vbd.device_id, timeout)
 
     async def _wait_driver_ok(self, device_id: str, timeout: float) -> None:
-        path = f"/machine/peripheral/{device_id}/virtio-backend"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await self.guest_uses(device_id):
-            if loop.time() > deadline:
-                raise BackendError(f"the guest did not take device {device_id} ({path})")
-            await asyncio.sleep(0.05)
+        if not await poll_until(lambda: self.guest_uses(device_id), timeout, interval=0.05):
+            path = f"/machine/peripheral/{device_id}/virtio-backend"
+            raise BackendError(f"the guest did not take device {device_id} ({path})")
 
     async def guest_uses(self, device_id: str) -> bool:
         """Has the guest's virtio driver set DRIVER_OK on the device?"""
@@ -304,34 +308,34 @@ class QemuMachine:
         await self._wait_migration(timeout)
 
     async def _wait_migration(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+        async def completed() -> bool:
             info = await self._exec("query-migrate")
             status = info.get("status")
-            if status == "completed":
-                return
             if status in ("failed", "cancelled"):
                 raise BackendError(f"migration {status}: {info.get('error-desc', '')}".strip())
-            if loop.time() > deadline:
-                with contextlib.suppress(BackendError):
-                    await self._exec("migrate_cancel")
-                raise BackendError(f"migration did not finish within {timeout:g} s")
-            await asyncio.sleep(0.01)
+            return bool(status == "completed")
+
+        if not await poll_until(completed, timeout, interval=0.01):
+            with contextlib.suppress(BackendError):
+                await self._exec("migrate_cancel")
+            raise BackendError(f"migration did not finish within {timeout:g} s")
 
     # ---- live migration over a socket we hand to QEMU ---------------------------------
 
     async def dirty_rate(self, seconds: int = 1) -> float:
         """The guest's page-dirtying rate in bytes/s (QEMU's sampling)."""
         await self._exec_args("calc-dirty-rate", {"calc-time": seconds})
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds + 5
-        while loop.time() < deadline:
+        measured: list[float] = []
+
+        async def done() -> bool:
             info = await self._exec("query-dirty-rate")
             if info.get("status") == "measured":
-                return float(info.get("dirty-rate", 0)) * 1024 * 1024
-            await asyncio.sleep(0.1)
-        return 0.0
+                measured.append(float(info.get("dirty-rate", 0)) * 1024 * 1024)
+            return bool(measured)
+
+        # QEMU measures for *seconds*; unmeasured after that and some slack means none
+        await poll_until(done, seconds + 5, interval=0.1)
+        return measured[0] if measured else 0.0
 
     async def ram_bytes(self) -> int:
         info = await self._exec("query-memory-size-summary")
@@ -449,3 +453,8 @@ class QemuMachine:
             await process.kill(self.pid)
         self.pid = None
         shutil.rmtree(self.paths.run_dir, ignore_errors=True)
+
+
+if TYPE_CHECKING:
+    # mypy holds QemuMachine to the backend contract
+    _contract: type[Machine] = QemuMachine

@@ -10,6 +10,7 @@ import tempfile
 import time
 
 from dom0.errors import BackendError
+from dom0.waiting import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,7 @@ async def kill(pid: int, timeout: float = 5.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while alive(pid) and loop.time() < deadline:
-        await asyncio.sleep(0.005)
+    await poll_until(lambda: not alive(pid), timeout, interval=0.005)
 
 
 def cpu_seconds(pid: int) -> float:

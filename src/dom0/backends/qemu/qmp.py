@@ -1,153 +1,200 @@
-"""An asyncio QMP session: commands with timeouts, and an event stream.
+"""An asyncio QMP session on QEMU's own library (``qemu.qmp``), in xend's terms.
 
 One session per domain, held by xend for the domain's life.  QEMU accepts one
 QMP client on the socket at a time; when xend dies the connection drops and the
 re-adopting xend opens a new one.
+
+``qemu.qmp.QMPClient`` does the protocol: greeting, capabilities, command IDs,
+routing replies and events, descriptor passing.  This wrapper adds what xend
+relies on and the library leaves to its user:
+
+* a retry budget for the connection (QEMU's socket may appear just after launch);
+* a timeout on every command, and ``dom0.errors`` instead of the library's own
+  exceptions (QEMU's refusal keeps QEMU's text, in ``QMPError``);
+* events handed to one callback as they are read, and nothing kept of them: the
+  library's default listener stores every event of the connection's life in a
+  queue and a history, which for a domain that runs for months is a leak;
+* ``closed``, set when the connection ends, asked for or not.
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
-import json
+import contextlib
 import logging
-import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
+from qemu.qmp import (
+    EventListener,
+    ExecInterruptedError,
+    ExecuteError,
+    Message,
+    QMPClient,
+    Runstate,
+    StateError,
+)
+from qemu.qmp import QMPError as LibraryError
+
 from dom0.errors import BackendError
+from dom0.waiting import poll_until
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[str, dict[str, Any]], None]
+
+#: the longest QMP line we accept: large replies (query-block of many disks,
+#: query-cpus-fast of many vCPUs) must not end the session (the library's default is 10 MiB)
+READ_LIMIT = 16 * 1024 * 1024
+#: seconds between connection attempts while QEMU's socket is not there yet
+CONNECT_INTERVAL = 0.01
+#: seconds closing may take: it flushes what is still unsent to a QEMU that may hang
+CLOSE_TIMEOUT = 5.0
 
 
 class QMPError(BackendError):
     """QEMU refused a command; the message is QEMU's own."""
 
 
+class _Dispatch(EventListener):
+    """Hands each event to the handler in the reader's own step, so events and
+    replies reach xend in the order QEMU sent them; keeps no history."""
+
+    def __init__(self, handler: EventHandler) -> None:
+        super().__init__()
+        self._handler = handler
+
+    async def put(self, event: Message) -> None:
+        data = event.get("data")
+        try:
+            self._handler(str(event["event"]), dict(data) if isinstance(data, dict) else {})
+        except Exception:  # a handler bug must not end the session
+            log.exception("QMP event handler failed for %s", event.get("event"))
+
+
+def _keep_nothing(_event: Message) -> bool:
+    return False
+
+
+class _Client(QMPClient):
+    """The library's hooks for every message log it at debug level, rendering it
+    as indented JSON first even when debug logging is off (a third of a
+    command's cost); render only when the line will be written."""
+
+    def _cb_outbound(self, msg: Message) -> Message:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("--> %s", msg)
+        return msg
+
+    def _cb_inbound(self, msg: Message) -> Message:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("<-- %s", msg)
+        return msg
+
+
 class QMPSession:
     def __init__(self, path: str, on_event: EventHandler | None = None) -> None:
         self.path = path
-        self.on_event = on_event
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._next_id = 0
-        self._reader_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
+        # no nickname: the library would make a logger per name, kept for the
+        # process's life (one per launch of every domain)
+        self._client = _Client(None, readbuflen=READ_LIMIT)
+        # the default listener cannot be removed; make it accept nothing
+        self._client.events.event_filter = _keep_nothing
+        if on_event is not None:
+            self._client.register_listener(_Dispatch(on_event))
+        self._watch: asyncio.Task[None] | None = None
+        self._closing = False
+        #: QEMU keeps a passed descriptor for the next ``getfd``: one pass at a time
+        self._fd_lock = asyncio.Lock()
 
     async def connect(self, timeout: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            try:
-                self._reader, self._writer = await asyncio.open_unix_connection(
-                    self.path, limit=16 * 1024 * 1024)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                if loop.time() > deadline:
-                    raise BackendError(f"QMP socket {self.path} did not accept a connection")
-                await asyncio.sleep(0.01)
-        greeting = await asyncio.wait_for(self._reader.readline(), timeout)
-        if not greeting or "QMP" not in json.loads(greeting):
-            raise BackendError(f"no QMP greeting on {self.path}")
-        self._reader_task = asyncio.create_task(self._read_loop())
-        await self.execute("qmp_capabilities", timeout=timeout)
-
-    async def _read_loop(self) -> None:
-        assert self._reader is not None
+        sock = await _open_socket(self.path, timeout)
         try:
-            while True:
-                line = await self._reader.readline()
-                if not line:
-                    break
-                try:
-                    msg = json.loads(line)
-                except ValueError:
-                    log.warning("unparsable QMP line on %s: %r", self.path, line[:200])
-                    continue
-                if "event" in msg:
-                    if self.on_event:
-                        try:
-                            self.on_event(msg["event"], msg.get("data", {}))
-                        except Exception:  # a handler bug must not kill the session
-                            log.exception("QMP event handler failed for %s", msg["event"])
-                    continue
-                fut = self._pending.pop(msg.get("id", -1), None)
-                if fut is None or fut.done():
-                    continue
-                if "error" in msg:
-                    fut.set_exception(QMPError(msg["error"].get("desc", str(msg["error"]))))
-                else:
-                    fut.set_result(msg.get("return"))
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(BackendError("QMP connection closed"))
-            self._pending.clear()
-            self.closed.set()
+            await asyncio.wait_for(self._client.connect(sock), timeout)
+        except (LibraryError, OSError, EOFError, TimeoutError) as exc:
+            sock.close()
+            raise BackendError(f"no QMP session on {self.path}: {exc or 'timed out'}") from None
+        self._watch = asyncio.create_task(self._watch_connection())
+
+    async def _watch_connection(self) -> None:
+        """The library leaves a dropped connection half-closed until someone calls
+        ``disconnect()``; do that, and tell ``closed``."""
+        while self._client.runstate == Runstate.RUNNING:
+            await self._client.runstate_changed()
+        self.closed.set()
+        if not self._closing:
+            with contextlib.suppress(Exception):  # the end-of-file that ended the reader
+                await self._client.disconnect()
 
     async def execute(self, command: str, timeout: float = 10.0, **arguments: Any) -> Any:
-        if self._writer is None or self.closed.is_set():
-            raise BackendError("QMP connection closed")
-        self._next_id += 1
-        msg_id = self._next_id
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[msg_id] = fut
-        msg: dict[str, Any] = {"execute": command, "id": msg_id}
-        if arguments:
-            msg["arguments"] = arguments
-        self._writer.write(json.dumps(msg).encode() + b"\n")
         try:
-            await self._writer.drain()
-            return await asyncio.wait_for(fut, timeout)
+            # asyncio.timeout, not wait_for: no task per command
+            async with asyncio.timeout(timeout):
+                return await self._client.execute(command, arguments or None)
         except TimeoutError:
-            self._pending.pop(msg_id, None)
             raise BackendError(f"QEMU did not answer {command} within {timeout:g} s") from None
-        except ConnectionError:
+        except ExecuteError as exc:
+            raise QMPError(str(exc)) from None
+        except (ExecInterruptedError, StateError):
             raise BackendError("QMP connection closed") from None
+        except LibraryError as exc:  # a reply QEMU should never send
+            raise BackendError(f"QMP {command}: {exc}") from None
 
     async def execute_with_fd(self, command: str, fd: int, timeout: float = 10.0,
                               **arguments: Any) -> Any:
-        """Send a command with a file descriptor attached (SCM_RIGHTS), as ``getfd``
-        needs.  The message goes straight to the socket, after the stream's own
-        buffer has drained, so it cannot interleave with other commands."""
-        if self._writer is None or self.closed.is_set():
-            raise BackendError("QMP connection closed")
-        await self._writer.drain()
-        self._next_id += 1
-        msg_id = self._next_id
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[msg_id] = fut
-        payload = json.dumps({"execute": command, "id": msg_id, "arguments": arguments})
-        raw = self._writer.get_extra_info("socket")
-        sock = socket.socket(fileno=os.dup(raw.fileno()))  # closing it closes only the dup
-        try:
-            sock.sendmsg([payload.encode() + b"\n"],
-                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
-        finally:
-            sock.close()
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            self._pending.pop(msg_id, None)
-            raise BackendError(f"QEMU did not answer {command} within {timeout:g} s") from None
+        """Send a command with a file descriptor passed first (SCM_RIGHTS), as
+        ``getfd`` needs.  QEMU holds the descriptor until a ``getfd`` takes it, so
+        passes are serialised and other commands may go between.  The library
+        writes the descriptor's carrier byte straight to the socket: our commands
+        are far smaller than the socket's buffer, so no earlier command is still
+        half-written in the stream when it does."""
+        async with self._fd_lock:
+            try:
+                self._client.send_fd_scm(fd)
+            except StateError:
+                raise BackendError("QMP connection closed") from None
+            except (OSError, LibraryError) as exc:
+                raise BackendError(f"could not pass a descriptor to QEMU: {exc}") from None
+            return await self.execute(command, timeout, **arguments)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            try:
-                await self._writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            try:
-                await self._reader_task
-            except asyncio.CancelledError:
-                pass
+        self._closing = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._client.runstate != Runstate.IDLE:
+            # a dead peer's end-of-file, or a hung one's silence: closed anyway
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._client.disconnect()
         self.closed.set()
+
+
+async def _open_socket(path: str, timeout: float) -> socket.socket:
+    """Connect to QEMU's QMP socket, retrying while it is not there or not yet
+    listening.  Done here, not by the library, whose failed attempts each log an
+    error."""
+    loop = asyncio.get_running_loop()
+    connected: list[socket.socket] = []
+
+    async def attempt() -> bool:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            return False
+        except BaseException:
+            sock.close()
+            raise
+        connected.append(sock)
+        return True
+
+    if not await poll_until(attempt, timeout, interval=CONNECT_INTERVAL):
+        raise BackendError(f"QMP socket {path} did not accept a connection")
+    return connected[0]
+
