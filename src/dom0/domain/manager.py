@@ -24,7 +24,6 @@ from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.moving import StateMoves
 from dom0.domain.network import VifController
-from dom0.domain.spec import machine_spec
 from dom0.domain.storage import DiskController
 from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
 from dom0.migration import relocation
@@ -115,7 +114,7 @@ class DomainManager(StateMoves):
             return
         dom.machine = machine
         try:
-            await machine.attach(self._handlers(dom))
+            await machine.attach(*self._handlers(dom))
             runstate = await machine.runstate()
         except (BackendError, OSError) as exc:
             # the guest is running: never kill it for our failure; keep its record so
@@ -262,7 +261,7 @@ class DomainManager(StateMoves):
         self._persist(dom)
         try:
             await self.vifs.plug_all(dom, nics)
-            await dom.machine.launch(machine_spec(dom.config, disks, nics), self._handlers(dom),
+            await dom.machine.launch(dom.config, disks, nics, *self._handlers(dom),
                                      incoming=incoming is not None)
             if incoming is not None:  # a saved or migrating guest's state, before it runs
                 await incoming(dom.machine)
@@ -351,8 +350,25 @@ class DomainManager(StateMoves):
 
     # ---- events from QEMU ----------------------------------------------------
 
-    def _handlers(self, dom: Domain) -> _MachineEvents:
-        return _MachineEvents(self, dom, dom.instance)
+    def _handlers(self, dom: Domain) -> tuple[Callable[[str, dict[str, Any]], None],
+                                               Callable[[], None]]:
+        instance = dom.instance
+
+        def on_event(event: str, data: dict[str, Any]) -> None:
+            log.debug("domain %s: QMP event %s %s", dom.name, event, data)
+            if event == "SHUTDOWN" and data.get("guest"):
+                reason = {"guest-reset": "reboot", "guest-panic": "crash"}.get(
+                    data.get("reason", ""), "poweroff")
+                if reason == "poweroff" and dom.shutdown_request == "halt":
+                    reason = "halt"
+                self._spawn(self._guest_stopped(dom, instance, reason))
+            elif event == "GUEST_PANICKED":
+                self._spawn(self._guest_stopped(dom, instance, "crash"))
+
+        def on_gone() -> None:
+            self._spawn(self._vanished(dom, instance))
+
+        return on_event, on_gone
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -634,21 +650,3 @@ class DomainManager(StateMoves):
             out.append({"number": n, "cpu": cpu, "state": flags, "cpu_time": secs,
                         "affinity": affinity})
         return out
-
-
-@dataclass
-class _MachineEvents:
-    """What one launch of *dom*'s machine reports (backends/machine.MachineEvents)."""
-
-    manager: DomainManager
-    dom: Domain
-    instance: str | None
-
-    def guest_stopped(self, reason: str) -> None:
-        # the machine cannot tell a halt from a poweroff: we know what we asked
-        if reason == "poweroff" and self.dom.shutdown_request == "halt":
-            reason = "halt"
-        self.manager._spawn(self.manager._guest_stopped(self.dom, self.instance, reason))
-
-    def gone(self) -> None:
-        self.manager._spawn(self.manager._vanished(self.dom, self.instance))
