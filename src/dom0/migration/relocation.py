@@ -42,8 +42,9 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from dom0.backends.machine import Machine
 from dom0.backends.qemu import ramsample
 from dom0.errors import VmError
 from dom0.migration.predict import (
@@ -54,10 +55,6 @@ from dom0.migration.predict import (
     choose_downtime_limit,
     predict,
 )
-
-if TYPE_CHECKING:
-    from dom0.domain.domain import Domain
-    from dom0.domain.manager import DomainManager
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +155,27 @@ def host_allowed(patterns: str, names: list[str]) -> bool:
     return any(re.match(p, n) for p in patterns.split() for n in names if n)
 
 
+#: the destination's part of a migration, run while QEMU waits with -incoming
+Receive = Callable[[Machine], Awaitable[None]]
+
+
+class Launcher(Protocol):
+    """What the destination is handed to start the incoming domain (the domain
+    layer's state mover implements it)."""
+
+    def check(self, config: dict[str, Any]) -> None:
+        """Refuse (a VmError) a domain that could not be admitted here."""
+
+    async def launch(self, config: dict[str, Any], next_vif_devid: int,
+                     receive: Receive) -> int:
+        """Admit and launch the domain, its machine waiting for the stream; run
+        *receive* with the machine; the guest runs when it returns.  The new ID."""
+
+
 class RelocationServer:
-    def __init__(self, manager: DomainManager, address: str, port: int, hosts_allow: str,
+    def __init__(self, launcher: Launcher, address: str, port: int, hosts_allow: str,
                  ssl_context: Any = None) -> None:
-        self.manager = manager
+        self.launcher = launcher
         self.address = address
         self.port = port
         self.hosts_allow = hosts_allow
@@ -201,7 +215,7 @@ class RelocationServer:
             if op != "receive" or request.get("version") != PROTOCOL_VERSION:
                 await send(writer, {"status": "error", "message": f"Invalid operation: {op}"})
                 return
-            await self.manager.receive_migration(request, reader, writer)
+            await self._receive(request, reader, writer)
         except (TimeoutError, MigrationError, VmError, ConnectionError) as exc:
             log.warning("incoming migration from %s failed: %s", peer, exc)
             try:
@@ -212,20 +226,35 @@ class RelocationServer:
             writer.close()
 
 
+    async def _receive(self, request: dict[str, Any], reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+        """The destination's conversation after the request."""
+        config = request.get("config")
+        if not isinstance(config, dict):
+            raise MigrationError("the request carries no domain configuration")
+        self.launcher.check(config)
+        rate = await read_probe(reader, int(request.get("probe", 0)))
+        await send(writer, {"status": "probed", "rate": rate})
+        # QEMU starts while the source still measures its guest; receive_guest then
+        # waits for the source's "start"
+        domid = await self.launcher.launch(
+            config, int(request.get("next_vif_devid", 0)),
+            lambda machine: receive_guest(machine, reader, writer))
+        await send(writer, {"status": "running", "domid": domid})
+
+
 def _tls(writer: asyncio.StreamWriter) -> bool:
     return writer.get_extra_info("ssl_object") is not None
 
 
-async def receive_guest(dom: Domain, request: dict[str, Any],
-                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """The destination's part once QEMU runs with ``-incoming defer``: called by the
-    manager's launch, which resumes the guest when this returns."""
-    machine = dom.machine
-    assert machine is not None
+async def receive_guest(machine: Machine, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+    """The destination's part once QEMU runs with ``-incoming defer``: run by the
+    launcher's launch, which resumes the guest when this returns."""
     start = await receive(reader)
     if start.get("op") != "start":
         raise MigrationError(f"Invalid operation: {start.get('op')}")
-    request["postcopy"] = bool(start.get("postcopy"))
+    postcopy = bool(start.get("postcopy"))
     if _tls(writer):
         path = machine.migration_socket
         await machine.receive_incoming(f"unix:{path}")
@@ -240,7 +269,7 @@ async def receive_guest(dom: Domain, request: dict[str, Any],
         await machine.wait_incoming(timeout=3600)
     else:
         _reading(writer, False)  # from now on the socket's bytes are QEMU's
-        await machine.receive_incoming("", fd=_fd(writer), postcopy=bool(request["postcopy"]))
+        await machine.receive_incoming("", fd=_fd(writer), postcopy=postcopy)
         await send(writer, {"status": "ready"})
         await machine.wait_incoming(timeout=3600)
         _reading(writer, True)
@@ -282,12 +311,12 @@ class MigrationJob:
             "stream_s", "new_domid")}
 
 
-async def send_guest(dom: Domain, host: str, port: int, live: bool, job: MigrationJob,
+async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: int,
+                     host: str, port: int, live: bool, job: MigrationJob,
                      rates: StreamRates, tls: bool = False) -> None:
-    """The source's part (the domain's lock held by the caller); *rates* is what
-    QEMU reached in this xend's earlier migrations, and learns from this one."""
-    machine = dom.machine
-    assert machine is not None
+    """The source's part (the domain's lock held by the caller): *machine* runs the
+    domain of *config*; *rates* is what QEMU reached in this xend's earlier
+    migrations, and learns from this one."""
     context = None
     if tls:  # encryption, like Xen's SSL relocation; peers are not authenticated
         context = ssl.create_default_context()
@@ -305,8 +334,8 @@ async def send_guest(dom: Domain, host: str, port: int, live: bool, job: Migrati
         async def handshake() -> float:
             await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
             await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
-                                "config": dom.config.to_dict(), "probe": PROBE_BYTES,
-                                "next_vif_devid": dom.next_vif_devid})
+                                "config": config, "probe": PROBE_BYTES,
+                                "next_vif_devid": next_vif_devid})
             job.phase = "measuring"
             return await _probe(reader, writer)
 
@@ -325,7 +354,7 @@ async def send_guest(dom: Domain, host: str, port: int, live: bool, job: Migrati
         await receive(reader)  # ready: the destination's QEMU waits
         job.phase = "transferring"
         log.info("migration of %s to %s:%d: %s (measured after %.0f ms, the destination "
-                 "ready %.0f ms later)", dom.name, host, port, job.prediction,
+                 "ready %.0f ms later)", job.domain, host, port, job.prediction,
                  (measured - job.started) * 1000, (time.monotonic() - measured) * 1000)
         if tls:
             await _relay_out(machine, writer, live, job,

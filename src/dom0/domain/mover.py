@@ -1,0 +1,182 @@
+"""Moving a domain's running state: into a save file and back (``xm save`` and
+``restore``, managed ``suspend`` and ``resume``), to another host (``xm
+migrate``), and the launcher the relocation server is handed for a domain
+coming in.
+
+One idea: the guest's state leaves its machine and comes back in another,
+through the save-file format (migration/savefile.py) or the relocation protocol
+(migration/relocation.py), with the domain's lock held and the guest running on
+at most one place.  Admission and launch are the lifecycle's; this module only
+says where the state comes from and goes to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid as uuidlib
+from typing import Any
+
+from dom0.backends.machine import Machine
+from dom0.domain.domain import Domain, Running
+from dom0.domain.hvlog import HypervisorLog
+from dom0.domain.lifecycle import Incoming, Lifecycle, running
+from dom0.domain.settings import DomainSettings
+from dom0.domain.table import DomainTable
+from dom0.errors import BackendError, VmError
+from dom0.migration import relocation, savefile
+from dom0.migration.predict import StreamRates
+from dom0.model.config import DomainConfig
+from dom0.model.state import LIVE, PowerState, require
+from dom0.store.layout import Layout
+
+log = logging.getLogger(__name__)
+
+
+def not_dom0(ident: str | int, verb: str) -> None:
+    if str(ident) in ("0", "Domain-0"):
+        raise VmError(f"Cannot {verb} privileged domain {ident}")
+
+
+class StateMover:
+    def __init__(self, table: DomainTable, lifecycle: Lifecycle, layout: Layout,
+                 settings: DomainSettings, hvlog: HypervisorLog) -> None:
+        self.table = table
+        self.lifecycle = lifecycle
+        self.layout = layout
+        self.settings = settings
+        self.hvlog = hvlog
+        self.migrations: dict[str, relocation.MigrationJob] = {}
+        self.stream_rates = StreamRates()  # what QEMU reached in past migrations
+
+    # ---- save, restore, suspend, resume ---------------------------------------------
+
+    async def save(self, ident: str, path: str, checkpoint: bool) -> None:
+        not_dom0(ident, "save")
+        dom = self.table.lookup(ident)
+        async with dom.lock:
+            require(dom.state, LIVE, "Domain is not running")
+            await self._save_to(dom, running(dom), path, checkpoint)
+
+    async def _save_to(self, dom: Domain, run: Running, path: str, keep_running: bool) -> None:
+        """Pause, stream the state into a save file, then destroy the domain (or let
+        it run on).  Any failure leaves the domain as it was and no file behind."""
+        machine = run.machine
+        try:
+            writer = savefile.Writer(path, dom.config.to_dict())
+        except OSError as exc:
+            raise VmError(f"can't write guest state file {path}: {exc.strerror}") from None
+        was_running = dom.state == PowerState.RUNNING
+        try:
+            if was_running:
+                await machine.stop()
+            await machine.migrate_out(writer.stream, self.settings.save_timeout)
+            await asyncio.to_thread(writer.commit)
+        except (BackendError, OSError) as exc:
+            writer.abort()
+            if was_running:
+                await machine.cont()
+            raise VmError(f"Failed to save domain {dom.name}: {exc}") from None
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) saved to {path} "
+                       f"({writer.stream_bytes // 1024} KiB)")
+        if keep_running:
+            if was_running:
+                await machine.cont()
+        else:
+            await self.lifecycle.teardown(dom)
+
+    async def restore(self, path: str, paused: bool) -> Domain:
+        image = await asyncio.to_thread(savefile.verify, path)
+        cfg = DomainConfig.from_dict(image.config)
+        next_vif_devid = 1 + max((v.devid or 0 for v in cfg.vifs), default=-1)
+        return await self.lifecycle.admit(cfg, paused, self._from_image(image), next_vif_devid)
+
+    def _from_image(self, image: savefile.SaveImage) -> Incoming:
+        async def feed(machine: Machine) -> None:
+            await machine.migrate_in(image.path, image.stream_offset, self.settings.save_timeout)
+        return feed
+
+    async def suspend(self, ident: str) -> None:
+        not_dom0(ident, "suspend")
+        dom = self.table.lookup(ident)
+        async with dom.lock:
+            await self.suspend_locked(dom)
+
+    async def suspend_locked(self, dom: Domain) -> None:
+        if not dom.managed:
+            raise VmError("Domain is not managed by Xend lifecycle support.")
+        require(dom.state, LIVE, "Domain is not running")
+        path = self.layout.checkpoint(dom.uuid)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        await self._save_to(dom, running(dom), path, keep_running=False)
+        dom.set_state(PowerState.SUSPENDED)
+        self.table.save(dom)
+
+    async def resume(self, ident: str, paused: bool) -> None:
+        dom = self.table.lookup(ident)
+        async with dom.lock:
+            if not dom.managed:
+                raise VmError("Domain is not managed by Xend lifecycle support.")
+            if dom.state != PowerState.SUSPENDED:
+                raise VmError("Cannot resume domain that is not suspended.")
+            path = self.layout.checkpoint(dom.uuid)
+            image = await asyncio.to_thread(savefile.verify, path)
+            await self.lifecycle.launch(dom, paused, self._from_image(image))
+            self.table.save(dom)  # no longer suspended
+            os.unlink(path)
+
+    # ---- live migration out ------------------------------------------------------------
+
+    def migrate(self, ident: str, host: str, port: int, live: bool, tls: bool = False) -> str:
+        """Start moving a domain to another host's relocation server; returns a job id
+        that ``migration_status`` reports on (xm shows progress from it)."""
+        if str(ident) in ("0", "Domain-0"):
+            raise VmError(f"Cannot migrate privileged domain {ident}")
+        dom = self.table.lookup(ident)
+        require(dom.state, LIVE, "Domain is not running")
+        job_id = uuidlib.uuid4().hex[:12]
+        job = relocation.MigrationJob(dom.name, f"{host}:{port}", live)
+        self.migrations[job_id] = job
+        self.lifecycle.spawn(self._run_migration(dom, host, port, live, job, tls))
+        return job_id
+
+    async def _run_migration(self, dom: Domain, host: str, port: int, live: bool,
+                             job: relocation.MigrationJob, tls: bool) -> None:
+        try:
+            async with dom.lock:
+                if dom.state not in LIVE:
+                    raise VmError("Domain is not running")
+                run = running(dom)
+                await relocation.send_guest(run.machine, dom.config.to_dict(),
+                                            dom.next_vif_devid, host, port, live, job,
+                                            self.stream_rates, tls)
+                self.hvlog.add(f"Domain {run.domid} ({dom.name}) migrated to {host}:{port}")
+                await self.lifecycle.teardown(dom)
+        except Exception as exc:  # reported to xm through the job
+            log.warning("migration of %s to %s failed: %s", dom.name, host, exc)
+            job.error = str(exc) or type(exc).__name__
+        finally:
+            job.phase = "failed" if job.error else "done"
+            job.done = True
+
+    def migration_status(self, job_id: str) -> dict[str, Any]:
+        job = self.migrations.get(job_id)
+        if job is None:
+            raise VmError(f"No such migration: {job_id}")
+        if job.done:
+            self.migrations.pop(job_id, None)
+        return job.view()
+
+    # ---- live migration in: the relocation server's launcher ------------------------------
+
+    def check(self, config: dict[str, Any]) -> None:
+        self.lifecycle.check(DomainConfig.from_dict(config))
+
+    async def launch(self, config: dict[str, Any], next_vif_devid: int,
+                     receive: relocation.Receive) -> int:
+        dom = await self.lifecycle.admit(DomainConfig.from_dict(config), paused=False,
+                                         incoming=receive, next_vif_devid=next_vif_devid)
+        run = running(dom)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) migrated in")
+        return run.domid
