@@ -102,14 +102,15 @@ class FakeMachine:
     def recognise(self, pid: int | None) -> bool:
         if pid is not None and pid in self.host.alive:
             self.pid = pid
+            # the same process as an earlier machine object's (a previous xend's)
+            self.state = next((m.state for m in self.host.made
+                               if m is not self and m.pid == pid), "running")
             return True
         return False
 
     async def attach(self, events: MachineEvents) -> None:
         self.calls.append("attach")
         self.events = events
-        if self.state == "prelaunch":
-            self.state = "running"
 
     async def detach(self) -> None:
         self.calls.append("detach")
