@@ -24,7 +24,7 @@ from dom0.domain.manager import DomainManager
 from dom0.domain.network import NetworkOptions, VifController
 from dom0.domain.settings import DomainSettings
 from dom0.errors import BackendError, InvalidDomain, VmError
-from dom0.model.config import DomainConfig
+from dom0.model.config import DiskSpec, DomainConfig
 from dom0.model.state import PowerState
 from dom0.store.db import Store
 from dom0.store.layout import Layout
@@ -525,8 +525,13 @@ async def test_suspended_attached_domain_resumes_after_xend_restart(tmp_path: Pa
     assert again.state == PowerState.SUSPENDED
     await second.manager.resume("guest", paused=False)
     assert again.state == PowerState.RUNNING
-    assert [d.dev for d in second.machine(again).disks] == ["xvdb"]
-    assert "migrate_in" in second.machine(again).calls
+    machine = second.machine(again)
+    # built as the checkpoint was (QEMU loads state only into the same devices),
+    # the disk attached while suspended hot-plugged once it runs
+    assert machine.spec is not None and machine.spec.disks == ()
+    assert machine.calls.index("migrate_in") < machine.calls.index("attach_disk")
+    assert [d.dev for d in machine.disks] == ["xvdb"]
+    assert [d.dev for d in again.config.disks] == ["xvdb"]
     assert not os.path.exists(second.layout.checkpoint(dom.uuid))
     assert second.managed_rows() == {"guest": "halted"}
 
@@ -551,3 +556,19 @@ async def test_save_and_restore(world: World) -> None:
     again = await world.manager.restore(path, paused=True)
     assert again.name == "guest" and again.state == PowerState.PAUSED
     assert world.machine(again).calls[:2] == ["launch", "migrate_in"]
+
+
+@run
+async def test_disk_detached_while_suspended_is_unplugged_after_resume(world: World) -> None:
+    image = world.tmp / "data.img"
+    image.write_bytes(bytes(1 << 16))
+    await world.manager.new(world.config(disks=[DiskSpec(f"file:{image}", "xvdb", "w")]))
+    await world.manager.start_managed("guest")
+    await world.manager.suspend("guest")
+    await world.manager.block_detach("guest", "xvdb", False)
+    await world.manager.resume("guest", paused=True)
+    dom = world.manager.lookup("guest")
+    machine = world.machine(dom)
+    assert machine.spec is not None and [d.dev for d in machine.spec.disks] == ["xvdb"]
+    assert machine.disks == [] and dom.config.disks == []
+    assert dom.state == PowerState.PAUSED and machine.state == "paused"

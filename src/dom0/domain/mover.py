@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import uuid as uuidlib
+from collections.abc import Coroutine
 from typing import Any
 
 from dom0.backends.machine import Machine
@@ -27,7 +28,7 @@ from dom0.domain.table import DomainTable
 from dom0.errors import BackendError, VmError
 from dom0.migration import relocation, savefile
 from dom0.migration.predict import StreamRates
-from dom0.model.config import DomainConfig
+from dom0.model.config import DiskSpec, DomainConfig
 from dom0.model.state import LIVE, PowerState, require
 from dom0.store.layout import Layout
 
@@ -44,6 +45,7 @@ class StateMover:
                  settings: DomainSettings, hvlog: HypervisorLog) -> None:
         self.table = table
         self.lifecycle = lifecycle
+        self.disks = lifecycle.disks
         self.layout = layout
         self.settings = settings
         self.hvlog = hvlog
@@ -122,9 +124,45 @@ class StateMover:
                 raise VmError("Cannot resume domain that is not suspended.")
             path = self.layout.checkpoint(dom.uuid)
             image = await asyncio.to_thread(savefile.verify, path)
-            await self.lifecycle.launch(dom, paused, self._from_image(image))
+            await self._launch_suspended(dom, paused, image)
             self.table.save(dom)  # no longer suspended
             os.unlink(path)
+
+    async def _launch_suspended(self, dom: Domain, paused: bool,
+                                image: savefile.SaveImage) -> None:
+        """Resume *dom* from its checkpoint.  QEMU loads a state only into the
+        devices it was saved from, so the machine is built with the disks of the
+        checkpoint; disks attached or detached while the domain was suspended are
+        then hot-plugged, as if that had happened once it runs again."""
+        saved = DomainConfig.from_dict(image.config).disks
+        wanted = dom.config.disks
+        gone = [d for d in saved if d not in wanted]
+        added = [d for d in wanted if d not in saved]
+        dom.config.disks = list(saved)
+        try:
+            await self.lifecycle.launch(dom, paused and not (gone or added),
+                                        self._from_image(image))
+        except BaseException:
+            dom.config.disks = wanted
+            raise
+        for spec in gone:
+            await self._changing_disk(dom, spec, self.disks.detach(dom, spec.dev, True))
+        for spec in added:
+            await self._changing_disk(dom, spec, self.disks.attach(dom, spec))
+        if paused and (gone or added):
+            await running(dom).machine.stop()
+            dom.set_state(PowerState.PAUSED)
+
+    async def _changing_disk(self, dom: Domain, spec: DiskSpec,
+                             change: Coroutine[Any, Any, None]) -> None:
+        """One device change after a resume: the guest runs on without a disk that
+        cannot be attached (it is said in the log and left out of the config)."""
+        try:
+            await change
+        except VmError as exc:
+            log.error("resume of %s: disk %s: %s", dom.name, spec.dev, exc)
+            self.hvlog.add(f"Domain {dom.domid} ({dom.name}) resumed without disk "
+                           f"{spec.dev}: {exc}")
 
     # ---- live migration out ------------------------------------------------------------
 
