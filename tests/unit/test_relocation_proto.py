@@ -1,4 +1,4 @@
-"""dom0.migration.relocation, its pure parts: hosts-allow matching, the JSON-line
+"""dom0.migration (wire, source, destination), its pure parts: hosts-allow matching, the JSON-line
 control messages (over a local socketpair), and the job ``xm migrate`` polls."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from dom0.errors import VmError
-from dom0.migration.relocation import (
+from dom0.migration.destination import host_allowed
+from dom0.migration.source import MigrationJob
+from dom0.migration.wire import (
     MigrationError,
-    MigrationJob,
-    host_allowed,
     receive,
     send,
 )
@@ -242,7 +242,7 @@ def test_garbage(payload: bytes, close: bool) -> None:
     assert str(exc.value) == NOT_OUR_PROTOCOL
 
 
-# Regression guard: src/dom0/migration/relocation.py:75 calls message.get() on whatever json.loads
+# Regression guard: src/dom0/migration/wire.py (receive) calls message.get() on whatever json.loads
 # returned; a line that is valid JSON but not an object raises AttributeError
 # ("'list' object has no attribute 'get'") instead of MigrationError.
 @pytest.mark.parametrize("payload", [b"[1, 2]\n", b'"hello"\n', b"42\n", b"null\n", b"true\n"])
@@ -252,7 +252,7 @@ def test_garbage_that_is_json_but_not_an_object(payload: bytes) -> None:
     assert str(exc.value) == NOT_OUR_PROTOCOL
 
 
-# Regression guard: src/dom0/migration/relocation.py:68: StreamReader.readline() raises ValueError
+# Regression guard: src/dom0/migration/wire.py (receive): StreamReader.readline() raises ValueError
 # ("Separator is found, but chunk is longer than limit") for a line over the 64 KiB
 # stream limit; receive() lets it through instead of raising MigrationError, and
 # RelocationServer._serve does not catch ValueError either.
@@ -339,7 +339,7 @@ def test_jobs_do_not_share_events() -> None:
 
 
 def test_watch_link_sets_the_timers_on_a_tcp_connection() -> None:
-    from dom0.migration import relocation
+    from dom0.migration import wire as relocation
 
     async def main() -> list[int]:
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -366,7 +366,7 @@ def test_watch_link_sets_the_timers_on_a_tcp_connection() -> None:
 
 def test_measurement_describes_what_xm_prints() -> None:
     from dom0.migration.predict import predict
-    from dom0.migration.relocation import Measurement
+    from dom0.migration.source import Measurement
 
     m = Measurement(ram=512 << 20, link=1.2e9, dirty=700e6, working_set=64 << 20,
                     nonzero=0.67, busy=True)

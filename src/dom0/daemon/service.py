@@ -134,7 +134,7 @@ class Xend:
         await self.network_script("start")
         await self.manager.adopt_all()
         if self.options.xend_relocation_server:
-            from dom0.migration.relocation import RelocationServer
+            from dom0.migration.destination import RelocationServer
 
             self.relocation = RelocationServer(
                 self.manager.mover, self.options.xend_relocation_address,
@@ -152,7 +152,7 @@ class Xend:
     async def _start_ssl_relocation(self) -> None:
         import ssl
 
-        from dom0.migration.relocation import RelocationServer
+        from dom0.migration.destination import RelocationServer
 
         key = self.options.xend_relocation_server_ssl_key_file
         cert = self.options.xend_relocation_server_ssl_cert_file

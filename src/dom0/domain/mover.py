@@ -5,7 +5,7 @@ coming in.
 
 One idea: the guest's state leaves its machine and comes back in another,
 through the save-file format (migration/savefile.py) or the relocation protocol
-(migration/relocation.py), with the domain's lock held and the guest running on
+(migration/source.py and destination.py), with the domain's lock held and the guest running on
 at most one place.  Admission and launch are the lifecycle's; this module only
 says where the state comes from and goes to.
 """
@@ -26,7 +26,7 @@ from dom0.domain.lifecycle import Incoming, Lifecycle, running
 from dom0.domain.settings import DomainSettings
 from dom0.domain.table import DomainTable
 from dom0.errors import BackendError, VmError
-from dom0.migration import relocation, savefile
+from dom0.migration import destination, savefile, source
 from dom0.migration.predict import StreamRates
 from dom0.model.config import DiskSpec, DomainConfig
 from dom0.model.state import LIVE, PowerState, require
@@ -49,7 +49,7 @@ class StateMover:
         self.layout = layout
         self.settings = settings
         self.hvlog = hvlog
-        self.migrations: dict[str, relocation.MigrationJob] = {}
+        self.migrations: dict[str, source.MigrationJob] = {}
         self.stream_rates = StreamRates()  # what QEMU reached in past migrations
 
     # ---- save, restore, suspend, resume ---------------------------------------------
@@ -174,19 +174,19 @@ class StateMover:
         dom = self.table.lookup(ident)
         require(dom.state, LIVE, "Domain is not running")
         job_id = uuidlib.uuid4().hex[:12]
-        job = relocation.MigrationJob(dom.name, f"{host}:{port}", live)
+        job = source.MigrationJob(dom.name, f"{host}:{port}", live)
         self.migrations[job_id] = job
         self.lifecycle.spawn(self._run_migration(dom, host, port, live, job, tls))
         return job_id
 
     async def _run_migration(self, dom: Domain, host: str, port: int, live: bool,
-                             job: relocation.MigrationJob, tls: bool) -> None:
+                             job: source.MigrationJob, tls: bool) -> None:
         try:
             async with dom.lock:
                 if dom.state not in LIVE:
                     raise VmError("Domain is not running")
                 run = running(dom)
-                await relocation.send_guest(run.machine, dom.config.to_dict(),
+                await source.send_guest(run.machine, dom.config.to_dict(),
                                             dom.next_vif_devid, host, port, live, job,
                                             self.stream_rates, tls)
                 self.hvlog.add(f"Domain {run.domid} ({dom.name}) migrated to {host}:{port}")
@@ -212,7 +212,7 @@ class StateMover:
         self.lifecycle.check(DomainConfig.from_dict(config))
 
     async def launch(self, config: dict[str, Any], next_vif_devid: int,
-                     receive: relocation.Receive) -> int:
+                     receive: destination.Receive) -> int:
         dom = await self.lifecycle.admit(DomainConfig.from_dict(config), paused=False,
                                          incoming=receive, next_vif_devid=next_vif_devid)
         run = running(dom)
