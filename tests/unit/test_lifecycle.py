@@ -24,7 +24,7 @@ from dom0.domain.manager import DomainManager
 from dom0.domain.network import NetworkOptions, VifController
 from dom0.domain.settings import DomainSettings
 from dom0.errors import BackendError, InvalidDomain, VmError
-from dom0.model.config import DiskSpec, DomainConfig
+from dom0.model.config import DiskSpec, DomainConfig, VifSpec
 from dom0.model.state import PowerState
 from dom0.store.db import Store
 from dom0.store.layout import Layout
@@ -41,11 +41,11 @@ class RecordingVifs(VifController):
         self.plugged: list[str] = []
         self.unplugged: list[str] = []
 
-    async def plug_all(self, dom: Domain, vifs: list[Vif]) -> None:
-        self.plugged.append(dom.name)
+    async def plug_host(self, dom: Domain, vif: Vif) -> None:
+        self.plugged.append(vif.vifname)
 
-    async def unplug_all(self, dom: Domain) -> None:
-        self.unplugged.append(dom.name)
+    async def unplug_host(self, dom: Domain, vif: Vif) -> None:
+        self.unplugged.append(vif.vifname)
 
 
 class World:
@@ -142,7 +142,15 @@ async def test_destroy_kills_and_forgets(world: World) -> None:
     assert world.records() == []
     with pytest.raises(InvalidDomain):
         world.manager.lookup("guest")
-    assert world.vifs.unplugged == ["guest"]
+
+
+@run
+async def test_destroy_unplugs_the_vifs(world: World) -> None:
+    dom = await world.manager.create(world.config(vifs=[VifSpec({"bridge": "xenbr0"})]))
+    tap = f"vif{dom.domid}.0"
+    assert world.vifs.plugged == [tap] and [n.vifname for n in world.machine(dom).nics] == [tap]
+    await world.manager.destroy("guest")
+    assert world.vifs.unplugged == [tap]
 
 
 @run
@@ -340,9 +348,9 @@ async def test_shutdown_unpauses_a_paused_guest(world: World) -> None:
 async def test_failed_launch_leaves_nothing(world: World) -> None:
     world.machines.fail_launch = BackendError("QEMU exited: no such thing")
     with pytest.raises(BackendError):
-        await world.manager.create(world.config())
+        await world.manager.create(world.config(vifs=[VifSpec({"bridge": "xenbr0"})]))
     assert world.manager.select() == [] and world.records() == []
-    assert world.vifs.plugged == ["guest"] and world.vifs.unplugged == ["guest"]
+    assert len(world.vifs.plugged) == 1 and world.vifs.unplugged == world.vifs.plugged
     assert world.machines.running == [] and "kill" in world.machines.made[0].calls
     # the name is free again
     await world.manager.create(world.config())
@@ -572,3 +580,28 @@ async def test_disk_detached_while_suspended_is_unplugged_after_resume(world: Wo
     assert machine.spec is not None and [d.dev for d in machine.spec.disks] == ["xvdb"]
     assert machine.disks == [] and dom.config.disks == []
     assert dom.state == PowerState.PAUSED and machine.state == "paused"
+
+
+@run
+async def test_vif_attached_while_suspended_is_hot_plugged_after_resume(world: World) -> None:
+    await _suspended(world)
+    devid = await world.manager.network_attach("guest", {"bridge": "xenbr0"})
+    await world.manager.resume("guest", paused=False)
+    dom = world.manager.lookup("guest")
+    machine = world.machine(dom)
+    assert machine.spec is not None and machine.spec.nics == ()
+    assert [n.devid for n in machine.nics] == [devid] and "attach_nic" in machine.calls
+    assert world.vifs.plugged == [f"vif{dom.domid}.{devid}"]
+    assert dom.state == PowerState.RUNNING
+
+
+@run
+async def test_vif_ids_are_not_reused_across_an_xend_restart(tmp_path: Path) -> None:
+    first = World(tmp_path)
+    await first.manager.new(first.config(vifs=[VifSpec({"bridge": "xenbr0"})]))
+    await first.manager.start_managed("guest")  # the vif gets ID 0
+    await first.manager.destroy("guest")
+    await first.manager.detach_all()
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    assert await second.manager.network_attach("guest", {"bridge": "xenbr0"}) == 1

@@ -15,6 +15,12 @@ from dom0.model.state import ACTIVE, XEN_API_STATUS, PowerState, state_string
 RECORD_VERSION = 1
 
 
+def next_free_vif_devid(cfg: DomainConfig) -> int:
+    """The next vif device ID of a domain whose vifs were numbered before (a
+    managed, restored or migrating one): IDs are never reused in its life."""
+    return 1 + max((v.devid for v in cfg.vifs if v.devid is not None), default=-1)
+
+
 @dataclass(frozen=True, eq=False)
 class Running:
     """What exists only while a domain has a machine: made whole at launch or

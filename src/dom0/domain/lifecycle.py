@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from dom0.backends.machine import Machine, MachineFactory
-from dom0.domain.domain import Domain, Running
+from dom0.domain.domain import Domain, Running, next_free_vif_devid
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
 from dom0.domain.settings import DomainSettings
@@ -134,7 +134,8 @@ class Lifecycle:
             if not paused:
                 await machine.cont()
                 dom.set_state(PowerState.RUNNING)
-            self.table.save_running(dom)
+            # also a managed domain's row: its vifs' IDs and MACs are in its config now
+            self.table.save(dom)
         except BaseException:
             await machine.kill()
             await self.vifs.unplug_all(dom)
@@ -332,7 +333,8 @@ class Lifecycle:
             if existing is not None:
                 existing.managed = True
             else:
-                self.table.add(Domain(cfg, state, managed=True))
+                self.table.add(Domain(cfg, state, managed=True,
+                                      next_vif_devid=next_free_vif_devid(cfg)))
 
     async def _adopt(self, rec: dict[str, Any]) -> None:
         machine = self.machines(self.layout.domain(rec["instance"]))

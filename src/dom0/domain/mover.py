@@ -13,6 +13,7 @@ says where the state comes from and goes to.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import uuid as uuidlib
@@ -20,7 +21,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from dom0.backends.machine import Machine
-from dom0.domain.domain import Domain, Running
+from dom0.domain.domain import Domain, Running, next_free_vif_devid
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.lifecycle import Incoming, Lifecycle, running
 from dom0.domain.settings import DomainSettings
@@ -28,7 +29,7 @@ from dom0.domain.table import DomainTable
 from dom0.errors import BackendError, VmError
 from dom0.migration import destination, savefile, source
 from dom0.migration.predict import StreamRates
-from dom0.model.config import DiskSpec, DomainConfig
+from dom0.model.config import DomainConfig
 from dom0.model.state import LIVE, PowerState, require
 from dom0.store.layout import Layout
 
@@ -46,6 +47,7 @@ class StateMover:
         self.table = table
         self.lifecycle = lifecycle
         self.disks = lifecycle.disks
+        self.vifs = lifecycle.vifs
         self.layout = layout
         self.settings = settings
         self.hvlog = hvlog
@@ -91,8 +93,8 @@ class StateMover:
     async def restore(self, path: str, paused: bool) -> Domain:
         image = await asyncio.to_thread(savefile.verify, path)
         cfg = DomainConfig.from_dict(image.config)
-        next_vif_devid = 1 + max((v.devid or 0 for v in cfg.vifs), default=-1)
-        return await self.lifecycle.admit(cfg, paused, self._from_image(image), next_vif_devid)
+        return await self.lifecycle.admit(cfg, paused, self._from_image(image),
+                                          next_free_vif_devid(cfg))
 
     def _from_image(self, image: savefile.SaveImage) -> Incoming:
         async def feed(machine: Machine) -> None:
@@ -131,38 +133,44 @@ class StateMover:
     async def _launch_suspended(self, dom: Domain, paused: bool,
                                 image: savefile.SaveImage) -> None:
         """Resume *dom* from its checkpoint.  QEMU loads a state only into the
-        devices it was saved from, so the machine is built with the disks of the
-        checkpoint; disks attached or detached while the domain was suspended are
-        then hot-plugged, as if that had happened once it runs again."""
-        saved = DomainConfig.from_dict(image.config).disks
-        wanted = dom.config.disks
-        gone = [d for d in saved if d not in wanted]
-        added = [d for d in wanted if d not in saved]
-        dom.config.disks = list(saved)
+        devices it was saved from, so the machine is built with the disks and vifs
+        of the checkpoint; those attached or detached while the domain was
+        suspended are then hot-plugged, as if that had happened once it runs."""
+        saved = DomainConfig.from_dict(image.config)
+        now = dom.config
+        disks_gone = [d for d in saved.disks if d not in now.disks]
+        disks_added = [d for d in now.disks if d not in saved.disks]
+        vifs_gone = [v for v in saved.vifs if v not in now.vifs]
+        vifs_added = [v for v in now.vifs if v not in saved.vifs]
+        changes = disks_gone + disks_added + vifs_gone + vifs_added
+        dom.config = dataclasses.replace(now, disks=list(saved.disks), vifs=list(saved.vifs))
         try:
-            await self.lifecycle.launch(dom, paused and not (gone or added),
-                                        self._from_image(image))
+            await self.lifecycle.launch(dom, paused and not changes, self._from_image(image))
         except BaseException:
-            dom.config.disks = wanted
+            dom.config = now
             raise
-        for spec in gone:
-            await self._changing_disk(dom, spec, self.disks.detach(dom, spec.dev, True))
-        for spec in added:
-            await self._changing_disk(dom, spec, self.disks.attach(dom, spec))
-        if paused and (gone or added):
+        for disk in disks_gone:
+            await self._changing(dom, f"disk {disk.dev}", self.disks.detach(dom, disk.dev, True))
+        for vif in vifs_gone:
+            await self._changing(dom, f"vif {vif.devid}",
+                                 self.vifs.detach(dom, vif.devid or 0, True))
+        for disk in disks_added:
+            await self._changing(dom, f"disk {disk.dev}", self.disks.attach(dom, disk))
+        for vif in vifs_added:
+            await self._changing(dom, f"vif {vif.devid}", self.vifs.plug(dom, vif))
+        if paused and changes:
             await running(dom).machine.stop()
             dom.set_state(PowerState.PAUSED)
 
-    async def _changing_disk(self, dom: Domain, spec: DiskSpec,
-                             change: Coroutine[Any, Any, None]) -> None:
-        """One device change after a resume: the guest runs on without a disk that
+    async def _changing(self, dom: Domain, device: str,
+                        change: Coroutine[Any, Any, None]) -> None:
+        """One device change after a resume: the guest runs on without a device that
         cannot be attached (it is said in the log and left out of the config)."""
         try:
             await change
         except VmError as exc:
-            log.error("resume of %s: disk %s: %s", dom.name, spec.dev, exc)
-            self.hvlog.add(f"Domain {dom.domid} ({dom.name}) resumed without disk "
-                           f"{spec.dev}: {exc}")
+            log.error("resume of %s: %s: %s", dom.name, device, exc)
+            self.hvlog.add(f"Domain {dom.domid} ({dom.name}) resumed without {device}: {exc}")
 
     # ---- live migration out ------------------------------------------------------------
 

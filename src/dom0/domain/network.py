@@ -124,7 +124,15 @@ class VifController:
         dom.next_vif_devid += 1
         if not spec.options.get("mac"):
             spec.options["mac"] = vif_mod.random_mac()
-        vif = vif_mod.resolve(spec, spec.devid, dom.domid or 0)
+        await self.plug(dom, spec)
+        return spec.devid
+
+    async def plug(self, dom: Domain, spec: VifSpec) -> None:
+        """Hot-plug the entry *spec* (its device ID given) into a running domain and
+        add it to the config; into a domain that is not running, only the latter.
+        Its tap is named like those plugged at launch (a restart in place keeps
+        them), so unplugging finds it."""
+        vif = vif_mod.resolve(spec, spec.devid or 0, _vif_domid(dom))
         if dom.running:
             await self.plug_host(dom, vif)
             try:
@@ -134,7 +142,6 @@ class VifController:
                 raise DeviceError(f"Device {vif.devid} (vif) could not be connected. "
                                   f"{exc}") from None
         dom.config.vifs.append(spec)
-        return vif.devid
 
     async def detach(self, dom: Domain, devid: int, force: bool) -> None:
         index = next((i for i, s in enumerate(dom.config.vifs) if s.devid == devid), None)
