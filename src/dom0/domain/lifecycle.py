@@ -259,7 +259,8 @@ class Lifecycle:
         was_managed, dom.managed = dom.managed, False
         self.table.rekey(dom, old_uuid)
         self.table.save_running(dom)
-        fresh = Domain(original, managed=was_managed)
+        fresh = Domain(original, managed=was_managed,
+                       next_vif_devid=next_free_vif_devid(original))
         self.table.add(fresh)
         try:
             async with fresh.lock:
