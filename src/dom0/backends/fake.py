@@ -72,8 +72,9 @@ class FakeMachine:
 
     def guest_stops(self, reason: str) -> None:
         """The guest powers off, reboots or crashes (QEMU keeps the process)."""
+        if self.events is None:
+            raise RuntimeError("the machine was never launched or attached")
         self.state = "guest-panicked" if reason == "crash" else "shutdown"
-        assert self.events is not None, "the machine was never launched or attached"
         self.events.guest_stopped(reason)
 
     def dies(self) -> None:
