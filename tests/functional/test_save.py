@@ -129,3 +129,35 @@ def test_xendomains_start_stop_save_and_restore(host: Host) -> None:
     assert os.listdir(save) == []
     with host.console("a1") as con:
         assert con.run("cat /run/mark").strip() == "across-host-reboot"
+
+
+def test_block_attach_to_a_suspended_domain_survives_an_xend_restart(host: Host) -> None:
+    """Regression: block-attach on a suspended managed domain once rewrote its stored
+    state as halted, so after an xend restart `xm resume` was refused and the
+    checkpoint was orphaned."""
+    import subprocess
+
+    img = host.dir / "late.img"
+    content = host.dir / "late.d"
+    content.mkdir()
+    (content / "hello").write_text("attached-while-suspended")
+    subprocess.run(["truncate", "-s", "24M", str(img)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(content), str(img)], check=True)
+    host.xm("new", str(host.write_config("sb")))
+    host.xm("start", "sb")
+    with host.console("sb") as con:
+        con.run("echo before-suspend > /run/mark")
+    host.xm("suspend", "sb")
+    host.xm("block-attach", "sb", f"file:{img}", "xvdb", "w")
+    assert host.info("sb")["power_state"] == "suspended"
+    host.xend("stop")
+    host.xend("start")
+    assert host.info("sb")["power_state"] == "suspended"
+    host.xm("resume", "sb")
+    with host.console("sb") as con:
+        assert con.run("cat /run/mark").strip() == "before-suspend"
+        con.run("i=0; while [ ! -b /dev/xvdb ] && [ $i -lt 100 ]; do usleep 100000; "
+                "i=$((i+1)); done")
+        assert con.run("mount -o ro /dev/xvdb /mnt && cat /mnt/hello && umount /mnt").strip() \
+            == "attached-while-suspended"
+    assert not list((host.dir).rglob("checkpoint.chk"))

@@ -16,7 +16,7 @@ import pytest
 
 from dom0.backends.qemu import ramsample
 from dom0.backends.qemu.ramsample import PAGE, RamSampler, Sample, dirty_rate, find_guest_ram
-from dom0.migration import relocation
+from dom0.migration import source
 
 SIZE = 24 * 1024 * 1024 + 3 * PAGE  # a size nothing else in the child has
 
@@ -208,7 +208,7 @@ def test_dirt_without_a_middle_sample_in_between_falls_back_to_two() -> None:
         (ramsample.dirty_rate(first, last, RAM), None)
 
 
-# ---- the measuring before a migration (relocation._measure), on a real child ---------
+# ---- the measuring before a migration (source._measure), on a real child ---------
 
 
 class ChildMachine:
@@ -233,12 +233,12 @@ class ChildMachine:
 
 
 def measure(machine: ChildMachine, during: Callable[[], None] = lambda: None,
-            live: bool = True) -> relocation.Measurement:
+            live: bool = True) -> source.Measurement:
     async def handshake() -> float:
         during()
         return 1e9
 
-    return asyncio.run(relocation._measure(machine, live, handshake))
+    return asyncio.run(source._measure(machine, live, handshake))
 
 
 def test_a_quiet_guest_is_measured_from_two_samples(child: Child) -> None:
@@ -255,8 +255,8 @@ def test_a_busy_guest_gets_a_third_sample(child: Child) -> None:
     machine = ChildMachine(child)
     t0 = time.monotonic()
     m = measure(machine, lambda: child.fill(0, PAGES // 2, 5))
-    assert time.monotonic() - t0 >= relocation.SAMPLE_SPAN
-    assert m.dirty > relocation.QUIET_RATE
+    assert time.monotonic() - t0 >= source.SAMPLE_SPAN
+    assert m.dirty > source.QUIET_RATE
     assert m.working_set == pytest.approx(SIZE / 2, rel=0.1)
     assert not machine.fallback_used
 

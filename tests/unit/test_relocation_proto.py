@@ -1,4 +1,4 @@
-"""dom0.migration.relocation, its pure parts: hosts-allow matching, the JSON-line
+"""dom0.migration (wire, source, destination), its pure parts: hosts-allow matching, the JSON-line
 control messages (over a local socketpair), and the job ``xm migrate`` polls."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from dom0.errors import VmError
-from dom0.migration.relocation import (
+from dom0.migration.destination import host_allowed
+from dom0.migration.source import MigrationJob
+from dom0.migration.wire import (
     MigrationError,
-    MigrationJob,
-    host_allowed,
     receive,
     send,
 )
@@ -242,7 +242,7 @@ def test_garbage(payload: bytes, close: bool) -> None:
     assert str(exc.value) == NOT_OUR_PROTOCOL
 
 
-# Regression guard: src/dom0/migration/relocation.py:75 calls message.get() on whatever json.loads
+# Regression guard: src/dom0/migration/wire.py (receive) calls message.get() on whatever json.loads
 # returned; a line that is valid JSON but not an object raises AttributeError
 # ("'list' object has no attribute 'get'") instead of MigrationError.
 @pytest.mark.parametrize("payload", [b"[1, 2]\n", b'"hello"\n', b"42\n", b"null\n", b"true\n"])
@@ -252,7 +252,7 @@ def test_garbage_that_is_json_but_not_an_object(payload: bytes) -> None:
     assert str(exc.value) == NOT_OUR_PROTOCOL
 
 
-# Regression guard: src/dom0/migration/relocation.py:68: StreamReader.readline() raises ValueError
+# Regression guard: src/dom0/migration/wire.py (receive): StreamReader.readline() raises ValueError
 # ("Separator is found, but chunk is longer than limit") for a line over the 64 KiB
 # stream limit; receive() lets it through instead of raising MigrationError, and
 # RelocationServer._serve does not catch ValueError either.
@@ -339,7 +339,7 @@ def test_jobs_do_not_share_events() -> None:
 
 
 def test_watch_link_sets_the_timers_on_a_tcp_connection() -> None:
-    from dom0.migration import relocation
+    from dom0.migration import wire as relocation
 
     async def main() -> list[int]:
         server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -366,7 +366,7 @@ def test_watch_link_sets_the_timers_on_a_tcp_connection() -> None:
 
 def test_measurement_describes_what_xm_prints() -> None:
     from dom0.migration.predict import predict
-    from dom0.migration.relocation import Measurement
+    from dom0.migration.source import Measurement
 
     m = Measurement(ram=512 << 20, link=1.2e9, dirty=700e6, working_set=64 << 20,
                     nonzero=0.67, busy=True)
@@ -379,3 +379,96 @@ def test_measurement_describes_what_xm_prints() -> None:
     idle = Measurement(512 << 20, 1e9, 0.0, None, 0.2, False)
     assert "guest dirties 0.0 MB/s, 20% of its RAM in use" in idle.describe(
         1e9, 0.02, predict(idle.ram, 0, 1e9, 0.02, nonzero_share=0.2))
+
+
+# ---- the destination's conversation, with a launcher that starts no QEMU ---------------
+
+
+class _Launcher:
+    """The destination's launcher (the state mover's part), over a FakeMachine."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.launched: list[tuple[dict[str, Any], int]] = []
+
+    def check(self, config: dict[str, Any]) -> None:
+        if self.refuse:
+            raise VmError(self.refuse)
+
+    async def launch(self, config: dict[str, Any], next_vif_devid: int,
+                     receive: Callable[[Any], Awaitable[None]]) -> int:
+        from dom0.backends.fake import FakeMachines
+        from dom0.store.layout import Layout
+
+        host = FakeMachines()
+        machine = host(Layout("/s", "/d", "/r", "/l", "/c").domain("incoming"))
+        machine.pid = host.new_pid()
+        host.alive.add(machine.pid)
+        self.launched.append((config, next_vif_devid))
+        await receive(machine)
+        assert machine.calls == ["receive_incoming", "wait_incoming"]
+        return 42
+
+
+def converse(launcher: _Launcher,
+             source: Callable[[Streams], Awaitable[Any]]) -> Any:
+    """Run the relocation server on a local TCP port and *source* as its client."""
+    from dom0.migration.destination import RelocationServer
+
+    async def main() -> Any:
+        server = RelocationServer(launcher, "127.0.0.1", 0, "")
+        await server.start()
+        assert server.server is not None
+        port = server.server.sockets[0].getsockname()[1]
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                return await asyncio.wait_for(source((reader, writer)), TIMEOUT)
+            finally:
+                writer.close()
+        finally:
+            await server.stop()
+
+    return asyncio.run(main())
+
+
+REQUEST = {"op": "receive", "version": 1, "live": True, "config": {"name": "mig"},
+           "probe": 1 << 20, "next_vif_devid": 3}
+
+
+def test_destination_refuses_before_the_probe_and_before_anything_starts() -> None:
+    launcher = _Launcher(refuse="Domain 'mig' already exists with ID '5'")
+
+    async def source(ends: Streams) -> str:
+        reader, writer = ends
+        assert (await receive(reader))["status"] == "hello"
+        await send(writer, REQUEST)  # no probe bytes sent: the answer comes first
+        with pytest.raises(MigrationError) as refused:
+            await receive(reader)
+        return str(refused.value)
+
+    assert converse(launcher, source) == "Domain 'mig' already exists with ID '5'"
+    assert launcher.launched == []
+
+
+def test_destination_conversation_to_running() -> None:
+    launcher = _Launcher()
+
+    async def source(ends: Streams) -> list[dict[str, Any]]:
+        reader, writer = ends
+        answers = [await receive(reader)]
+        await send(writer, REQUEST)
+        writer.write(bytes(1 << 20))
+        answers.append(await receive(reader))
+        await send(writer, {"op": "start", "postcopy": False})
+        answers.append(await receive(reader))
+        answers.append(await receive(reader))
+        await send(writer, {"op": "commit"})
+        answers.append(await receive(reader))
+        return answers
+
+    answers = converse(launcher, source)
+    assert [a["status"] for a in answers] == ["hello", "probed", "ready", "received", "running"]
+    assert answers[0]["version"] == 1 and answers[1]["rate"] > 0
+    assert answers[-1]["domid"] == 42
+    assert launcher.launched == [({"name": "mig"}, 3)]

@@ -1,20 +1,46 @@
 """A domain as xend holds it: its configuration, power state and (when it is
-live) its QEMU machine, plus the runtime record persisted for re-adoption."""
+live) its running part, plus the runtime record persisted for re-adoption."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dom0.backends.machine import Machine
 from dom0.model.config import DomainConfig
 from dom0.model.state import ACTIVE, XEN_API_STATUS, PowerState, state_string
 
-if TYPE_CHECKING:
-    from dom0.backends.qemu.machine import QemuMachine
-
 RECORD_VERSION = 1
+
+
+def next_free_vif_devid(cfg: DomainConfig) -> int:
+    """The next vif device ID of a domain whose vifs were numbered before (a
+    managed, restored or migrating one): IDs are never reused in its life."""
+    return 1 + max((v.devid for v in cfg.vifs if v.devid is not None), default=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class Running:
+    """What exists only while a domain has a machine: made whole at launch or
+    re-adoption, dropped whole at teardown (a restart in place replaces it with
+    a new domain ID and start time)."""
+
+    machine: Machine
+    #: unique id of this launch (names its sockets and logs)
+    instance: str
+    domid: int
+    start_time: float
+    #: the domain ID its vif taps were named after (vif<domid>.<devid>) when plugged;
+    #: a restart in place changes ``domid`` but not the taps
+    vif_domid: int | None = None
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any], machine: Machine) -> Running:
+        return cls(machine=machine, instance=rec["instance"], domid=rec["domid"],
+                   start_time=rec.get("start_time") or time.time(),
+                   vif_domid=rec.get("vif_domid"))
 
 
 @dataclass(eq=False)
@@ -22,11 +48,7 @@ class Domain:
     config: DomainConfig
     state: PowerState = PowerState.HALTED
     managed: bool = False
-    domid: int | None = None
-    #: unique id of the current QEMU launch (names its sockets and logs)
-    instance: str | None = None
-    machine: QemuMachine | None = None
-    start_time: float = 0.0
+    running: Running | None = None
     #: when on_reboot/on_crash last restarted it (the restart-loop guard)
     last_restart: float | None = None
     #: what was last asked of the guest: poweroff, reboot or halt
@@ -35,8 +57,6 @@ class Domain:
     shutdown_reason: str | None = None
     #: the next vif device ID (IDs are never reused while the domain lives)
     next_vif_devid: int = 0
-    #: the domain ID its vif taps were named after (vif<domid>.<devid>) when plugged
-    vif_domid: int | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: bumped on every state change; set when anything waits for one
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -50,6 +70,10 @@ class Domain:
         return self.config.uuid
 
     @property
+    def domid(self) -> int | None:
+        return self.running.domid if self.running else None
+
+    @property
     def active(self) -> bool:
         return self.state in ACTIVE
 
@@ -60,60 +84,59 @@ class Domain:
 
     # ---- the persisted runtime record ---------------------------------------
 
-    def record(self) -> dict[str, Any]:
+    def record(self, run: Running) -> dict[str, Any]:
+        """The runtime record of this domain running as *run*.  Its keys are those
+        xend has always written (a record of an older xend is re-adopted)."""
         return {
             "version": RECORD_VERSION,
-            "instance": self.instance,
-            "domid": self.domid,
-            "pid": self.machine.pid if self.machine else None,
+            "instance": run.instance,
+            "domid": run.domid,
+            "pid": run.machine.pid,
             "config": self.config.to_dict(),
             "state": self.state.value,
             "managed": self.managed,
-            "start_time": self.start_time,
+            "start_time": run.start_time,
             "last_restart": self.last_restart,
             "shutdown_reason": self.shutdown_reason,
             "next_vif_devid": self.next_vif_devid,
-            "vif_domid": self.vif_domid,
+            "vif_domid": run.vif_domid,
         }
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> Domain:
+    def from_record(cls, rec: dict[str, Any], run: Running) -> Domain:
         return cls(
             config=DomainConfig.from_dict(rec["config"]),
             state=PowerState(rec.get("state", "running")),
             managed=bool(rec.get("managed")),
-            domid=rec["domid"],
-            instance=rec["instance"],
-            start_time=rec.get("start_time") or time.time(),
+            running=run,
             last_restart=rec.get("last_restart"),
             shutdown_reason=rec.get("shutdown_reason"),
             next_vif_devid=rec.get("next_vif_devid", 0),
-            vif_domid=rec.get("vif_domid"),
         )
 
     # ---- what xm sees --------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        m = self.machine
-        blocked = m.blocked() if (m and self.state == PowerState.RUNNING) else False
-        running = self.active
+        run = self.running if self.active else None
+        m = self.running.machine if self.running else None
+        blocked = run.machine.blocked() if (run and self.state == PowerState.RUNNING) else False
         return {
             "name": self.name,
             "uuid": self.uuid,
-            "domid": self.domid if running else None,
+            "domid": run.domid if run else None,
             "memory": self.config.memory,
             "maxmem": self.config.max_memory,
             "vcpus": self.config.vcpus,
-            "online_vcpus": self.config.vcpus if running else 0,
-            "state": state_string(self.state, blocked) if running else "",
+            "online_vcpus": self.config.vcpus if run else 0,
+            "state": state_string(self.state, blocked) if run else "",
             "power_state": self.state.value,
             "status": XEN_API_STATUS[self.state],
-            "cpu_time": m.cpu_seconds() if (m and running) else 0.0,
-            "start_time": self.start_time if running else None,
-            "uptime": time.time() - self.start_time if running else 0.0,
+            "cpu_time": run.machine.cpu_seconds() if run else 0.0,
+            "start_time": run.start_time if run else None,
+            "uptime": time.time() - run.start_time if run else 0.0,
             "managed": self.managed,
             "shutdown_reason": self.shutdown_reason,
-            "console": m.paths.console_socket if (m and running) else None,
+            "console": run.machine.paths.console_socket if run else None,
             "console_log": m.paths.console_log if m else None,
             "pid": m.pid if m else None,
             "config": self.config.to_dict(),

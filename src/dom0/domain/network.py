@@ -20,6 +20,7 @@ from dom0.net import links
 
 if TYPE_CHECKING:
     from dom0.domain.domain import Domain
+    from dom0.domain.settings import DomainSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,21 @@ async def _netlink(fn: Any, *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
+def _vif_domid(dom: Domain) -> int:
+    return (dom.running.vif_domid or 0) if dom.running else 0
+
+
 @dataclass
 class NetworkOptions:
     scripts_dir: str = "/etc/xen/scripts"
     vif_script: str = "vif-bridge"
     run_dir: str = "/var/run/xend"
-    device_timeout: float = 100.0
 
 
 class VifController:
-    def __init__(self, options: NetworkOptions) -> None:
+    def __init__(self, options: NetworkOptions, settings: DomainSettings) -> None:
         self.options = options
+        self.settings = settings  # the device timeout: one source for disks and vifs
 
     # ---- resolving ----------------------------------------------------------
 
@@ -58,7 +63,7 @@ class VifController:
 
     def current(self, dom: Domain) -> list[Vif]:
         """The vifs of a running domain, as they were plugged."""
-        return [vif_mod.resolve(s, s.devid or 0, dom.vif_domid or 0) for s in dom.config.vifs]
+        return [vif_mod.resolve(s, s.devid or 0, _vif_domid(dom)) for s in dom.config.vifs]
 
     # ---- host side ----------------------------------------------------------
 
@@ -119,29 +124,34 @@ class VifController:
         dom.next_vif_devid += 1
         if not spec.options.get("mac"):
             spec.options["mac"] = vif_mod.random_mac()
-        vif = vif_mod.resolve(spec, spec.devid, dom.domid or 0)
-        if dom.active:
-            assert dom.machine is not None
+        await self.plug(dom, spec)
+        return spec.devid
+
+    async def plug(self, dom: Domain, spec: VifSpec) -> None:
+        """Hot-plug the entry *spec* (its device ID given) into a running domain and
+        add it to the config; into a domain that is not running, only the latter.
+        Its tap is named like those plugged at launch (a restart in place keeps
+        them), so unplugging finds it."""
+        vif = vif_mod.resolve(spec, spec.devid or 0, _vif_domid(dom))
+        if dom.running:
             await self.plug_host(dom, vif)
             try:
-                await dom.machine.attach_nic(vif, self.options.device_timeout)
+                await dom.running.machine.attach_nic(vif, self.settings.device_timeout)
             except BackendError as exc:
                 await self.unplug_host(dom, vif)
                 raise DeviceError(f"Device {vif.devid} (vif) could not be connected. "
                                   f"{exc}") from None
         dom.config.vifs.append(spec)
-        return vif.devid
 
     async def detach(self, dom: Domain, devid: int, force: bool) -> None:
         index = next((i for i, s in enumerate(dom.config.vifs) if s.devid == devid), None)
         if index is None:
             raise DeviceError(f"Device {devid} not connected")
         spec = dom.config.vifs[index]
-        if dom.active:
-            assert dom.machine is not None
-            vif = vif_mod.resolve(spec, devid, dom.vif_domid or 0)
-            released = await dom.machine.detach_nic(
-                vif, 5.0 if force else self.options.device_timeout)
+        if dom.running:
+            vif = vif_mod.resolve(spec, devid, _vif_domid(dom))
+            released = await dom.running.machine.detach_nic(
+                vif, 5.0 if force else self.settings.device_timeout)
             if not released and not force:
                 raise DeviceError(f"Device {devid} (vif) could not be disconnected: "
                                   "the guest did not release it.")
@@ -151,10 +161,10 @@ class VifController:
     async def rows(self, dom: Domain) -> list[dict[str, Any]]:
         out = []
         for spec in dom.config.vifs:
-            vif = vif_mod.resolve(spec, spec.devid or 0, dom.vif_domid or 0)
+            vif = vif_mod.resolve(spec, spec.devid or 0, _vif_domid(dom))
             connected = False
-            if dom.active and dom.machine is not None:
-                connected = vif.emulated or await dom.machine.guest_uses(vif.device_id)
+            if dom.running:
+                connected = vif.emulated or await dom.running.machine.guest_uses(vif.device_id)
             out.append({
                 "idx": vif.devid, "backend-id": 0, "mac": vif.mac, "handle": vif.devid,
                 "state": 4 if connected else 1, "event-ch": -1, "tx-ring-ref": -1,

@@ -15,14 +15,16 @@ from dom0.model.devices import DiskSpec
 
 if TYPE_CHECKING:
     from dom0.domain.domain import Domain
+    from dom0.domain.settings import DomainSettings
 
 log = logging.getLogger(__name__)
 
 
 class DiskController:
-    def __init__(self, domains: Callable[[], Iterable[Domain]], device_timeout: float) -> None:
+    def __init__(self, domains: Callable[[], Iterable[Domain]],
+                 settings: DomainSettings) -> None:
         self.domains = domains
-        self.device_timeout = device_timeout
+        self.settings = settings
 
     def resolve(self, dom: Domain, disks: list[DiskSpec]) -> list[Vbd]:
         vbds: list[Vbd] = []
@@ -70,11 +72,10 @@ class DiskController:
         if any(vbd_mod.parse(d, check_exists=False).devid == vbd.devid
                for d in dom.config.disks):
             raise DeviceError(f"Device {spec.dev} is already connected.")
-        if dom.active:
+        if dom.running:
             self.check_sharing(dom, vbd)
-            assert dom.machine is not None
             try:
-                await dom.machine.attach_disk(vbd, self.device_timeout)
+                await dom.running.machine.attach_disk(vbd, self.settings.device_timeout)
             except BackendError as exc:
                 log.error("attaching %s to %s failed: %s", spec.dev, dom.name, exc)
                 raise DeviceError(f"Device {vbd.devid} (vbd) could not be connected. "
@@ -83,9 +84,9 @@ class DiskController:
 
     async def detach(self, dom: Domain, dev: str, force: bool) -> None:
         index, vbd = self.find(dom, dev)
-        if dom.active:
-            assert dom.machine is not None
-            released = await dom.machine.detach_disk(vbd, 5.0 if force else self.device_timeout)
+        if dom.running:
+            released = await dom.running.machine.detach_disk(
+                vbd, 5.0 if force else self.settings.device_timeout)
             if not released and not force:
                 raise DeviceError(f"Device {dev} (vbd) could not be disconnected: "
                                   "the guest did not release it.")
@@ -98,9 +99,8 @@ class DiskController:
         new = vbd_mod.parse(spec)
         if not old.cdrom:
             raise DeviceError(f"Device {dev} is not a CD-ROM: only media can be changed")
-        if dom.active:
-            assert dom.machine is not None
-            await dom.machine.change_media(old, new)
+        if dom.running:
+            await dom.running.machine.change_media(old, new)
         dom.config.disks[index] = spec
 
     async def rows(self, dom: Domain) -> list[dict[str, Any]]:
@@ -108,9 +108,9 @@ class DiskController:
         for spec in dom.config.disks:
             vbd = vbd_mod.parse(spec, check_exists=False)
             connected = False
-            if dom.active and dom.machine is not None:
+            if dom.running:
                 connected = vbd.emulated or vbd.cdrom or \
-                    await dom.machine.guest_uses(vbd.device_id)
+                    await dom.running.machine.guest_uses(vbd.device_id)
             out.append({
                 "idx": vbd.devid, "backend-id": 0, "handle": 0, "state": 4 if connected else 1,
                 "event-ch": -1, "ring-ref": -1,

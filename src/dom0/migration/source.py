@@ -1,31 +1,10 @@
-"""Live migration between hosts: the relocation protocol, both of its sides.
+"""The source of a live migration (``xm migrate``): measure the guest while the
+link is probed, predict, hand the socket to QEMU (or relay it over TLS), follow
+QEMU's progress and escalate when it does not converge, and recover the guest
+when anything fails before the destination commits.
 
-One TCP connection carries everything.  Control messages are JSON lines; the
-QEMU migration stream itself flows over the same socket, handed to QEMU on both
-ends (QMP ``getfd``), so no byte of guest memory is copied by xend.
-
-    source                                  destination (relocation server)
-                                           <-   {"status": "hello"}  (after hosts-allow)
-    {"op": "receive", config, live, probe} ->
-    <probe bytes: the link's bandwidth>    ->   (checks hosts-allow, config, disks)
-                                           <-   {"status": "probed", "rate": B/s}
-                                                (starts QEMU, -incoming defer)
-    {"op": "start", "postcopy": bool}      ->   (post-copy only when predicted needed)
-                                           <-   {"status": "ready"}   (QEMU waits)
-    ======== QEMU migration stream ========>
-                                           <-   {"status": "received"} (guest paused)
-    {"op": "commit"}                       ->   (guest runs)
-                                           <-   {"status": "running", "domid": N}
-
-Over TLS (``xm migrate -s``, the SSL relocation server on port 8003) QEMU cannot
-use the socket itself, so xend relays its stream through a local Unix socket on
-each side, in frames (4-byte length, then data; a 0 length ends the stream).
-
-The guest runs on exactly one host: the destination runs it only after
-``commit``; the source destroys its copy only after ``running``.  If anything
-fails before ``commit`` the source resumes and the destination cleans up; if the
-answer to ``commit`` is lost, the source keeps its copy paused rather than risk
-two running copies.
+It is handed the domain's machine and config, never the domain: migration does
+not import domain/.
 """
 
 from __future__ import annotations
@@ -36,14 +15,13 @@ import dataclasses
 import json
 import logging
 import os
-import re
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dom0.backends.machine import Machine
 from dom0.backends.qemu import ramsample
 from dom0.errors import VmError
 from dom0.migration.predict import (
@@ -54,203 +32,27 @@ from dom0.migration.predict import (
     choose_downtime_limit,
     predict,
 )
-
-if TYPE_CHECKING:
-    from dom0.domain.domain import Domain
-    from dom0.domain.manager import DomainManager
+from dom0.migration.wire import (
+    CONNECT_TIMEOUT,
+    PROBE_BYTES,
+    PROTOCOL_VERSION,
+    STEP_TIMEOUT,
+    MigrationError,
+    lent_to_qemu,
+    probe,
+    receive,
+    send,
+    socket_fd,
+    watch_link,
+)
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
-PROBE_BYTES = 32 * 1024 * 1024
-PROBE_CHUNK = 1 << 20
 SAMPLE_SPAN = 0.25  # s between the first and last samples of the guest's RAM (at least)
 QUIET_RATE = 5e6  # B/s by the second sample: a quiet guest, no third sample
 BUSY_CPU = 0.5  # QEMU's CPU seconds per second while sampled: the guest keeps a CPU busy
 FINISH_S = 0.05  # s after QEMU's stream: the commit round trip, the destination resumes
 ETA_AFTER = 0.5  # s of stream before xm shows an ETA
-# a link silent this long is taken as cut (see watch_link): TCP's user timeout, and
-# keepalive probes after KEEPALIVE_IDLE s, every KEEPALIVE_INTERVAL s, KEEPALIVE_COUNT times
-LINK_TIMEOUT = 20.0
-KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 10, 5, 3
-CONNECT_TIMEOUT = 30.0
-STEP_TIMEOUT = 60.0
-
-
-class MigrationError(VmError):
-    pass
-
-
-async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
-    writer.write(json.dumps(message).encode() + b"\n")
-    await writer.drain()
-
-
-async def receive(reader: asyncio.StreamReader, timeout: float = STEP_TIMEOUT) -> dict[str, Any]:
-    try:
-        line = await asyncio.wait_for(reader.readline(), timeout)
-    except ValueError:  # a line longer than the stream's limit: not our protocol
-        raise MigrationError("the other host does not speak dom0's relocation protocol") from None
-    if not line:
-        raise MigrationError("the other host closed the connection")
-    try:
-        message = json.loads(line)
-    except ValueError:
-        message = None
-    if not isinstance(message, dict):
-        raise MigrationError("the other host does not speak dom0's relocation protocol")
-    if message.get("status") == "error":
-        raise MigrationError(str(message.get("message") or "the other host refused"))
-    return message
-
-
-def _reading(writer: asyncio.StreamWriter, on: bool) -> None:
-    """Stop (or restart) asyncio reading the socket while QEMU owns its bytes."""
-    transport: Any = writer.transport
-    if on:
-        transport.resume_reading()
-    else:
-        transport.pause_reading()
-
-
-@contextlib.contextmanager
-def _lent_to_qemu(writer: asyncio.StreamWriter) -> Iterator[None]:
-    """The source's socket while QEMU sends on it: asyncio leaves it alone, and it
-    blocks, as the socket QEMU makes itself for ``tcp:`` does (checked in
-    /proc/<pid>/fdinfo).  On a non-blocking one QEMU's sending thread meets every
-    full buffer with EAGAIN and a poll set up for it.  The flag belongs to the
-    socket, shared with asyncio, so it goes back before asyncio reads again."""
-    fd = _fd(writer)
-    _reading(writer, False)
-    os.set_blocking(fd, True)
-    try:
-        yield
-    finally:
-        os.set_blocking(fd, False)
-        _reading(writer, True)
-
-
-def watch_link(writer: asyncio.StreamWriter) -> None:
-    """Let the kernel notice a link that went silent, on both hosts: QEMU blocks in
-    its reads and writes of the stream, and without this a cut cable would hold
-    the source's stream (and the destination's waiting QEMU) for TCP's quarter of
-    an hour.  Unacknowledged data fails the connection after LINK_TIMEOUT s; a
-    connection with nothing in flight (the destination, waiting) is probed."""
-    sock = writer.get_extra_info("socket")
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(LINK_TIMEOUT * 1000))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT)
-
-
-def _fd(writer: asyncio.StreamWriter) -> int:
-    return int(writer.get_extra_info("socket").fileno())
-
-
-# ---- the destination ---------------------------------------------------------
-
-
-def host_allowed(patterns: str, names: list[str]) -> bool:
-    """xend-relocation-hosts-allow: space-separated regexes against name or address."""
-    if not patterns.strip():
-        return True
-    return any(re.match(p, n) for p in patterns.split() for n in names if n)
-
-
-class RelocationServer:
-    def __init__(self, manager: DomainManager, address: str, port: int, hosts_allow: str,
-                 ssl_context: Any = None) -> None:
-        self.manager = manager
-        self.address = address
-        self.port = port
-        self.hosts_allow = hosts_allow
-        self.ssl_context = ssl_context
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, self.address or None, self.port,
-                                                 ssl=self.ssl_context, reuse_address=True)
-
-    async def stop(self) -> None:
-        if self.server:
-            self.server.close()
-
-    async def _peer_names(self, peer: str) -> list[str]:
-        names = [peer]
-        if any(c.isalpha() for c in self.hosts_allow):  # only names need a lookup
-            try:
-                names.append(await asyncio.wait_for(asyncio.to_thread(socket.getfqdn, peer), 3))
-            except TimeoutError:
-                pass
-        return names
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = str(writer.get_extra_info("peername")[0])
-        watch_link(writer)
-        try:
-            if not host_allowed(self.hosts_allow, await self._peer_names(peer)):
-                log.warning("Rejected connection from %s", peer)
-                await send(writer, {"status": "error",
-                                    "message": f"Host {peer} is not allowed to migrate here "
-                                               "(xend-relocation-hosts-allow)"})
-                return
-            await send(writer, {"status": "hello", "version": PROTOCOL_VERSION})
-            request = await receive(reader)
-            op = request.get("op")
-            if op != "receive" or request.get("version") != PROTOCOL_VERSION:
-                await send(writer, {"status": "error", "message": f"Invalid operation: {op}"})
-                return
-            await self.manager.receive_migration(request, reader, writer)
-        except (TimeoutError, MigrationError, VmError, ConnectionError) as exc:
-            log.warning("incoming migration from %s failed: %s", peer, exc)
-            try:
-                await send(writer, {"status": "error", "message": str(exc)})
-            except ConnectionError:
-                pass
-        finally:
-            writer.close()
-
-
-def _tls(writer: asyncio.StreamWriter) -> bool:
-    return writer.get_extra_info("ssl_object") is not None
-
-
-async def receive_guest(dom: Domain, request: dict[str, Any],
-                        reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """The destination's part once QEMU runs with ``-incoming defer``: called by the
-    manager's launch, which resumes the guest when this returns."""
-    machine = dom.machine
-    assert machine is not None
-    start = await receive(reader)
-    if start.get("op") != "start":
-        raise MigrationError(f"Invalid operation: {start.get('op')}")
-    request["postcopy"] = bool(start.get("postcopy"))
-    if _tls(writer):
-        path = machine.migration_socket
-        await machine.receive_incoming(f"unix:{path}")
-        _, to_qemu = await asyncio.open_unix_connection(path)
-        await send(writer, {"status": "ready"})
-        try:
-            while size := int.from_bytes(await reader.readexactly(4), "big"):
-                to_qemu.write(await reader.readexactly(size))
-                await to_qemu.drain()
-        finally:
-            to_qemu.close()
-        await machine.wait_incoming(timeout=3600)
-    else:
-        _reading(writer, False)  # from now on the socket's bytes are QEMU's
-        await machine.receive_incoming("", fd=_fd(writer), postcopy=bool(request["postcopy"]))
-        await send(writer, {"status": "ready"})
-        await machine.wait_incoming(timeout=3600)
-        _reading(writer, True)
-    await send(writer, {"status": "received"})
-    commit = await receive(reader)
-    if commit.get("op") != "commit":
-        raise MigrationError("the source did not commit")
-
-
-# ---- the source ------------------------------------------------------------------
 
 
 @dataclass
@@ -282,12 +84,12 @@ class MigrationJob:
             "stream_s", "new_domid")}
 
 
-async def send_guest(dom: Domain, host: str, port: int, live: bool, job: MigrationJob,
+async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: int,
+                     host: str, port: int, live: bool, job: MigrationJob,
                      rates: StreamRates, tls: bool = False) -> None:
-    """The source's part (the domain's lock held by the caller); *rates* is what
-    QEMU reached in this xend's earlier migrations, and learns from this one."""
-    machine = dom.machine
-    assert machine is not None
+    """The source's part (the domain's lock held by the caller): *machine* runs the
+    domain of *config*; *rates* is what QEMU reached in this xend's earlier
+    migrations, and learns from this one."""
     context = None
     if tls:  # encryption, like Xen's SSL relocation; peers are not authenticated
         context = ssl.create_default_context()
@@ -305,10 +107,10 @@ async def send_guest(dom: Domain, host: str, port: int, live: bool, job: Migrati
         async def handshake() -> float:
             await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
             await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
-                                "config": dom.config.to_dict(), "probe": PROBE_BYTES,
-                                "next_vif_devid": dom.next_vif_devid})
+                                "config": config, "probe": PROBE_BYTES,
+                                "next_vif_devid": next_vif_devid})
             job.phase = "measuring"
-            return await _probe(reader, writer)
+            return await probe(reader, writer)
 
         m = await _measure(machine, live, handshake)
         bandwidth = rates.effective(m.link, m.busy)
@@ -325,14 +127,14 @@ async def send_guest(dom: Domain, host: str, port: int, live: bool, job: Migrati
         await receive(reader)  # ready: the destination's QEMU waits
         job.phase = "transferring"
         log.info("migration of %s to %s:%d: %s (measured after %.0f ms, the destination "
-                 "ready %.0f ms later)", dom.name, host, port, job.prediction,
+                 "ready %.0f ms later)", job.domain, host, port, job.prediction,
                  (measured - job.started) * 1000, (time.monotonic() - measured) * 1000)
         if tls:
             await _relay_out(machine, writer, live, job,
                              guess.total_s if guess.converges else None, limit)
         else:
-            with _lent_to_qemu(writer):
-                await machine.start_migration("", live, fd=_fd(writer), postcopy=postcopy,
+            with lent_to_qemu(writer):
+                await machine.start_migration("", live, fd=socket_fd(writer), postcopy=postcopy,
                                               downtime_limit=limit)
                 final = await _follow(machine, job,
                                       guess.total_s if guess.converges else None, limit)
@@ -421,35 +223,6 @@ async def _measure(machine: Any, live: bool,
         dirty, working_set = 0.0, None
     busy = (machine.cpu_seconds() - cpu0) / max(span, 1e-3) >= BUSY_CPU
     return Measurement(ram, link, dirty, working_set, nonzero, busy)
-
-
-async def _probe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
-    """Send PROBE_BYTES; the link's bandwidth in bytes/s, as the destination timed
-    their arrival (from its first read to its last), else as we timed the answer."""
-    t0 = time.monotonic()
-    chunk = bytes(PROBE_CHUNK)
-    for _ in range(PROBE_BYTES // PROBE_CHUNK):
-        writer.write(chunk)
-        await writer.drain()
-    probed = await receive(reader)
-    ours = PROBE_BYTES / max(time.monotonic() - t0, 1e-3)
-    theirs = probed.get("rate")
-    return float(theirs) if isinstance(theirs, (int, float)) and theirs > 0 else ours
-
-
-async def read_probe(reader: asyncio.StreamReader, size: int) -> float:
-    """The destination's side of the probe: read and drop *size* bytes; their rate."""
-    left, t0 = size, None
-    while left > 0:
-        data = await reader.read(min(left, PROBE_CHUNK))
-        if not data:
-            raise MigrationError("the other host closed the connection")
-        if t0 is None:
-            t0, first = time.monotonic(), len(data)
-        left -= len(data)
-    if t0 is None:
-        return 0.0
-    return (size - first) / max(time.monotonic() - t0, 1e-6)
 
 
 async def _relay_out(machine: Any, writer: asyncio.StreamWriter, live: bool,

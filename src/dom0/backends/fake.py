@@ -1,0 +1,255 @@
+"""A machine that runs no guest: the ``Machine`` contract in memory, so the domain
+layer's policy (restart actions, the loop guard, the shutdown watchdog, the
+rollback of a failed launch, re-adoption) is unit-tested in milliseconds.
+
+A test drives it from the guest's side: ``guest_stops("reboot")`` is the guest
+rebooting, ``dies()`` is QEMU killed behind xend's back, ``fail_launch`` makes
+the next launch fail as QEMU would, ``ignore_powerdown`` a guest deaf to the
+power button.  ``FakeMachines`` is the factory the manager is built with; it
+keeps every machine it made and knows which pids are "alive" (re-adoption).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from dom0.backends import machine as contract
+from dom0.backends.machine import MachineEvents, MachineSpec
+from dom0.devices.vbd import Vbd
+from dom0.devices.vif import Vif
+from dom0.errors import BackendError
+from dom0.store.layout import DomainPaths
+
+
+class FakeMachines:
+    """The factory (``MachineFactory``), and the fake host's process table."""
+
+    def __init__(self) -> None:
+        self.made: list[FakeMachine] = []
+        #: pids of machines that run (what /proc would show)
+        self.alive: set[int] = set()
+        self._pids = itertools.count(4000)
+        #: the next launch fails with this (then it is cleared)
+        self.fail_launch: BackendError | None = None
+
+    def __call__(self, paths: DomainPaths) -> FakeMachine:
+        machine = FakeMachine(paths, self)
+        self.made.append(machine)
+        return machine
+
+    def new_pid(self) -> int:
+        return next(self._pids)
+
+    @property
+    def running(self) -> list[FakeMachine]:
+        return [m for m in self.made if m.pid is not None and m.pid in self.alive]
+
+
+class FakeMachine:
+    accel = "fake"
+
+    def __init__(self, paths: DomainPaths, host: FakeMachines) -> None:
+        self.paths = paths
+        self.host = host
+        self.pid: int | None = None
+        self.vcpu_threads: list[int] = []
+        self.spec: MachineSpec | None = None
+        self.events: MachineEvents | None = None
+        #: QEMU's runstate words
+        self.state = "prelaunch"
+        #: every call made to it, by name, in order
+        self.calls: list[str] = []
+        self.ignore_powerdown = False
+        self.incoming = False
+        self.disks: list[Vbd] = []
+        self.nics: list[Vif] = []
+
+    # ---- what a test does to it ------------------------------------------------
+
+    def guest_stops(self, reason: str) -> None:
+        """The guest powers off, reboots or crashes (QEMU keeps the process)."""
+        if self.events is None:
+            raise RuntimeError("the machine was never launched or attached")
+        self.state = "guest-panicked" if reason == "crash" else "shutdown"
+        self.events.guest_stopped(reason)
+
+    def dies(self) -> None:
+        """QEMU is killed behind xend's back: the connection drops."""
+        if self.pid is not None:
+            self.host.alive.discard(self.pid)
+        self.state = "gone"
+        if self.events is not None:
+            self.events.gone()
+
+    # ---- bringing it up and letting go -------------------------------------------
+
+    async def launch(self, spec: MachineSpec, events: MachineEvents,
+                     incoming: bool = False) -> None:
+        self.calls.append("launch")
+        if self.host.fail_launch is not None:
+            error, self.host.fail_launch = self.host.fail_launch, None
+            raise error
+        self.spec, self.events, self.incoming = spec, events, incoming
+        self.disks, self.nics = list(spec.disks), list(spec.nics)
+        self.pid = self.host.new_pid()
+        self.host.alive.add(self.pid)
+        self.vcpu_threads = []  # no host threads to pin
+        self.state = "inmigrate" if incoming else "prelaunch"
+
+    def recognise(self, pid: int | None) -> bool:
+        if pid is not None and pid in self.host.alive:
+            self.pid = pid
+            # the same process as an earlier machine object's (a previous xend's)
+            self.state = next((m.state for m in self.host.made
+                               if m is not self and m.pid == pid), "running")
+            return True
+        return False
+
+    async def attach(self, events: MachineEvents) -> None:
+        self.calls.append("attach")
+        self.events = events
+
+    async def detach(self) -> None:
+        self.calls.append("detach")
+        self.events = None
+
+    async def kill(self) -> None:
+        self.calls.append("kill")
+        if self.pid is not None:
+            self.host.alive.discard(self.pid)
+        self.pid, self.events, self.state = None, None, "gone"
+
+    def still_running(self) -> bool:
+        return self.pid is not None and self.pid in self.host.alive
+
+    # ---- the guest -----------------------------------------------------------------
+
+    def _check(self, verb: str) -> None:
+        self.calls.append(verb)
+        if not self.still_running():
+            raise BackendError(f"{verb}: the machine is not running")
+
+    async def runstate(self) -> str:
+        self._check("runstate")
+        return self.state
+
+    async def cont(self) -> None:
+        self._check("cont")
+        self.state = "running"
+
+    async def stop(self) -> None:
+        self._check("stop")
+        self.state = "paused"
+
+    async def hard_reset(self) -> None:
+        self._check("hard_reset")
+        self.state = "running"
+
+    async def powerdown(self) -> None:
+        self._check("powerdown")
+        if not self.ignore_powerdown:
+            # a real guest takes a moment to shut down: the event comes later
+            asyncio.get_running_loop().call_soon(self.guest_stops, "poweroff")
+
+    async def send_keys(self, *keys: str) -> None:
+        self._check("send_keys " + "-".join(keys))
+        if keys == ("ctrl", "alt", "delete") and not self.ignore_powerdown:
+            asyncio.get_running_loop().call_soon(self.guest_stops, "reboot")
+
+    async def set_balloon(self, mib: int) -> None:
+        self._check("set_balloon")
+
+    async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
+        self._check("dump_memory")
+        with open(path, "wb") as f:
+            f.write(b"fake core of " + (self.spec.name if self.spec else "?").encode())
+
+    # ---- devices ---------------------------------------------------------------------
+
+    async def attach_disk(self, vbd: Vbd, timeout: float) -> None:
+        self._check("attach_disk")
+        self.disks.append(vbd)
+
+    async def detach_disk(self, vbd: Vbd, timeout: float) -> bool:
+        self._check("detach_disk")
+        self.disks = [d for d in self.disks if d.devid != vbd.devid]
+        return True
+
+    async def change_media(self, old: Vbd, new: Vbd) -> None:
+        self._check("change_media")
+
+    async def attach_nic(self, vif: Vif, timeout: float) -> None:
+        self._check("attach_nic")
+        self.nics.append(vif)
+
+    async def detach_nic(self, vif: Vif, timeout: float) -> bool:
+        self._check("detach_nic")
+        self.nics = [n for n in self.nics if n.devid != vif.devid]
+        return True
+
+    async def guest_uses(self, device_id: str) -> bool:
+        return self.still_running()
+
+    # ---- state streams: save/restore and migration ------------------------------------
+
+    async def migrate_out(self, sink: Callable[[bytes], None], timeout: float) -> None:
+        self._check("migrate_out")
+        sink(b"FAKE-STATE " + (self.spec.uuid if self.spec else "").encode())
+
+    async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None:
+        self._check("migrate_in")
+        if not os.path.exists(image_path):
+            raise BackendError(f"no such state file: {image_path}")
+        self.state = "paused"
+
+    @property
+    def migration_socket(self) -> str:
+        return self.paths.migration_socket
+
+    async def start_migration(self, uri: str, live: bool, fd: int | None = None,
+                              postcopy: bool = False, downtime_limit: float = 0.3) -> None:
+        self._check("start_migration")
+
+    async def receive_incoming(self, uri: str, fd: int | None = None,
+                               postcopy: bool = False) -> None:
+        self._check("receive_incoming")
+
+    async def wait_incoming(self, timeout: float) -> None:
+        self._check("wait_incoming")
+        self.state = "paused"
+
+    async def migration_info(self) -> dict[str, Any]:
+        return {"status": "completed"}
+
+    async def set_downtime_limit(self, seconds: float) -> None:
+        self._check("set_downtime_limit")
+
+    async def escalate_migration(self, step: int) -> str:
+        self._check("escalate_migration")
+        return "aborting"
+
+    async def dirty_rate(self, seconds: int = 1) -> float:
+        return 0.0
+
+    async def ram_sampler(self) -> tuple[int, Any]:
+        return ((self.spec.maxmem if self.spec else 0) << 20, None)
+
+    # ---- host-side figures ------------------------------------------------------------
+
+    def cpu_seconds(self) -> float:
+        return 0.0
+
+    def vcpu_figures(self) -> list[tuple[float, int, str]]:
+        return []
+
+    def blocked(self) -> bool:
+        return False
+
+
+def _is_a_machine(machine: FakeMachine) -> contract.Machine:
+    """mypy checks here that FakeMachine implements the contract."""
+    return machine

@@ -1,0 +1,22 @@
+"""The domain layer's settings: one object, read live (a SIGHUP reload changes
+it in place), and the only source of each value for the manager, the disk and
+the vif controllers.  Paths are not settings: they all come from ``Layout``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class DomainSettings:
+    #: a domain restarting sooner than this after its last restart is destroyed
+    #: instead (xend-config's domain-minimum-restart-time)
+    minimum_restart_time: float = 60.0
+    #: how long a guest has to obey ``xm shutdown`` before it is stopped by force
+    shutdown_timeout: float = 60.0
+    #: how long a hot-plugged device may take to be seen by the guest (Xen: 100 s)
+    device_timeout: float = 100.0
+    #: the longest a save or restore stream may take
+    save_timeout: float = 600.0
+    host_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
