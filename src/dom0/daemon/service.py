@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dom0.api.server import ApiServer
-from dom0.backends.machine import Machine, MachineEvents, MachineSpec
+from dom0.backends.machine import Machine
 from dom0.backends.qemu.machine import QemuMachine
 from dom0.backends.qemu.process import probe_kvm
 from dom0.daemon import host
@@ -22,42 +22,10 @@ from dom0.domain.manager import DomainManager
 from dom0.domain.network import NetworkOptions, VifController
 from dom0.domain.settings import DomainSettings
 from dom0.errors import DeviceError
-from dom0.model.config import DomainConfig
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths
 
 log = logging.getLogger(__name__)
-
-
-class _ContractQemu(QemuMachine):
-    """glue (dropped at merge, when QemuMachine implements backends/machine.Machine
-    itself): the old QemuMachine behind the new contract, for functional tests."""
-
-    async def launch(self, spec: MachineSpec, events: MachineEvents,  # type: ignore[override]
-                     incoming: bool = False) -> None:
-        cfg = DomainConfig(name=spec.name, uuid=spec.uuid, memory=spec.memory,
-                           maxmem=spec.maxmem, vcpus=spec.vcpus, kernel=spec.kernel,
-                           ramdisk=spec.ramdisk, extra=spec.cmdline)
-        await QemuMachine.launch(self, cfg, list(spec.disks), list(spec.nics),
-                                 *_qmp_handlers(events), incoming=incoming)
-
-    async def attach(self, events: Any, on_gone: Any = None) -> None:  # type: ignore[override]
-        if on_gone is not None:  # QemuMachine.launch's own call, with QMP handlers
-            await QemuMachine.attach(self, events, on_gone)
-        else:
-            await QemuMachine.attach(self, *_qmp_handlers(events))
-
-
-def _qmp_handlers(events: MachineEvents) -> tuple[Callable[[str, dict[str, Any]], None],
-                                                   Callable[[], None]]:
-    def on_event(event: str, data: dict[str, Any]) -> None:
-        if event == "SHUTDOWN" and data.get("guest"):
-            events.guest_stopped({"guest-reset": "reboot", "guest-panic": "crash"}.get(
-                data.get("reason", ""), "poweroff"))
-        elif event == "GUEST_PANICKED":
-            events.guest_stopped("crash")
-
-    return on_event, events.gone
 
 
 class Host:
@@ -122,7 +90,7 @@ class Xend:
         self.host = Host(self.options, accel)
 
         def machines(paths: DomainPaths) -> Machine:
-            return _ContractQemu(paths, self.options.qemu_binary, accel)
+            return QemuMachine(paths, self.options.qemu_binary, accel)  # type: ignore[return-value]
 
         settings = DomainSettings(minimum_restart_time=self.options.domain_minimum_restart_time,
                                   shutdown_timeout=self.options.domain_shutdown_timeout)
