@@ -35,6 +35,9 @@ OPERATION_TIMEOUT = 1200.0
 #: request line and header limits: xm's requests are a few hundred bytes
 MAX_LINE = 8190
 MAX_HEADERS = 64
+#: after answering a request whose body was not all read (413, 408), how long the
+#: rest is drained so the client sees the answer rather than a reset
+LINGER = 2.0
 
 
 class ApiServer:
@@ -62,7 +65,7 @@ class ApiServer:
         self.runner = web.AppRunner(
             self.app(), handle_signals=False, access_log=None,
             keepalive_timeout=self.request_timeout, max_line_size=MAX_LINE,
-            max_field_size=MAX_LINE, max_headers=MAX_HEADERS)
+            max_field_size=MAX_LINE, max_headers=MAX_HEADERS, lingering_time=LINGER)
         await self.runner.setup()
         # the socket must never exist with a wider mode, not even between bind and chmod
         old = os.umask(0o177)
