@@ -23,13 +23,12 @@ def _client() -> XendClient:
     return XendClient()
 
 
-def _getopt(args: list[str], short: str, long: list[str]) -> tuple[dict[str, str], list[str]]:
-    pairs, rest = optparse.parse(args, short, long)
-    return {k: v for k, v in pairs}, rest
+def _getopt(args: list[str], command: str) -> tuple[dict[str, str], list[str]]:
+    """The command's options as declared in ``cli.main.COMMANDS``: ({long name:
+    value}, operands)."""
+    from dom0.cli.main import BY_NAME
 
-
-def _has(opts: dict[str, str], *names: str) -> bool:
-    return any(n in opts for n in names)
+    return optparse.parse_options(args, BY_NAME[command].options)
 
 
 # ---- create / new / start / delete ----------------------------------------
@@ -89,12 +88,11 @@ def _console_then_unpause(client: XendClient, info: dict[str, Any], keep_paused:
 
 
 def cmd_start(args: list[str]) -> int:
-    opts, rest = _getopt(args, "pc", ["paused", "console_autoconnect", "vncviewer",
-                                       "vncviewer-autopass"])
+    opts, rest = _getopt(args, "start")
     _nargs("start", rest, 1)
     client = _client()
-    paused = _has(opts, "-p", "--paused")
-    console = _has(opts, "-c", "--console_autoconnect")
+    paused = "paused" in opts
+    console = "console_autoconnect" in opts
     info = client.domain_start(dom=rest[0], paused=paused or console)
     if console:
         return _console_then_unpause(client, info, keep_paused=paused)
@@ -158,22 +156,20 @@ def cmd_domname(args: list[str]) -> int:
 
 
 def cmd_shutdown(args: list[str]) -> int:
-    opts, rest = _getopt(args, "awHRh", ["all", "wait", "halt", "reboot", "help"])
-    if _has(opts, "-h", "--help"):
+    opts, rest = _getopt(args, "shutdown")
+    if "help" in opts:
         raise UsageError("")
     mode = "poweroff"
-    if _has(opts, "-H", "--halt"):
+    if "halt" in opts:
         mode = "halt"
-    if _has(opts, "-R", "--reboot"):
+    if "reboot" in opts:
         mode = "reboot"
-    return _shutdown(rest, mode, _has(opts, "-a", "--all"), _has(opts, "-w", "--wait"),
-                     "shutdown")
+    return _shutdown(rest, mode, "all" in opts, "wait" in opts, "shutdown")
 
 
 def cmd_reboot(args: list[str]) -> int:
-    opts, rest = _getopt(args, "aw", ["all", "wait"])
-    return _shutdown(rest, "reboot", _has(opts, "-a", "--all"), _has(opts, "-w", "--wait"),
-                     "reboot")
+    opts, rest = _getopt(args, "reboot")
+    return _shutdown(rest, "reboot", "all" in opts, "wait" in opts, "reboot")
 
 
 def _shutdown(rest: list[str], mode: str, all_: bool, wait: bool, command: str) -> int:
@@ -221,16 +217,16 @@ def _wait_shutdown(client: XendClient, info: dict[str, Any], mode: str) -> None:
 def cmd_list(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = _getopt(args, "lv", ["long", "label", "state=", "vcpus"])
-    if _has(opts, "-v", "--vcpus"):
+    opts, rest = _getopt(args, "list")
+    if "vcpus" in opts:
         print("Command list -v is deprecated.  Please use xm vcpu-list instead.",
               file=sys.stderr)
         return cmd_vcpu_list(rest)
-    state = opts.get("--state")
+    state = opts.get("state")
     if state and rest:
         raise OptionError("You may specify either a state or a particular VM, but not both")
     domains = _client().domain_list(state=state.lower() if state else None, names=rest)
-    if _has(opts, "-l", "--long"):
+    if "long" in opts:
         print(format.list_long(domains))
     else:
         print(format.list_rows(domains))
@@ -240,9 +236,9 @@ def cmd_list(args: list[str]) -> int:
 def cmd_uptime(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = _getopt(args, "s", ["short"])
+    opts, rest = _getopt(args, "uptime")
     domains = _client().domain_list(names=rest)
-    text = format.uptime(domains, _has(opts, "-s", "--short"))
+    text = format.uptime(domains, "short" in opts)
     if text:
         print(text)
     return 0
@@ -259,11 +255,11 @@ def cmd_vcpu_list(args: list[str]) -> int:
 def cmd_info(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = _getopt(args, "c", ["config"])
+    opts, rest = _getopt(args, "info")
     if rest:
         raise UsageError("'xm info' takes no arguments")
     client = _client()
-    if _has(opts, "-c", "--config"):
+    if "config" in opts:
         print(format.info(client.node_config(), width=38))
     else:
         print(format.info(client.node_info()))
@@ -271,10 +267,10 @@ def cmd_info(args: list[str]) -> int:
 
 
 def cmd_dmesg(args: list[str]) -> int:
-    opts, rest = _getopt(args, "c", ["clear"])
+    opts, rest = _getopt(args, "dmesg")
     if rest:
         raise UsageError("'xm dmesg' takes no arguments")
-    sys.stdout.write(_client().node_dmesg(clear=_has(opts, "-c", "--clear")))
+    sys.stdout.write(_client().node_dmesg(clear="clear" in opts))
     return 0
 
 
@@ -285,23 +281,23 @@ def cmd_log(args: list[str]) -> int:
 
 
 def cmd_dump_core(args: list[str]) -> int:
-    opts, rest = _getopt(args, "LCR", ["live", "crash", "reset"])
-    crash, reset = _has(opts, "-C", "--crash"), _has(opts, "-R", "--reset")
+    opts, rest = _getopt(args, "dump-core")
+    crash, reset = "crash" in opts, "reset" in opts
     if crash and reset:
         raise OptionError("You may not specify more than one '-CR' option")
     _nargs("dump-core", rest, 1, 2)
     filename = os.path.abspath(rest[1]) if len(rest) > 1 else None
     print(f"Dumping core of domain: {rest[0]} ...")
     _client().domain_dump(dom=rest[0], file=filename,
-                         live=_has(opts, "-L", "--live"), crash=crash, reset=reset)
+                         live="live" in opts, crash=crash, reset=reset)
     return 0
 
 
 def cmd_console(args: list[str]) -> int:
     from dom0.cli import console
 
-    opts, rest = _getopt(args, "q", ["quiet"])
-    quiet = _has(opts, "-q", "--quiet")
+    opts, rest = _getopt(args, "console")
+    quiet = "quiet" in opts
     _nargs("console", rest, 1)
     try:
         info = _client().domain_info(dom=rest[0])
@@ -323,23 +319,23 @@ def cmd_console(args: list[str]) -> int:
 
 
 def cmd_save(args: list[str]) -> int:
-    opts, rest = _getopt(args, "c", ["checkpoint"])
+    opts, rest = _getopt(args, "save")
     _nargs("save", rest, 2)
     path = os.path.abspath(rest[1])
     if not os.access(os.path.dirname(path), os.W_OK):
         raise XendError(f"xm save: Unable to create file {rest[1]}")
     _client().domain_save(dom=rest[0], file=path,
-                          checkpoint=_has(opts, "-c", "--checkpoint"))
+                          checkpoint="checkpoint" in opts)
     return 0
 
 
 def cmd_restore(args: list[str]) -> int:
-    opts, rest = _getopt(args, "p", ["paused"])
+    opts, rest = _getopt(args, "restore")
     _nargs("restore", rest, 1)
     path = os.path.abspath(rest[0])
     if not os.access(path, os.R_OK):
         raise XendError(f"xm restore: Unable to read file {rest[0]}")
-    _client().domain_restore(file=path, paused=_has(opts, "-p", "--paused"))
+    _client().domain_restore(file=path, paused="paused" in opts)
     return 0
 
 
@@ -350,9 +346,9 @@ def cmd_suspend(args: list[str]) -> int:
 
 
 def cmd_resume(args: list[str]) -> int:
-    opts, rest = _getopt(args, "p", ["paused"])
+    opts, rest = _getopt(args, "resume")
     _nargs("resume", rest, 1)
-    _client().domain_resume(dom=rest[0], paused=_has(opts, "-p", "--paused"))
+    _client().domain_resume(dom=rest[0], paused="paused" in opts)
     return 0
 
 
@@ -360,14 +356,14 @@ def cmd_resume(args: list[str]) -> int:
 
 
 def cmd_migrate(args: list[str]) -> int:
-    opts, rest = _getopt(args, "lp:n:s", ["live", "port=", "node=", "ssl"])
+    opts, rest = _getopt(args, "migrate")
     _nargs("migrate", rest, 2)
-    port = opts.get("-p") or opts.get("--port")
+    port = opts.get("port")
     client = _client()
     job = client.domain_migrate(dom=rest[0], host=rest[1],
                                 port=int(port) if port else None,
-                                live=_has(opts, "-l", "--live"),
-                                ssl=True if _has(opts, "-s", "--ssl") else None)
+                                live="live" in opts,
+                                ssl=True if "ssl" in opts else None)
     return _follow_migration(client, job, rest[0], rest[1])
 
 
@@ -444,14 +440,13 @@ def cmd_block_detach(args: list[str]) -> int:
 def cmd_block_list(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = _getopt(args, "l", ["long"])
+    opts, rest = _getopt(args, "block-list")
     if not rest:
         raise OptionError("No domain parameter given")
     if len(rest) > 1:
         raise OptionError("No multiple domain parameters allowed")
     devices = _client().domain_block_list(dom=rest[0])
-    text = format.device_long(devices) if _has(opts, "-l", "--long") \
-        else format.block_list(devices)
+    text = format.device_long(devices) if "long" in opts else format.block_list(devices)
     if text:
         print(text)
     return 0
@@ -487,13 +482,13 @@ def cmd_network_detach(args: list[str]) -> int:
 def cmd_network_list(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = _getopt(args, "l", ["long"])
+    opts, rest = _getopt(args, "network-list")
     if not rest:
         raise OptionError("No domain parameter given")
     if len(rest) > 1:
         raise OptionError("No multiple domain parameters allowed")
     vifs = _client().domain_network_list(dom=rest[0])
-    text = format.device_long(vifs) if _has(opts, "-l", "--long") else format.network_list(vifs)
+    text = format.device_long(vifs) if "long" in opts else format.network_list(vifs)
     if text:
         print(text)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from dom0.cli.opts import Option
 from dom0.errors import (
     ConfigFileError,
     InvalidDomain,
@@ -25,86 +26,107 @@ USAGE_FOOT = ("<Domain> can either be the Domain Name or Id.\n"
 
 
 class Command:
-    """One xm subcommand: its help text, and whether short help lists it.
+    """One xm subcommand: its help text, its options, and whether short help lists it.
     (A plain class: dataclasses cost xm's start several milliseconds.)"""
 
     __slots__ = ("name", "synopsis", "description", "options", "common")
 
     def __init__(self, name: str, synopsis: str, description: str,
-                 options: list[tuple[str, str]] | None = None, common: bool = False) -> None:
+                 options: list[Option] | None = None, common: bool = False) -> None:
         self.name = name
         self.synopsis = synopsis
         self.description = description
         self.options = options or []
         self.common = common
 
+    def help_rows(self) -> list[tuple[str, str]]:
+        return [(o.label(), o.help) for o in self.options if o.help is not None]
 
-_CREATE_OPTS = [
-    ("-h, --help", "Print this help."),
-    ("--help_config", "Print the available configuration variables."),
-    ("-q, --quiet", "Quiet."),
-    ("--path=PATH", "Search path for configuration scripts."),
-    ("-f=FILE, --defconfig=FILE", "Use the given Python configuration script."),
-    ("-F=FILE, --config=FILE", "Domain configuration to use (SXP)."),
-    ("-n, --dryrun", "Dry run - prints the resulting configuration in SXP."),
-    ("-p, --paused", "Leave the domain paused after it is created."),
-    ("-c, --console_autoconnect", "Connect to the console after the domain is created."),
+
+def _paused(help: str) -> Option:
+    return Option("p", "paused", help)
+
+
+#: xm create's and xm new's options (cli.configfile parses with them)
+CREATE_OPTIONS = [
+    Option("h", "help", "Print this help."),
+    Option("", "help_config", "Print the available configuration variables."),
+    Option("q", "quiet", "Quiet."),
+    Option("", "path", "Search path for configuration scripts.", value="PATH"),
+    Option("f", "defconfig", "Use the given Python configuration script.", value="FILE"),
+    Option("F", "config", "Domain configuration to use (SXP).", value="FILE"),
+    Option("n", "dryrun", "Dry run - prints the resulting configuration in SXP."),
+    _paused("Leave the domain paused after it is created."),
+    Option("c", "console_autoconnect", "Connect to the console after the domain is created."),
+    # accepted as xm 3.4 did, refused or ignored; never listed
+    Option("x", "xmldryrun", None),
+    Option("s", "skipdtd", None),
+    Option("", "vncviewer", None),
+    Option("", "vncviewer-autopass", None),
 ]
+
+_LONG = Option("l", "long", "List in long format")
 
 COMMANDS: list[Command] = [
     Command("console", "[-q|--quiet] <Domain>", "Attach to <Domain>'s console.",
-            [("-q, --quiet", "Do not print an error message if the domain does not exist.")],
+            [Option("q", "quiet", "Do not print an error message if the domain does not exist.")],
             common=True),
     Command("create", "<ConfigFile> [options] [vars]", "Create a domain based on <ConfigFile>.",
-            _CREATE_OPTS, common=True),
+            CREATE_OPTIONS, common=True),
     Command("new", "<ConfigFile> [options] [vars]", "Adds a domain to Xend domain management",
-            _CREATE_OPTS, common=True),
+            CREATE_OPTIONS, common=True),
     Command("delete", "<DomainName>", "Remove a domain from Xend domain management.",
             common=True),
     Command("start", "<DomainName>", "Start a Xend managed domain",
-            [("-p, --paused", "Do not unpause domain after starting it"),
-             ("-c, --console_autoconnect", "Connect to the console after the domain is created")],
+            [_paused("Do not unpause domain after starting it"),
+             Option("c", "console_autoconnect",
+                    "Connect to the console after the domain is created"),
+             Option("", "vncviewer", None), Option("", "vncviewer-autopass", None)],
             common=True),
     Command("destroy", "<Domain>", "Terminate a domain immediately.", common=True),
     Command("domid", "<DomainName>", "Convert a domain name to domain id."),
     Command("domname", "<DomId>", "Convert a domain id to domain name."),
     Command("dump-core", "[-L|--live] [-C|--crash] [-R|--reset] <Domain> [Filename]",
             "Dump core for a specific domain.",
-            [("-L, --live", "Dump core without pausing the domain"),
-             ("-C, --crash", "Crash domain after dumping core"),
-             ("-R, --reset", "Reset domain after dumping core")]),
+            [Option("L", "live", "Dump core without pausing the domain"),
+             Option("C", "crash", "Crash domain after dumping core"),
+             Option("R", "reset", "Reset domain after dumping core")]),
     Command("list", "[options] [Domain, ...]", "List information about all/some domains.",
-            [("-l, --long", "Output all VM details in SXP"),
-             ("--label", "Include security labels"),
-             ("--state=<state>", "Select only VMs with the specified state")], common=True),
+            [Option("l", "long", "Output all VM details in SXP"),
+             Option("", "label", "Include security labels"),
+             Option("", "state", "Select only VMs with the specified state", value="<state>"),
+             Option("v", "vcpus", None)],  # deprecated: xm vcpu-list
+            common=True),
     Command("migrate", "<Domain> <Host>", "Migrate a domain to another machine.",
-            [("-l, --live", "Use live migration."),
-             ("-p=portnum, --port=portnum", "Use specified port for migration."),
-             ("-n=nodenum, --node=nodenum", "Use specified NUMA node on target."),
-             ("-s, --ssl", "Use ssl connection for migration.")], common=True),
+            [Option("l", "live", "Use live migration."),
+             Option("p", "port", "Use specified port for migration.", value="portnum"),
+             Option("n", "node", "Use specified NUMA node on target.", value="nodenum"),
+             Option("s", "ssl", "Use ssl connection for migration.")], common=True),
     Command("pause", "<Domain>", "Pause execution of a domain.", common=True),
     Command("reboot", "<Domain> [-wa]", "Reboot a domain.",
-            [("-a, --all", "Reboot all domains"),
-             ("-w, --wait", "Wait for reboot to complete before returning")], common=True),
+            [Option("a", "all", "Reboot all domains"),
+             Option("w", "wait", "Wait for reboot to complete before returning")], common=True),
     Command("reset", "<Domain>", "Reset a domain."),
     Command("rename", "<Domain> <NewDomainName>", "Rename a domain."),
     Command("restore", "<CheckpointFile> [-p]", "Restore a domain from a saved state.",
-            [("-p, --paused", "Do not unpause domain after restoring it")], common=True),
+            [_paused("Do not unpause domain after restoring it")], common=True),
     Command("resume", "<DomainName> [-p]", "Resume a Xend managed domain",
-            [("-p, --paused", "Do not unpause domain after resuming it")]),
+            [_paused("Do not unpause domain after resuming it")]),
     Command("save", "[-c|--checkpoint] <Domain> <CheckpointFile>",
             "Save a domain state to restore later.",
-            [("-c, --checkpoint", "Leave domain running after creating snapshot")], common=True),
+            [Option("c", "checkpoint", "Leave domain running after creating snapshot")],
+            common=True),
     Command("shutdown", "<Domain> [-waRH]", "Shutdown a domain.",
-            [("-a, --all", "Shutdown all guest domains"),
-             ("-w, --wait", "Wait for guest domain to shutdown"),
-             ("-H, --halt", "Shutdown guest domain (halt)"),
-             ("-R, --reboot", "Reboot guest domain")], common=True),
+            [Option("a", "all", "Shutdown all guest domains"),
+             Option("w", "wait", "Wait for guest domain to shutdown"),
+             Option("H", "halt", "Shutdown guest domain (halt)"),
+             Option("R", "reboot", "Reboot guest domain"),
+             Option("h", "help", None)], common=True),
     Command("suspend", "<DomainName>", "Suspend a Xend managed domain"),
     Command("sysrq", "<Domain> <letter>", "Send a sysrq to a domain."),
     Command("unpause", "<Domain>", "Unpause a paused domain.", common=True),
     Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
-            [("-s, --short", "Print a short uptime")], common=True),
+            [Option("s", "short", "Print a short uptime")], common=True),
     Command("vcpu-list", "[Domain, ...]", "List the VCPUs for all/some domains.", common=True),
     Command("block-attach", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
             "Create a new virtual block device."),
@@ -113,7 +135,7 @@ COMMANDS: list[Command] = [
     Command("block-detach", "<Domain> <DevId> [-f|--force]",
             "Destroy a domain's virtual block device."),
     Command("block-list", "<Domain> [--long]", "List virtual block devices for a domain.",
-            [("-l, --long", "List in long format")]),
+            [_LONG]),
     Command("network-attach", "<Domain> [type=<type>] [mac=<mac>] [bridge=<bridge>] "
             "[ip=<ip>] [script=<script>] [backend=<BackDomain>] [vifname=<name>] "
             "[rate=<rate>] [model=<model>] [accel=<accel>]",
@@ -121,11 +143,11 @@ COMMANDS: list[Command] = [
     Command("network-detach", "<Domain> <DevId> [-f|--force]",
             "Destroy a domain's virtual network device."),
     Command("network-list", "<Domain> [--long]", "List virtual network interfaces for a domain.",
-            [("-l, --long", "List in long format")]),
+            [_LONG]),
     Command("dmesg", "[-c|--clear]", "Read and/or clear xend's message buffer.",
-            [("-c, --clear", "Clear the message buffer after reading")]),
+            [Option("c", "clear", "Clear the message buffer after reading")]),
     Command("info", "[-c|--config]", "Get information about Xen host.",
-            [("-c, --config", "List Xend configuration parameters")], common=True),
+            [Option("c", "config", "List Xend configuration parameters")], common=True),
     Command("log", "", "Print Xend log"),
     Command("help", "[--long] [<Command>]", "Display this message."),
 ]
@@ -145,8 +167,8 @@ def _handler(name: str) -> Callable[[list[str]], int]:
 
 def command_usage(cmd: Command) -> str:
     text = f"Usage: xm {cmd.name} {cmd.synopsis}\n\n{cmd.description}\n"
-    if cmd.options:
-        text += "\nOptions:\n" + "".join("  %-30s %-43s\n" % o for o in cmd.options)
+    if cmd.help_rows():
+        text += "\nOptions:\n" + "".join("  %-30s %-43s\n" % o for o in cmd.help_rows())
     return text
 
 
@@ -162,7 +184,7 @@ def long_help(with_options: bool) -> str:
     for c in COMMANDS:
         lines.append(" %-18s %s" % (c.name, c.description))
         if with_options:
-            lines += ["   %-30s %s" % o for o in c.options]
+            lines += ["   %-30s %s" % o for o in c.help_rows()]
     lines.append("\n" + USAGE_FOOT)
     return "\n".join(lines)
 
