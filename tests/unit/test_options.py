@@ -175,3 +175,26 @@ def test_repository_example_loads_cleanly() -> None:
     assert opts.warnings == []
     assert opts.dom0_min_mem == 196
     assert opts.vnc_listen == "127.0.0.1"
+
+
+# ---- one source, sliced per consumer -----------------------------------------------
+
+
+def test_device_timeout_option(tmp_path: Path) -> None:
+    assert XendOptions().device_timeout == 100.0
+    opts = load(config(tmp_path, "(device-timeout 7.5)"))
+    assert opts.device_timeout == 7.5
+    assert dict(opts.items())["device-timeout"] == 7.5
+
+
+def test_consumer_slices_come_from_the_one_options_object() -> None:
+    opts = XendOptions(domain_minimum_restart_time=3, domain_shutdown_timeout=4,
+                       xend_dump_path="/d", device_timeout=9, xend_scripts_path="/s",
+                       vif_script="vif-x", xend_run_path="/r")
+    manager = opts.manager_options()
+    assert (manager.minimum_restart_time, manager.shutdown_timeout, manager.dump_dir,
+            manager.device_timeout) == (3, 4, "/d", 9)
+    network = opts.network_options()
+    assert (network.scripts_dir, network.vif_script, network.run_dir,
+            network.device_timeout) == ("/s", "vif-x", "/r", 9)
+    assert opts.layout().dump_dir == manager.dump_dir
