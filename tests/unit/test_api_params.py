@@ -113,6 +113,22 @@ def test_network_attach_option_values_are_strings() -> None:
     assert status == 400 and "option mac must be a string" in body["error"]["message"]
 
 
+@pytest.mark.parametrize("config", [
+    {"name": "vm2", "memory": "64"},
+    {"name": "vm2", "disks": ["phy:sda1,hda1,w"]},
+    {"name": "vm2", "vifs": 3},
+    {"name": "vm2", "vcpus": [1]},
+    {"name": ""},
+])
+@pytest.mark.parametrize("route", ["domain.create", "domain.new"])
+def test_misshapen_config_is_a_config_error(route: str, config: dict[str, Any]) -> None:
+    domains = FakeDomains()
+    status, body = dispatch(route, {"config": config}, domains)
+    assert status == 400, body
+    assert body["error"]["class"] == "ConfigError"
+    assert domains.calls == []
+
+
 def test_body_must_be_an_object() -> None:
     assert dispatch("domain.list", [1])[0] == 400
     assert dispatch("domain.list", "x")[0] == 400

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dom0.api.services import Services
-from dom0.errors import VmError
+from dom0.errors import ConfigError, VmError
 from dom0.model.config import DomainConfig
 from dom0.model.state import STATE_FILTER_NAMES
 
@@ -42,6 +42,19 @@ def route(_name: str, summary: str, required: tuple[str, ...] = (), /,
 
 def _is_dom0(ident: Any) -> bool:
     return str(ident) in ("0", "Domain-0")
+
+
+def _config(a: dict[str, Any]) -> DomainConfig:
+    """The ``config`` object as a valid DomainConfig.  A wrongly shaped one (a disk
+    that is not an object, a string where a number goes) is the caller's error, not
+    xend's: checked here, at the boundary, before it reaches the manager."""
+    try:
+        cfg = DomainConfig.from_dict(a["config"])
+        cfg.validate()
+        return cfg
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"Invalid domain configuration: {type(exc).__name__}: {exc}") \
+            from None
 
 
 def _names(a: dict[str, Any]) -> list[str]:
@@ -77,13 +90,12 @@ async def domain_info(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
 @route("domain.create", "Create and start a transient domain", ("config",),
        config="object", paused="boolean")
 async def domain_create(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
-    cfg = DomainConfig.from_dict(a["config"])
-    return (await x.domains.create(cfg, bool(a.get("paused")))).info()
+    return (await x.domains.create(_config(a), bool(a.get("paused")))).info()
 
 
 @route("domain.new", "Register (or update) a managed domain", ("config",), config="object")
 async def domain_new(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
-    return (await x.domains.new(DomainConfig.from_dict(a["config"]))).info()
+    return (await x.domains.new(_config(a))).info()
 
 
 @route("domain.delete", "Remove a managed domain", ("dom",), dom="string")
