@@ -19,6 +19,7 @@ import struct
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dom0.api import params
 from dom0.api.routes import ROUTES, openapi
@@ -86,11 +87,10 @@ class ApiServer:
     # ---- the handlers -------------------------------------------------------------
 
     @web.middleware
-    async def _only_root(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _only_root(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if _peer_uid(request) != 0:
             return _error(403, "XendError", "Most commands need root access.")
-        response: web.StreamResponse = await handler(request)
-        return response
+        return await handler(request)
 
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi())
