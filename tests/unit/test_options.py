@@ -198,3 +198,12 @@ def test_consumer_slices_come_from_the_one_options_object() -> None:
     assert (network.scripts_dir, network.vif_script, network.run_dir,
             network.device_timeout) == ("/s", "vif-x", "/r", 9)
     assert opts.layout().dump_dir == manager.dump_dir
+
+
+def test_reload_takes_only_what_applies_without_restart() -> None:
+    running = XendOptions(loglevel="DEBUG", xend_run_path="/r", device_timeout=1)
+    fresh = XendOptions(loglevel="INFO", domain_shutdown_timeout=5, xend_run_path="/other",
+                        device_timeout=2)
+    running.take_reloaded(fresh)
+    assert (running.loglevel, running.domain_shutdown_timeout) == ("INFO", 5)
+    assert (running.xend_run_path, running.device_timeout) == ("/r", 1)

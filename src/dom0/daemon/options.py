@@ -91,6 +91,14 @@ class XendOptions:
             dump_dir=self.xend_dump_path,
         )
 
+    #: what SIGHUP changes in a running xend; every other option needs a restart
+    #: (paths, servers, the accelerator, and settings copied into long-lived objects)
+    RELOADED = ("loglevel", "domain_minimum_restart_time", "domain_shutdown_timeout")
+
+    def take_reloaded(self, fresh: XendOptions) -> None:
+        for name in self.RELOADED:
+            setattr(self, name, getattr(fresh, name))
+
     # ---- each consumer's slice: the settings it reads, from this one source ----------
 
     def manager_options(self) -> ManagerOptions:

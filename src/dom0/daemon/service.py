@@ -109,10 +109,11 @@ class Xend:
         except options_mod.OptionsError as exc:
             log.error("reload failed: %s", exc)
             return
-        self.options.loglevel = fresh.loglevel
-        self.options.domain_minimum_restart_time = fresh.domain_minimum_restart_time
-        self.options.domain_shutdown_timeout = fresh.domain_shutdown_timeout
-        logging.getLogger().setLevel(self.options.loglevel.upper())
+        self.options.take_reloaded(fresh)
+        try:
+            logging.getLogger().setLevel(self.options.loglevel.upper())
+        except ValueError:
+            log.error("invalid loglevel %s; level unchanged", self.options.loglevel)
         _retune(self.manager, self.options)
         log.info("configuration reloaded from %s", fresh.path)
 
