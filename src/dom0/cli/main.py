@@ -159,10 +159,27 @@ DEPRECATED = {"balloon": "mem-set", "set-vcpus": "vcpu-set", "vif-list": "networ
               "vbd-list": "block-list"}
 
 
+#: commands whose code lives in a submodule of cli.commands (imported only to run one);
+#: the rest are in cli.commands itself
+_SUBMODULE = {
+    "create": "starting", "new": "starting", "start": "starting", "delete": "starting",
+    "console": "starting",
+    "shutdown": "stopping", "reboot": "stopping", "dump-core": "stopping",
+    "save": "moving", "restore": "moving", "suspend": "moving", "resume": "moving",
+    "migrate": "moving",
+    "block-attach": "devices", "block-configure": "devices", "block-detach": "devices",
+    "block-list": "devices", "network-attach": "devices", "network-detach": "devices",
+    "network-list": "devices",
+}
+
+
 def _handler(name: str) -> Callable[[list[str]], int]:
     from dom0.cli import commands
 
-    return getattr(commands, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
+    module = commands
+    if name in _SUBMODULE:
+        module = __import__(f"dom0.cli.commands.{_SUBMODULE[name]}", fromlist=["cmd"])
+    return getattr(module, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
 
 
 def command_usage(cmd: Command) -> str:
