@@ -56,6 +56,7 @@ demo: setup install-guest
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: setup
 	$(BIN)/pytest -q tests/unit

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from dom0.cli import commands
-from dom0.cli.main import (
+from dom0.cli.main import main
+from dom0.cli.registry import (
     BY_NAME,
     COMMANDS,
     USAGE_FOOT,
     USAGE_HEAD,
     command_usage,
-    main,
     resolve,
     short_help,
 )
@@ -258,3 +258,11 @@ def test_create_missing_file(capsys: CaptureFixture, tmp_path: Path,
     assert main(["create", "-n", "--path=" + str(tmp_path), "nosuch"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: Unable to open config file: nosuch\n")
+
+
+def test_every_command_has_a_handler() -> None:
+    from dom0.cli.main import _handler
+
+    for cmd in COMMANDS:
+        if cmd.name != "help":
+            assert callable(_handler(cmd.name)), cmd.name

@@ -175,3 +175,34 @@ def test_repository_example_loads_cleanly() -> None:
     assert opts.warnings == []
     assert opts.dom0_min_mem == 196
     assert opts.vnc_listen == "127.0.0.1"
+
+
+# ---- one source, sliced per consumer -----------------------------------------------
+
+
+def test_device_timeout_option(tmp_path: Path) -> None:
+    assert XendOptions().device_timeout == 100.0
+    opts = load(config(tmp_path, "(device-timeout 7.5)"))
+    assert opts.device_timeout == 7.5
+    assert dict(opts.items())["device-timeout"] == 7.5
+
+
+def test_consumer_slices_come_from_the_one_options_object() -> None:
+    opts = XendOptions(domain_minimum_restart_time=3, domain_shutdown_timeout=4,
+                       xend_dump_path="/d", device_timeout=9, xend_scripts_path="/s",
+                       vif_script="vif-x", xend_run_path="/r")
+    settings = opts.domain_settings()
+    assert (settings.minimum_restart_time, settings.shutdown_timeout,
+            settings.device_timeout) == (3, 4, 9)
+    network = opts.network_options()
+    assert (network.scripts_dir, network.vif_script, network.run_dir) == ("/s", "vif-x", "/r")
+    assert opts.layout().dump_dir == "/d"
+
+
+def test_reload_takes_only_what_applies_without_restart() -> None:
+    running = XendOptions(loglevel="DEBUG", xend_run_path="/r", device_timeout=1)
+    fresh = XendOptions(loglevel="INFO", domain_shutdown_timeout=5, xend_run_path="/other",
+                        device_timeout=2)
+    running.take_reloaded(fresh)
+    assert (running.loglevel, running.domain_shutdown_timeout) == ("INFO", 5)
+    assert (running.xend_run_path, running.device_timeout) == ("/r", 1)

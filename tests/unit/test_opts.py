@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import getopt
+from pathlib import Path
 
 import pytest
 
 from dom0.cli import opts
+from dom0.cli.registry import BY_NAME, COMMANDS, command_usage, long_help, short_help
 from dom0.errors import OptionError
 
 SHORT = "waRp:cl"
@@ -108,3 +110,76 @@ def test_nothing() -> None:
 def test_same_as_gnu_getopt(args: list[str]) -> None:
     pairs, rest = getopt.gnu_getopt(args, SHORT, LONG)
     assert parse(args) == (pairs, rest)
+
+
+# ---- options declared once (cli.registry.COMMANDS) -------------------------------------
+
+GOLDEN_HELP = Path(__file__).parent / "golden" / "xm_help.txt"
+
+#: the getopt strings xm's commands used before their options were declared once
+GETOPT_BEFORE = {
+    "console": ("q", ["quiet"]),
+    "create": ("hqf:F:npcxs", ["help", "help_config", "quiet", "path=", "defconfig=",
+                               "config=", "dryrun", "paused", "console_autoconnect",
+                               "xmldryrun", "skipdtd", "vncviewer", "vncviewer-autopass"]),
+    "start": ("pc", ["paused", "console_autoconnect", "vncviewer", "vncviewer-autopass"]),
+    "dump-core": ("LCR", ["live", "crash", "reset"]),
+    "list": ("lv", ["long", "label", "state=", "vcpus"]),
+    "migrate": ("lp:n:s", ["live", "port=", "node=", "ssl"]),
+    "reboot": ("aw", ["all", "wait"]),
+    "restore": ("p", ["paused"]),
+    "resume": ("p", ["paused"]),
+    "save": ("c", ["checkpoint"]),
+    "shutdown": ("awHRh", ["all", "wait", "halt", "reboot", "help"]),
+    "uptime": ("s", ["short"]),
+    "block-list": ("l", ["long"]),
+    "network-list": ("l", ["long"]),
+    "dmesg": ("c", ["clear"]),
+    "info": ("c", ["config"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(GETOPT_BEFORE))
+def test_declared_options_give_the_same_parser(command: str) -> None:
+    short, long = opts.spec(BY_NAME[command].options)
+    want_short, want_long = GETOPT_BEFORE[command]
+    assert sorted(short.replace(":", "")) == sorted(want_short.replace(":", ""))
+    assert {c for i, c in enumerate(short) if short[i + 1:i + 2] == ":"} == \
+        {c for i, c in enumerate(want_short) if want_short[i + 1:i + 2] == ":"}
+    assert sorted(long) == sorted(want_long)
+
+
+def test_commands_without_options_declare_none() -> None:
+    for cmd in COMMANDS:
+        if cmd.name not in GETOPT_BEFORE and cmd.name != "new":
+            assert cmd.options == [], cmd.name
+
+
+def test_help_is_byte_identical_to_the_hand_written_tables() -> None:
+    out = [short_help(), long_help(True), long_help(False)]
+    out += [command_usage(c) for c in COMMANDS]
+    assert "\n=====\n".join(out) == GOLDEN_HELP.read_text()
+
+
+def test_label_and_name() -> None:
+    assert opts.Option("p", "port", "x", value="portnum").label() == \
+        "-p=portnum, --port=portnum"
+    assert opts.Option("", "state", "x", value="<state>").label() == "--state=<state>"
+    assert opts.Option("l", "long", "x").label() == "-l, --long"
+    assert opts.Option("", "label", "x").label() == "--label"
+    assert opts.Option("x", "", "x").name == "x"
+    assert opts.Option("x", "xml", "x").name == "xml"
+
+
+def test_parse_options_keys_by_long_name() -> None:
+    declared = BY_NAME["migrate"].options
+    assert opts.parse_options(["-lp", "8002", "vm", "--ssl", "h"], declared) == (
+        {"live": "", "port": "8002", "ssl": ""}, ["vm", "h"])
+    assert opts.parse_options(["--port=1", "-p", "2"], declared) == ({"port": "2"}, [])
+    with pytest.raises(OptionError, match="option -x not recognized"):
+        opts.parse_options(["-x"], declared)
+
+
+def test_hidden_options_parse_but_are_not_listed() -> None:
+    assert opts.parse_options(["-v"], BY_NAME["list"].options) == ({"vcpus": ""}, [])
+    assert "vcpus" not in command_usage(BY_NAME["list"])

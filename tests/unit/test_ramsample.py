@@ -1,4 +1,4 @@
-"""dom0.backends.qemu.ramsample: sampling another process's RAM mapping through
+"""dom0.backends.ramsample: sampling another process's RAM mapping through
 /proc/<pid>/mem, tried on a real child process that holds a "guest RAM" mapping
 (private, anonymous, read-write, between guard pages as QEMU's is) and changes
 it on command."""
@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dom0.backends.qemu import ramsample
-from dom0.backends.qemu.ramsample import PAGE, RamSampler, Sample, dirty_rate, find_guest_ram
+from dom0.backends import ramsample
+from dom0.backends.ramsample import PAGE, RamSampler, Sample, dirty_rate, find_guest_ram
 from dom0.migration import source
 
 SIZE = 24 * 1024 * 1024 + 3 * PAGE  # a size nothing else in the child has

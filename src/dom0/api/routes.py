@@ -1,22 +1,22 @@
 """The xend management API: one route per operation, each a thin call into the
-domain manager or the host.  Transport lives in ``server``; meaning lives in the
-manager; this table only names, types and forwards.
+services of ``api.services``.  Transport lives in ``server``; meaning lives in the
+domain manager; this table only names, types and forwards.  The server checks every
+argument against the declared types (``api.params``) before a handler runs, so a
+handler may trust that a "string" is a str and an optional value is absent or set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dom0.errors import VmError
+from dom0.api.services import Services
+from dom0.errors import ConfigError, VmError
 from dom0.model.config import DomainConfig
 from dom0.model.state import STATE_FILTER_NAMES
 
-if TYPE_CHECKING:
-    from dom0.daemon.service import Xend
-
-Handler = Callable[["Xend", dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[Services[Any], dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -44,105 +44,122 @@ def _is_dom0(ident: Any) -> bool:
     return str(ident) in ("0", "Domain-0")
 
 
+def _config(a: dict[str, Any]) -> DomainConfig:
+    """The ``config`` object as a valid DomainConfig.  A wrongly shaped one (a disk
+    that is not an object, a string where a number goes) is the caller's error, not
+    xend's: checked here, at the boundary, before it reaches the manager."""
+    try:
+        cfg = DomainConfig.from_dict(a["config"])
+        cfg.validate()
+        return cfg
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ConfigError(f"Invalid domain configuration: {type(exc).__name__}: {exc}") \
+            from None
+
+
+def _names(a: dict[str, Any]) -> list[str]:
+    """A list of domain names or IDs (an ID may come as a JSON number)."""
+    return [str(n) for n in a.get("names", [])]
+
+
 # ---- domains ---------------------------------------------------------------
 
 
 @route("domain.list", "Domains with their state; Domain-0 included unless filtered out",
        state="string", names="array")
-async def domain_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
+async def domain_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, Any]]:
     state = a.get("state")
-    names = a.get("names") or []
+    names = _names(a)
     if state and state not in STATE_FILTER_NAMES:
         raise VmError(f"Invalid state: {state}")
     out = []
     others = [n for n in names if not _is_dom0(n)]
     if (not names and state in (None, "all", "running")) or len(others) < len(names):
         out.append(x.host.dom0_info())
-    out += [d.info() for d in x.manager.select(state, others if names else None)]
+    out += [d.info() for d in x.domains.select(state, others if names else None)]
     return out
 
 
 @route("domain.info", "One domain's information", ("dom",), dom="string")
-async def domain_info(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
+async def domain_info(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
     if _is_dom0(a["dom"]):
         return x.host.dom0_info()
-    return x.manager.lookup(a["dom"]).info()
+    return x.domains.lookup(a["dom"]).info()
 
 
 @route("domain.create", "Create and start a transient domain", ("config",),
        config="object", paused="boolean")
-async def domain_create(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
-    cfg = DomainConfig.from_dict(a["config"])
-    return (await x.manager.create(cfg, bool(a.get("paused")))).info()
+async def domain_create(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.domains.create(_config(a), bool(a.get("paused")))).info()
 
 
 @route("domain.new", "Register (or update) a managed domain", ("config",), config="object")
-async def domain_new(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
-    return (await x.manager.new(DomainConfig.from_dict(a["config"]))).info()
+async def domain_new(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.domains.new(_config(a))).info()
 
 
 @route("domain.delete", "Remove a managed domain", ("dom",), dom="string")
-async def domain_delete(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.delete(a["dom"])
+async def domain_delete(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.delete(a["dom"])
 
 
 @route("domain.start", "Start a managed domain", ("dom",), dom="string", paused="boolean")
-async def domain_start(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
-    return (await x.manager.start_managed(a["dom"], bool(a.get("paused")))).info()
+async def domain_start(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.domains.start_managed(a["dom"], bool(a.get("paused")))).info()
 
 
 @route("domain.destroy", "Terminate a domain at once", ("dom",), dom="string")
-async def domain_destroy(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.destroy(a["dom"])
+async def domain_destroy(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.destroy(a["dom"])
 
 
 @route("domain.shutdown", "Ask the guest to power off, halt or reboot", ("dom",),
        dom="string", mode="string")
-async def domain_shutdown(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
-    return (await x.manager.shutdown(a["dom"], a.get("mode") or "poweroff")).info()
+async def domain_shutdown(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.domains.shutdown(a["dom"], a.get("mode") or "poweroff")).info()
 
 
 @route("domain.reset", "Hard reset (new domain ID)", ("dom",), dom="string")
-async def domain_reset(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.reset(a["dom"])
+async def domain_reset(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.reset(a["dom"])
 
 
 @route("domain.pause", "Pause a domain", ("dom",), dom="string")
-async def domain_pause(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.pause(a["dom"])
+async def domain_pause(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.pause(a["dom"])
 
 
 @route("domain.unpause", "Unpause a domain", ("dom",), dom="string")
-async def domain_unpause(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.unpause(a["dom"])
+async def domain_unpause(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.unpause(a["dom"])
 
 
 @route("domain.rename", "Rename a domain", ("dom", "name"), dom="string", name="string")
-async def domain_rename(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.rename(a["dom"], a["name"])
+async def domain_rename(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.rename(a["dom"], a["name"])
 
 
 @route("domain.sysrq", "Send a magic SysRq key", ("dom", "key"), dom="string", key="string")
-async def domain_sysrq(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.sysrq(a["dom"], a["key"])
+async def domain_sysrq(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.sysrq(a["dom"], a["key"])
 
 
 @route("domain.dump", "Dump the guest's memory as an ELF core", ("dom",), dom="string",
        file="string", live="boolean", crash="boolean", reset="boolean")
-async def domain_dump(x: Xend, a: dict[str, Any]) -> str:
-    return await x.manager.dump_core(a["dom"], a.get("file"), bool(a.get("live")),
+async def domain_dump(x: Services[Any], a: dict[str, Any]) -> str:
+    return await x.domains.dump_core(a["dom"], a.get("file"), bool(a.get("live")),
                                      bool(a.get("crash")), bool(a.get("reset")))
 
 
 @route("domain.vcpus", "Per-vCPU information of domains", names="array")
-async def domain_vcpus(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
-    names = a.get("names") or []
+async def domain_vcpus(x: Services[Any], a: dict[str, Any]) -> list[dict[str, Any]]:
+    names = _names(a)
     out = []
     if not names or any(_is_dom0(n) for n in names):
         out.append({"name": "Domain-0", "domid": 0, "vcpus": x.host.dom0_vcpus()})
-    for dom in x.manager.select(None, [n for n in names if not _is_dom0(n)] if names else None):
+    for dom in x.domains.select(None, [n for n in names if not _is_dom0(n)] if names else None):
         out.append({"name": dom.name, "domid": dom.domid if dom.active else None,
-                    "vcpus": x.manager.vcpu_info(dom)})
+                    "vcpus": x.domains.vcpu_info(dom)})
     return out
 
 
@@ -151,25 +168,25 @@ async def domain_vcpus(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
 
 @route("domain.save", "Save a domain's state to a file (and destroy it, unless checkpoint)",
        ("dom", "file"), dom="string", file="string", checkpoint="boolean")
-async def domain_save(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.save(a["dom"], a["file"], bool(a.get("checkpoint")))
+async def domain_save(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.save(a["dom"], a["file"], bool(a.get("checkpoint")))
 
 
 @route("domain.restore", "Restore a domain from a save file", ("file",), file="string",
        paused="boolean")
-async def domain_restore(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
-    return (await x.manager.restore(a["file"], bool(a.get("paused")))).info()
+async def domain_restore(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.domains.restore(a["file"], bool(a.get("paused")))).info()
 
 
 @route("domain.suspend", "Save a managed domain to its checkpoint", ("dom",), dom="string")
-async def domain_suspend(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.suspend(a["dom"])
+async def domain_suspend(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.suspend(a["dom"])
 
 
 @route("domain.resume", "Resume a suspended managed domain", ("dom",), dom="string",
        paused="boolean")
-async def domain_resume(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.resume(a["dom"], bool(a.get("paused")))
+async def domain_resume(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.resume(a["dom"], bool(a.get("paused")))
 
 
 # ---- live migration ---------------------------------------------------------------
@@ -178,19 +195,19 @@ async def domain_resume(x: Xend, a: dict[str, Any]) -> None:
 @route("domain.migrate", "Start migrating a domain to another host; returns a job id",
        ("dom", "host"), dom="string", host="string", port="integer", live="boolean",
        ssl="boolean")
-async def domain_migrate(x: Xend, a: dict[str, Any]) -> str:
+async def domain_migrate(x: Services[Any], a: dict[str, Any]) -> str:
     tls = a.get("ssl")
     if tls is None:
-        tls = x.options.xend_relocation_ssl
-    default = x.options.xend_relocation_ssl_port if tls else x.options.xend_relocation_port
-    port = int(a.get("port") or default)
-    return x.manager.migrate(a["dom"], a["host"], port, bool(a.get("live")), bool(tls))
+        tls = x.relocation.ssl
+    default = x.relocation.ssl_port if tls else x.relocation.port
+    port = a.get("port") or default
+    return x.domains.migrate(a["dom"], a["host"], port, bool(a.get("live")), bool(tls))
 
 
 @route("domain.migrate_status", "Progress and outcome of a migration job", ("job",),
        job="string")
-async def domain_migrate_status(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
-    return x.manager.migration_status(a["job"])
+async def domain_migrate_status(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return x.domains.migration_status(a["job"])
 
 
 # ---- block devices ----------------------------------------------------------
@@ -199,26 +216,26 @@ async def domain_migrate_status(x: Xend, a: dict[str, Any]) -> dict[str, Any]:
 @route("domain.block_attach", "Attach a virtual block device; returns when the guest has it",
        ("dom", "uname", "dev", "mode"), dom="string", uname="string", dev="string",
        mode="string")
-async def block_attach(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.block_attach(a["dom"], a["uname"], a["dev"], a["mode"])
+async def block_attach(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.block_attach(a["dom"], a["uname"], a["dev"], a["mode"])
 
 
 @route("domain.block_detach", "Detach a virtual block device once the guest released it",
        ("dom", "dev"), dom="string", dev="string", force="boolean")
-async def block_detach(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.block_detach(a["dom"], a["dev"], bool(a.get("force")))
+async def block_detach(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.block_detach(a["dom"], a["dev"], bool(a.get("force")))
 
 
 @route("domain.block_configure", "Change the medium of a CD-ROM drive",
        ("dom", "uname", "dev", "mode"), dom="string", uname="string", dev="string",
        mode="string")
-async def block_configure(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.block_configure(a["dom"], a["uname"], a["dev"], a["mode"])
+async def block_configure(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.block_configure(a["dom"], a["uname"], a["dev"], a["mode"])
 
 
 @route("domain.block_list", "A domain's virtual block devices", ("dom",), dom="string")
-async def block_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return await x.manager.block_list(a["dom"])
+async def block_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, Any]]:
+    return await x.domains.block_list(a["dom"])
 
 
 # ---- network interfaces ---------------------------------------------------------
@@ -226,49 +243,53 @@ async def block_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
 
 @route("domain.network_attach", "Attach a vif; returns its device ID once the guest has it",
        ("dom",), dom="string", options="object")
-async def network_attach(x: Xend, a: dict[str, Any]) -> int:
-    return await x.manager.network_attach(a["dom"], dict(a.get("options") or {}))
+async def network_attach(x: Services[Any], a: dict[str, Any]) -> int:
+    options = a.get("options", {})
+    bad = sorted(k for k, v in options.items() if not isinstance(v, str))
+    if bad:
+        raise VmError(f"domain.network_attach: option {bad[0]} must be a string")
+    return await x.domains.network_attach(a["dom"], options)
 
 
 @route("domain.network_detach", "Detach a vif once the guest released it", ("dom", "devid"),
        dom="string", devid="integer", force="boolean")
-async def network_detach(x: Xend, a: dict[str, Any]) -> None:
-    await x.manager.network_detach(a["dom"], int(a["devid"]), bool(a.get("force")))
+async def network_detach(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.network_detach(a["dom"], a["devid"], bool(a.get("force")))
 
 
 @route("domain.network_list", "A domain's vifs", ("dom",), dom="string")
-async def network_list(x: Xend, a: dict[str, Any]) -> list[dict[str, Any]]:
-    return await x.manager.network_list(a["dom"])
+async def network_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, Any]]:
+    return await x.domains.network_list(a["dom"])
 
 
 # ---- the host ------------------------------------------------------------
 
 
 @route("node.info", "Host information rows (xm info)")
-async def node_info(x: Xend, a: dict[str, Any]) -> list[list[Any]]:
+async def node_info(x: Services[Any], a: dict[str, Any]) -> list[list[Any]]:
     return [list(r) for r in x.host.node_info()]
 
 
 @route("node.config", "xend's configuration (xm info -c)")
-async def node_config(x: Xend, a: dict[str, Any]) -> list[list[Any]]:
-    return [[k, v] for k, v in x.options.items()]
+async def node_config(x: Services[Any], a: dict[str, Any]) -> list[list[Any]]:
+    return [[k, v] for k, v in x.config.items()]
 
 
 @route("node.dmesg", "xend's message ring (xm dmesg)", clear="boolean")
-async def node_dmesg(x: Xend, a: dict[str, Any]) -> str:
-    text = x.hvlog.text()
+async def node_dmesg(x: Services[Any], a: dict[str, Any]) -> str:
+    text = x.messages.text()
     if a.get("clear"):
-        x.hvlog.clear()
+        x.messages.clear()
     return text
 
 
 @route("node.log", "The xend log file (xm log)")
-async def node_log(x: Xend, a: dict[str, Any]) -> str:
+async def node_log(x: Services[Any], a: dict[str, Any]) -> str:
     try:
-        with open(x.options.logfile, errors="replace") as f:
+        with open(x.logfile, errors="replace") as f:
             return f.read()
     except OSError as exc:
-        raise VmError(f"Cannot read {x.options.logfile}: {exc.strerror}") from None
+        raise VmError(f"Cannot read {x.logfile}: {exc.strerror}") from None
 
 
 def openapi() -> dict[str, Any]:

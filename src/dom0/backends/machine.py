@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from dom0.backends.qemu import ramsample
+    from dom0.backends import ramsample
     from dom0.devices.vbd import Vbd
     from dom0.devices.vif import Vif
     from dom0.store.layout import DomainPaths

@@ -48,14 +48,10 @@ class CreateOptions:
 
 def parse_create_args(argv: list[str]) -> CreateOptions:
     opts = CreateOptions()
-    from dom0.cli.opts import parse
+    from dom0.cli.opts import parse, spec
+    from dom0.cli.registry import CREATE_OPTIONS
 
-    pairs, rest = parse(
-        argv, "hqf:F:npcxs",
-        ["help", "help_config", "quiet", "path=", "defconfig=", "config=", "dryrun",
-         "paused", "console_autoconnect", "xmldryrun", "skipdtd", "vncviewer",
-         "vncviewer-autopass"],
-    )
+    pairs, rest = parse(argv, *spec(CREATE_OPTIONS))
     for opt, value in pairs:
         if opt in ("-h", "--help"):
             opts.help = True

@@ -1,10 +1,19 @@
-"""``xm``: the ordered command registry, help, prefix matching, deprecated
-aliases, and the one place where errors become output and exit codes (spec §1.1, §9)."""
+"""``xm``: dispatch to the command named (cli.registry declares them), help, and the
+one place where errors become output and exit codes (spec §1.1, §9)."""
 
 from __future__ import annotations
 
 import sys
 
+from dom0.cli.registry import (
+    DEPRECATED,
+    SUBMODULE,
+    Command,
+    command_usage,
+    long_help,
+    resolve,
+    short_help,
+)
 from dom0.errors import (
     ConfigFileError,
     InvalidDomain,
@@ -18,164 +27,14 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs xm ~2 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-USAGE_HEAD = "Usage: xm <subcommand> [args]\n\nControl, list, and manipulate Xen guest instances.\n"
-USAGE_FOOT = ("<Domain> can either be the Domain Name or Id.\n"
-              "For more help on 'xm' see the xm(1) man page.\n"
-              "For more help on 'xm create' see the xmdomain.cfg(5)  man page.\n")
-
-
-class Command:
-    """One xm subcommand: its help text, and whether short help lists it.
-    (A plain class: dataclasses cost xm's start several milliseconds.)"""
-
-    __slots__ = ("name", "synopsis", "description", "options", "common")
-
-    def __init__(self, name: str, synopsis: str, description: str,
-                 options: list[tuple[str, str]] | None = None, common: bool = False) -> None:
-        self.name = name
-        self.synopsis = synopsis
-        self.description = description
-        self.options = options or []
-        self.common = common
-
-
-_CREATE_OPTS = [
-    ("-h, --help", "Print this help."),
-    ("--help_config", "Print the available configuration variables."),
-    ("-q, --quiet", "Quiet."),
-    ("--path=PATH", "Search path for configuration scripts."),
-    ("-f=FILE, --defconfig=FILE", "Use the given Python configuration script."),
-    ("-F=FILE, --config=FILE", "Domain configuration to use (SXP)."),
-    ("-n, --dryrun", "Dry run - prints the resulting configuration in SXP."),
-    ("-p, --paused", "Leave the domain paused after it is created."),
-    ("-c, --console_autoconnect", "Connect to the console after the domain is created."),
-]
-
-COMMANDS: list[Command] = [
-    Command("console", "[-q|--quiet] <Domain>", "Attach to <Domain>'s console.",
-            [("-q, --quiet", "Do not print an error message if the domain does not exist.")],
-            common=True),
-    Command("create", "<ConfigFile> [options] [vars]", "Create a domain based on <ConfigFile>.",
-            _CREATE_OPTS, common=True),
-    Command("new", "<ConfigFile> [options] [vars]", "Adds a domain to Xend domain management",
-            _CREATE_OPTS, common=True),
-    Command("delete", "<DomainName>", "Remove a domain from Xend domain management.",
-            common=True),
-    Command("start", "<DomainName>", "Start a Xend managed domain",
-            [("-p, --paused", "Do not unpause domain after starting it"),
-             ("-c, --console_autoconnect", "Connect to the console after the domain is created")],
-            common=True),
-    Command("destroy", "<Domain>", "Terminate a domain immediately.", common=True),
-    Command("domid", "<DomainName>", "Convert a domain name to domain id."),
-    Command("domname", "<DomId>", "Convert a domain id to domain name."),
-    Command("dump-core", "[-L|--live] [-C|--crash] [-R|--reset] <Domain> [Filename]",
-            "Dump core for a specific domain.",
-            [("-L, --live", "Dump core without pausing the domain"),
-             ("-C, --crash", "Crash domain after dumping core"),
-             ("-R, --reset", "Reset domain after dumping core")]),
-    Command("list", "[options] [Domain, ...]", "List information about all/some domains.",
-            [("-l, --long", "Output all VM details in SXP"),
-             ("--label", "Include security labels"),
-             ("--state=<state>", "Select only VMs with the specified state")], common=True),
-    Command("migrate", "<Domain> <Host>", "Migrate a domain to another machine.",
-            [("-l, --live", "Use live migration."),
-             ("-p=portnum, --port=portnum", "Use specified port for migration."),
-             ("-n=nodenum, --node=nodenum", "Use specified NUMA node on target."),
-             ("-s, --ssl", "Use ssl connection for migration.")], common=True),
-    Command("pause", "<Domain>", "Pause execution of a domain.", common=True),
-    Command("reboot", "<Domain> [-wa]", "Reboot a domain.",
-            [("-a, --all", "Reboot all domains"),
-             ("-w, --wait", "Wait for reboot to complete before returning")], common=True),
-    Command("reset", "<Domain>", "Reset a domain."),
-    Command("rename", "<Domain> <NewDomainName>", "Rename a domain."),
-    Command("restore", "<CheckpointFile> [-p]", "Restore a domain from a saved state.",
-            [("-p, --paused", "Do not unpause domain after restoring it")], common=True),
-    Command("resume", "<DomainName> [-p]", "Resume a Xend managed domain",
-            [("-p, --paused", "Do not unpause domain after resuming it")]),
-    Command("save", "[-c|--checkpoint] <Domain> <CheckpointFile>",
-            "Save a domain state to restore later.",
-            [("-c, --checkpoint", "Leave domain running after creating snapshot")], common=True),
-    Command("shutdown", "<Domain> [-waRH]", "Shutdown a domain.",
-            [("-a, --all", "Shutdown all guest domains"),
-             ("-w, --wait", "Wait for guest domain to shutdown"),
-             ("-H, --halt", "Shutdown guest domain (halt)"),
-             ("-R, --reboot", "Reboot guest domain")], common=True),
-    Command("suspend", "<DomainName>", "Suspend a Xend managed domain"),
-    Command("sysrq", "<Domain> <letter>", "Send a sysrq to a domain."),
-    Command("unpause", "<Domain>", "Unpause a paused domain.", common=True),
-    Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
-            [("-s, --short", "Print a short uptime")], common=True),
-    Command("vcpu-list", "[Domain, ...]", "List the VCPUs for all/some domains.", common=True),
-    Command("block-attach", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
-            "Create a new virtual block device."),
-    Command("block-configure", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
-            "Change block device configuration (CD-ROM media)."),
-    Command("block-detach", "<Domain> <DevId> [-f|--force]",
-            "Destroy a domain's virtual block device."),
-    Command("block-list", "<Domain> [--long]", "List virtual block devices for a domain.",
-            [("-l, --long", "List in long format")]),
-    Command("network-attach", "<Domain> [type=<type>] [mac=<mac>] [bridge=<bridge>] "
-            "[ip=<ip>] [script=<script>] [backend=<BackDomain>] [vifname=<name>] "
-            "[rate=<rate>] [model=<model>] [accel=<accel>]",
-            "Create a new virtual network device."),
-    Command("network-detach", "<Domain> <DevId> [-f|--force]",
-            "Destroy a domain's virtual network device."),
-    Command("network-list", "<Domain> [--long]", "List virtual network interfaces for a domain.",
-            [("-l, --long", "List in long format")]),
-    Command("dmesg", "[-c|--clear]", "Read and/or clear xend's message buffer.",
-            [("-c, --clear", "Clear the message buffer after reading")]),
-    Command("info", "[-c|--config]", "Get information about Xen host.",
-            [("-c, --config", "List Xend configuration parameters")], common=True),
-    Command("log", "", "Print Xend log"),
-    Command("help", "[--long] [<Command>]", "Display this message."),
-]
-BY_NAME = {c.name: c for c in COMMANDS}
-
-#: old name -> new name (spec §1.1)
-DEPRECATED = {"balloon": "mem-set", "set-vcpus": "vcpu-set", "vif-list": "network-list",
-              "vbd-create": "block-attach", "vbd-destroy": "block-detach",
-              "vbd-list": "block-list"}
-
 
 def _handler(name: str) -> Callable[[list[str]], int]:
     from dom0.cli import commands
 
-    return getattr(commands, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
-
-
-def command_usage(cmd: Command) -> str:
-    text = f"Usage: xm {cmd.name} {cmd.synopsis}\n\n{cmd.description}\n"
-    if cmd.options:
-        text += "\nOptions:\n" + "".join("  %-30s %-43s\n" % o for o in cmd.options)
-    return text
-
-
-def short_help() -> str:
-    lines = [USAGE_HEAD, "Common 'xm' commands:\n"]
-    lines += [" %-18s %s" % (c.name, c.description) for c in COMMANDS if c.common]
-    lines.append("\n" + USAGE_FOOT)
-    return "\n".join(lines)
-
-
-def long_help(with_options: bool) -> str:
-    lines = [USAGE_HEAD, "xm full list of subcommands:\n"]
-    for c in COMMANDS:
-        lines.append(" %-18s %s" % (c.name, c.description))
-        if with_options:
-            lines += ["   %-30s %s" % o for o in c.options]
-    lines.append("\n" + USAGE_FOOT)
-    return "\n".join(lines)
-
-
-def resolve(word: str) -> Command | None:
-    """Exact name, else an unambiguous prefix longer than one letter."""
-    if word in BY_NAME:
-        return BY_NAME[word]
-    if len(word) > 1:
-        matches = [c for c in COMMANDS if c.name.startswith(word)]
-        if len(matches) == 1:
-            return matches[0]
-    return None
+    module = commands
+    if name in SUBMODULE:
+        module = __import__(f"dom0.cli.commands.{SUBMODULE[name]}", fromlist=["cmd"])
+    return getattr(module, "cmd_" + name.replace("-", "_"))  # type: ignore[no-any-return]
 
 
 def cmd_help(args: list[str]) -> int:

@@ -60,3 +60,50 @@ def parse(args: list[str], short: str, long: list[str]) -> tuple[list[tuple[str,
         else:
             rest.append(arg)
     return pairs, rest
+
+
+class Option:
+    """One option of an xm command, declared once: its help line and its parser
+    entry both come from here.  ``help=None`` hides it from the help (options xm 3.4
+    accepted without listing them).  (A plain class: dataclasses cost xm's start.)"""
+
+    __slots__ = ("short", "long", "help", "value")
+
+    def __init__(self, short: str, long: str, help: str | None, value: str = "") -> None:
+        self.short = short
+        self.long = long
+        self.help = help
+        #: the value's name in the help (``--port=portnum``); empty for a flag
+        self.value = value
+
+    @property
+    def name(self) -> str:
+        """What the parsed options are keyed by: the long name, else the letter."""
+        return self.long or self.short
+
+    def label(self) -> str:
+        """The help's left column: ``-p=portnum, --port=portnum``."""
+        tail = f"={self.value}" if self.value else ""
+        names = ([f"-{self.short}{tail}"] if self.short else []) + \
+            ([f"--{self.long}{tail}"] if self.long else [])
+        return ", ".join(names)
+
+
+def spec(options: list[Option]) -> tuple[str, list[str]]:
+    """The getopt-style short string and long list of declared options."""
+    short = "".join(o.short + (":" if o.value else "") for o in options if o.short)
+    long = [o.long + ("=" if o.value else "") for o in options if o.long]
+    return short, long
+
+
+def parse_options(args: list[str], options: list[Option]) -> tuple[dict[str, str], list[str]]:
+    """Parse against declared options: ({option name: value}, operands).  Either
+    spelling of an option (``-p``/``--paused``) gives its one name; the last wins."""
+    by_flag = {}
+    for o in options:
+        if o.short:
+            by_flag["-" + o.short] = o.name
+        if o.long:
+            by_flag["--" + o.long] = o.name
+    pairs, rest = parse(args, *spec(options))
+    return {by_flag[flag]: value for flag, value in pairs}, rest

@@ -10,6 +10,7 @@ import _socket
 import os
 
 from dom0.client import wire
+from dom0.client.routes import XendApi
 from dom0.errors import ProtocolError, XendNotRunning, from_wire
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs xm ~2 ms
@@ -28,7 +29,10 @@ def server_path() -> str:
     return value or DEFAULT_SOCKET
 
 
-class XendClient:
+class XendClient(XendApi):
+    """One HTTP request per call on xend's Unix socket; the typed methods come from
+    ``XendApi`` (``client.domain_create(config=..., paused=...)``)."""
+
     def __init__(self, path: str | None = None, timeout: float | None = 1200.0) -> None:
         self.path = path or server_path()
         self.timeout = timeout

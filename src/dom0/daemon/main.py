@@ -46,10 +46,9 @@ def setup_logging(opts: XendOptions) -> None:
 
 def _serve(opts: XendOptions, ready_fd: int | None) -> int:
     """Run xend in this process until SIGTERM."""
-    from dom0.daemon.service import Xend
+    from dom0.daemon import service
 
     setup_logging(opts)
-    xend = Xend(opts)
 
     def ready() -> None:
         with open(opts.xend_pid_file, "w") as f:
@@ -59,7 +58,7 @@ def _serve(opts: XendOptions, ready_fd: int | None) -> int:
             os.close(ready_fd)
 
     try:
-        asyncio.run(xend.run(ready))
+        asyncio.run(service.run(opts, ready))
     except Exception as exc:
         logging.getLogger("xend").exception("xend failed")
         if ready_fd is not None:

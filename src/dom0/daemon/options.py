@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dom0.domain.network import NetworkOptions
+from dom0.domain.settings import DomainSettings
 from dom0.model import sxp
 from dom0.store.layout import Layout
 
@@ -73,6 +75,8 @@ class XendOptions:
     qemu_accel: str = _opt("qemu-accel", "auto")
     domain_minimum_restart_time: float = _opt("domain-minimum-restart-time", 60.0)
     domain_shutdown_timeout: float = _opt("domain-shutdown-timeout", 60.0)
+    #: how long a hot-plugged disk or vif may take to appear in (or leave) the guest
+    device_timeout: float = _opt("device-timeout", 100.0)
 
     #: messages about the file itself, logged once logging is up
     warnings: list[str] = field(default_factory=list, metadata={"sxp": None})
@@ -86,6 +90,28 @@ class XendOptions:
             log_dir=self.xend_log_path,
             dump_dir=self.xend_dump_path,
         )
+
+    #: what SIGHUP changes in a running xend; every other option needs a restart
+    #: (paths, servers, the accelerator, and settings copied into long-lived objects)
+    RELOADED = ("loglevel", "domain_minimum_restart_time", "domain_shutdown_timeout")
+
+    def take_reloaded(self, fresh: XendOptions) -> None:
+        for name in self.RELOADED:
+            setattr(self, name, getattr(fresh, name))
+
+    # ---- each consumer's slice: the settings it reads, from this one source ----------
+
+    def domain_settings(self) -> DomainSettings:
+        """The domain layer's settings (restart policy, watchdog, hot-plug wait); its
+        paths come from ``layout()``."""
+        return DomainSettings(minimum_restart_time=self.domain_minimum_restart_time,
+                              shutdown_timeout=self.domain_shutdown_timeout,
+                              device_timeout=self.device_timeout)
+
+    def network_options(self) -> NetworkOptions:
+        """What plugging vifs needs besides the domain settings: the hook scripts."""
+        return NetworkOptions(scripts_dir=self.xend_scripts_path, vif_script=self.vif_script,
+                              run_dir=self.xend_run_path)
 
     def ballooning(self) -> bool:
         if self.enable_dom0_ballooning is None:

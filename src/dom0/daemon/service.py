@@ -1,38 +1,50 @@
 """xend itself: the one place where the object graph is built and wired, and the
-asyncio loop that runs it until SIGTERM."""
+asyncio loop that runs it until SIGTERM.
+
+``build()`` makes every object complete before anything serves: the store, the
+accelerator choice, the domain manager, the relocation servers and the API server
+exist together or not at all.  ``Xend.start()`` then brings them up in order
+(network script, adoption, relocation, API, autostart) and ``stop()`` takes them
+down in reverse."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import signal
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dom0.api.server import ApiServer
+from dom0.api.services import RelocationDefaults, Services
 from dom0.backends.machine import Machine
 from dom0.backends.qemu.machine import QemuMachine
 from dom0.backends.qemu.process import probe_kvm
 from dom0.daemon import host
+from dom0.daemon import options as options_mod
 from dom0.daemon.options import XendOptions
 from dom0.devices import hotplug
+from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.manager import DomainManager
-from dom0.domain.network import NetworkOptions, VifController
-from dom0.domain.settings import DomainSettings
+from dom0.domain.network import VifController
 from dom0.errors import DeviceError
+from dom0.migration.destination import RelocationServer
 from dom0.store.db import Store
-from dom0.store.layout import DomainPaths
+from dom0.store.layout import DomainPaths, Layout
 
 log = logging.getLogger(__name__)
 
 
 class Host:
-    """Host-side answers bound to this xend's options."""
+    """Host-side answers bound to this xend's QEMU binary and accelerator."""
 
-    def __init__(self, options: XendOptions, accel: str) -> None:
-        self.options = options
+    def __init__(self, qemu_binary: str, accel: str) -> None:
+        self.qemu_binary = qemu_binary
         self.accel = accel
 
     def dom0_info(self) -> dict[str, Any]:
@@ -42,111 +54,41 @@ class Host:
         return host.dom0_vcpus()
 
     def node_info(self) -> list[tuple[str, Any]]:
-        return host.node_info(self.options.qemu_binary, self.accel, host.free_memory_kib())
+        return host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
 
 
+@dataclass
 class Xend:
-    def __init__(self, options: XendOptions) -> None:
-        self.options = options
-        self.layout = options.layout()
-        self.hvlog = HypervisorLog()
-        self.store: Store | None = None
-        self.manager: DomainManager = None  # type: ignore[assignment]
-        self.host: Host = None  # type: ignore[assignment]
-        self.api: ApiServer | None = None
-        self.relocation: Any = None
-        self.ssl_relocation: Any = None
-        self.stopping = asyncio.Event()
-        self.reload_requested: Callable[[], None] | None = None
+    """The wired daemon: every part exists and is complete (see ``build``)."""
 
-    async def choose_accel(self) -> str:
-        """KVM only when a probe guest really runs under it.  The answer is cached in
-        the database per (kernel, QEMU binary) since a probe can take seconds."""
-        wanted = self.options.qemu_accel
-        if wanted != "auto":
-            return wanted
-        assert self.store is not None
-        binary = self.options.qemu_binary
-        try:
-            import shutil
-
-            path = shutil.which(binary) or binary
-            key = f"{os.uname().release}:{path}:{os.stat(path).st_mtime_ns}"
-        except OSError:
-            key = f"{os.uname().release}:{binary}"
-        cached = self.store.get_meta("accel_probe")
-        if cached and cached.rsplit("=", 1)[0] == key:
-            return cached.rsplit("=", 1)[1]
-        accel = "kvm" if await probe_kvm(binary) else "tcg"
-        self.store.set_meta("accel_probe", f"{key}={accel}")
-        return accel
+    options: XendOptions
+    store: Store
+    hvlog: HypervisorLog
+    manager: DomainManager
+    host: Host
+    #: the plain relocation server, then the TLS one, as xend-config.sxp enables them
+    relocation: list[RelocationServer]
+    api: ApiServer | None
 
     async def start(self) -> None:
-        self.layout.create_dirs()
-        self.store = Store(self.layout.database)
-        accel = await self.choose_accel()
-        self.hvlog.add(f"dom0 xend starting; guests run under QEMU with {accel}")
-        log.info("accelerator: %s", accel)
-        self.host = Host(self.options, accel)
-
-        def machines(paths: DomainPaths) -> Machine:
-            return QemuMachine(paths, self.options.qemu_binary, accel)  # type: ignore[return-value]
-
-        settings = DomainSettings(minimum_restart_time=self.options.domain_minimum_restart_time,
-                                  shutdown_timeout=self.options.domain_shutdown_timeout)
-        vifs = VifController(NetworkOptions(scripts_dir=self.options.xend_scripts_path,
-                                            vif_script=self.options.vif_script,
-                                            run_dir=self.options.xend_run_path), settings)
-        self.manager = DomainManager(self.store, self.layout, machines, settings, self.hvlog,
-                                     vifs)
         await self.network_script("start")
         await self.manager.adopt_all()
-        if self.options.xend_relocation_server:
-            from dom0.migration.destination import RelocationServer
-
-            self.relocation = RelocationServer(
-                self.manager.mover, self.options.xend_relocation_address,
-                self.options.xend_relocation_port, self.options.xend_relocation_hosts_allow)
-            await self.relocation.start()
-            log.info("relocation server on %s:%d", self.options.xend_relocation_address or "*",
-                     self.options.xend_relocation_port)
-        if self.options.xend_relocation_ssl_server:
-            await self._start_ssl_relocation()
-        if self.options.xend_unix_xmlrpc_server:
-            self.api = ApiServer(self, self.options.xend_api_socket)
+        for server in self.relocation:
+            await server.start()
+            log.info("relocation server on %s:%d", server.address or "*", server.port)
+        if self.api:
             await self.api.start()
         await self.manager.autostart()
-
-    async def _start_ssl_relocation(self) -> None:
-        import ssl
-
-        from dom0.migration.destination import RelocationServer
-
-        key = self.options.xend_relocation_server_ssl_key_file
-        cert = self.options.xend_relocation_server_ssl_cert_file
-        if not key or not cert:
-            log.error("ssl_key_file or ssl_cert_file for ssl relocation server is missing.")
-            return
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, key)
-        self.ssl_relocation = RelocationServer(
-            self.manager.mover, self.options.xend_relocation_address,
-            self.options.xend_relocation_ssl_port, self.options.xend_relocation_hosts_allow,
-            ssl_context=context)
-        await self.ssl_relocation.start()
 
     async def stop(self) -> None:
         """SIGTERM: stop serving, apply on_xend_stop, let go of the rest."""
         if self.api:
             await self.api.stop()
-        for server in (self.relocation, self.ssl_relocation):
-            if server:
-                await server.stop()
-        if self.manager:
-            await self.manager.on_xend_stop()
+        for server in self.relocation:
+            await server.stop()
+        await self.manager.on_xend_stop()
         await self.network_script("stop")
-        if self.store:
-            self.store.close()
+        self.store.close()
 
     async def network_script(self, op: str) -> None:
         """xend-config's network-script (``network-bridge netdev=eth1``) at start and
@@ -160,32 +102,136 @@ class Xend:
             log.error("network script: %s", exc)
             self.hvlog.add(f"network script failed: {exc}")
 
-    async def run(self, ready: Callable[[], None] | None = None) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
-        await self.start()
-        log.info("xend ready on %s", self.options.xend_api_socket)
-        if ready:
-            ready()
-        await self.stopping.wait()
-        log.info("xend stopping")
-        await self.stop()
-
-    def _reload(self) -> None:
-        """SIGHUP: re-read the configuration (logging level; paths need a restart)."""
-        from dom0.daemon import options as opts_mod
-
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration.  The log level and the domain policy's
+        timeouts take effect at once; paths and servers need a restart."""
         try:
-            fresh = opts_mod.load(self.options.path)
-        except opts_mod.OptionsError as exc:
+            fresh = options_mod.load(self.options.path)
+        except options_mod.OptionsError as exc:
             log.error("reload failed: %s", exc)
             return
-        logging.getLogger().setLevel(fresh.loglevel.upper())
-        self.options.loglevel = fresh.loglevel
-        self.options.domain_minimum_restart_time = fresh.domain_minimum_restart_time
-        self.options.domain_shutdown_timeout = fresh.domain_shutdown_timeout
-        self.manager.settings.minimum_restart_time = fresh.domain_minimum_restart_time
-        self.manager.settings.shutdown_timeout = fresh.domain_shutdown_timeout
+        self.options.take_reloaded(fresh)
+        try:
+            logging.getLogger().setLevel(self.options.loglevel.upper())
+        except ValueError:
+            log.error("invalid loglevel %s; level unchanged", self.options.loglevel)
+        _retune(self.manager, self.options)
         log.info("configuration reloaded from %s", fresh.path)
+
+
+async def build(options: XendOptions) -> Xend:
+    """The whole object graph, each part complete when it exists."""
+    layout = options.layout()
+    layout.create_dirs()
+    store = Store(layout.database)
+    try:
+        accel = await choose_accel(options, store)
+    except BaseException:
+        store.close()
+        raise
+    hvlog = HypervisorLog()
+    hvlog.add(f"dom0 xend starting; guests run under QEMU with {accel}")
+    log.info("accelerator: %s", accel)
+    machine_host = Host(options.qemu_binary, accel)
+    manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
+    api = None
+    if options.xend_unix_xmlrpc_server:
+        services: Services[Domain] = Services(
+            domains=manager, host=machine_host, config=options, messages=hvlog,
+            logfile=options.logfile,
+            relocation=RelocationDefaults(ssl=options.xend_relocation_ssl,
+                                          port=options.xend_relocation_port,
+                                          ssl_port=options.xend_relocation_ssl_port))
+        api = ApiServer(services, options.xend_api_socket)
+    return Xend(options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
+                relocation=relocation, api=api)
+
+
+def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: HypervisorLog,
+                  accel: str) -> tuple[DomainManager, list[RelocationServer]]:
+    """The domain manager and the relocation servers that hand it incoming guests.
+    (The one place naming their constructors: they change with domain/ and migration/.)"""
+
+    def machines(paths: DomainPaths) -> Machine:
+        return QemuMachine(paths, options.qemu_binary, accel)
+
+    settings = options.domain_settings()
+    manager = DomainManager(store, layout, machines, settings, hvlog,
+                            VifController(options.network_options(), settings))
+    servers = []
+    if options.xend_relocation_server:
+        servers.append(RelocationServer(
+            manager.mover, options.xend_relocation_address, options.xend_relocation_port,
+            options.xend_relocation_hosts_allow))
+    context = _relocation_tls(options)
+    if context:
+        servers.append(RelocationServer(
+            manager.mover, options.xend_relocation_address, options.xend_relocation_ssl_port,
+            options.xend_relocation_hosts_allow, ssl_context=context))
+    return manager, servers
+
+
+def _retune(manager: DomainManager, options: XendOptions) -> None:
+    """SIGHUP's one hand-over of fresh settings to the domain manager."""
+    fresh = options.domain_settings()
+    manager.settings.minimum_restart_time = fresh.minimum_restart_time
+    manager.settings.shutdown_timeout = fresh.shutdown_timeout
+
+
+def _relocation_tls(options: XendOptions) -> ssl.SSLContext | None:
+    if not options.xend_relocation_ssl_server:
+        return None
+    key = options.xend_relocation_server_ssl_key_file
+    cert = options.xend_relocation_server_ssl_cert_file
+    if not key or not cert:
+        log.error("ssl_key_file or ssl_cert_file for ssl relocation server is missing.")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def choose_accel(options: XendOptions, store: Store) -> str:
+    """KVM only when a probe guest really runs under it.  The answer is cached in
+    the database per (kernel, QEMU binary) since a probe can take seconds."""
+    wanted = options.qemu_accel
+    if wanted != "auto":
+        return wanted
+    binary = options.qemu_binary
+    try:
+        path = shutil.which(binary) or binary
+        key = f"{os.uname().release}:{path}:{os.stat(path).st_mtime_ns}"
+    except OSError:
+        key = f"{os.uname().release}:{binary}"
+    cached = store.get_meta("accel_probe")
+    if cached and cached.rsplit("=", 1)[0] == key:
+        return cached.rsplit("=", 1)[1]
+    accel = "kvm" if await probe_kvm(binary) else "tcg"
+    store.set_meta("accel_probe", f"{key}={accel}")
+    return accel
+
+
+async def run(options: XendOptions, ready: Callable[[], None] | None = None) -> None:
+    """Build, start, serve until SIGTERM/SIGINT, stop.  SIGHUP reloads.  The
+    signals are caught from the first moment: a SIGTERM during the accelerator probe
+    or adoption stops xend cleanly once it is up."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    built: list[Xend] = []
+
+    def reload() -> None:
+        for x in built:  # none before the graph exists: nothing to re-tune yet
+            x.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    xend = await build(options)
+    built.append(xend)
+    await xend.start()
+    log.info("xend ready on %s", options.xend_api_socket)
+    if ready:
+        ready()
+    await stopping.wait()
+    log.info("xend stopping")
+    await xend.stop()

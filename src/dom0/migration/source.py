@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dom0.backends import ramsample
 from dom0.backends.machine import Machine
-from dom0.backends.qemu import ramsample
 from dom0.errors import VmError
 from dom0.migration.predict import (
     DEFAULT_DOWNTIME,

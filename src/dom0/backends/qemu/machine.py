@@ -16,8 +16,9 @@ import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dom0.backends import ramsample
 from dom0.backends.machine import MachineEvents, MachineSpec
-from dom0.backends.qemu import process, ramsample
+from dom0.backends.qemu import process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession

@@ -1,0 +1,92 @@
+"""xm block-* and network-*: a running domain's disks and vifs."""
+
+from __future__ import annotations
+
+from dom0.cli.commands import nargs, parse_args, xend
+from dom0.errors import OptionError, UsageError, XendError
+
+# ---- block devices -------------------------------------------------------------
+
+
+def cmd_block_attach(args: list[str]) -> int:
+    nargs("block-attach", args, 4, 5)
+    if len(args) == 5 and args[4] not in ("0", "Domain-0"):
+        raise OptionError("Only Domain-0 can be a block backend")
+    xend().domain_block_attach(dom=args[0], uname=args[1], dev=args[2], mode=args[3])
+    return 0
+
+
+def cmd_block_configure(args: list[str]) -> int:
+    nargs("block-configure", args, 4, 5)
+    xend().domain_block_configure(dom=args[0], uname=args[1], dev=args[2], mode=args[3])
+    return 0
+
+
+def cmd_block_detach(args: list[str]) -> int:
+    nargs("block-detach", args, 2, 3)
+    force = False
+    if len(args) == 3:
+        if args[2] in ("-f", "--force"):
+            force = True
+        else:
+            print(f"Ignoring option {args[2]}")
+    xend().domain_block_detach(dom=args[0], dev=args[1], force=force)
+    return 0
+
+
+def cmd_block_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = parse_args(args, "block-list")
+    if not rest:
+        raise OptionError("No domain parameter given")
+    if len(rest) > 1:
+        raise OptionError("No multiple domain parameters allowed")
+    devices = xend().domain_block_list(dom=rest[0])
+    text = format.device_long(devices) if "long" in opts else format.block_list(devices)
+    if text:
+        print(text)
+    return 0
+
+
+# ---- network interfaces ----------------------------------------------------------
+
+
+def cmd_network_attach(args: list[str]) -> int:
+    from dom0.model.devices import ATTACH_KEYS
+
+    if not args:
+        raise UsageError("'xm network-attach' requires at least 1 argument.\n")
+    options = {}
+    for word in args[1:]:
+        key, eq, value = word.partition("=")
+        if not eq or key not in ATTACH_KEYS:
+            raise XendError(f"Invalid argument: {word}")
+        options[key] = value
+    xend().domain_network_attach(dom=args[0], options=options)
+    return 0
+
+
+def cmd_network_detach(args: list[str]) -> int:
+    nargs("network-detach", args, 2, 3)
+    force = len(args) == 3 and args[2] in ("-f", "--force")
+    if len(args) == 3 and not force:
+        print(f"Ignoring option {args[2]}")
+    xend().domain_network_detach(dom=args[0], devid=int(args[1]), force=force)
+    return 0
+
+
+def cmd_network_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    opts, rest = parse_args(args, "network-list")
+    if not rest:
+        raise OptionError("No domain parameter given")
+    if len(rest) > 1:
+        raise OptionError("No multiple domain parameters allowed")
+    vifs = xend().domain_network_list(dom=rest[0])
+    text = format.device_long(vifs) if "long" in opts else format.network_list(vifs)
+    if text:
+        print(text)
+    return 0
+

@@ -1,0 +1,167 @@
+"""Fake services for the API's unit tests: what the routes may call (api.services),
+answering from memory.  Not a mock of xend's behaviour: just enough state that
+each route's handler runs to its end."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from dom0.api.services import RelocationDefaults, Services
+from dom0.errors import InvalidDomain
+from dom0.model.config import DomainConfig
+
+
+@dataclass
+class FakeDomain:
+    name: str
+    domid: int | None = 1
+    active: bool = True
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "domid": self.domid}
+
+
+@dataclass
+class FakeDomains:
+    domains: dict[str, FakeDomain] = field(
+        default_factory=lambda: {"vm1": FakeDomain("vm1")})
+    #: every call as (method, arguments), to see what the handlers passed on
+    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    #: how long pause() takes (the operation timeout's test)
+    pause_delay: float = 0.0
+
+    def lookup(self, ident: str | int) -> FakeDomain:
+        for dom in self.domains.values():
+            if ident in (dom.name, str(dom.domid)):
+                return dom
+        raise InvalidDomain(str(ident))
+
+    def select(self, state: str | None = None,
+               names: list[str] | None = None) -> list[FakeDomain]:
+        if names:
+            return [self.lookup(n) for n in names]
+        return list(self.domains.values())
+
+    def vcpu_info(self, dom: FakeDomain) -> list[dict[str, Any]]:
+        return [{"number": 0}]
+
+    def _did(self, what: str, *args: Any) -> None:
+        self.calls.append((what, args))
+
+    async def create(self, cfg: DomainConfig, paused: bool = False) -> FakeDomain:
+        self._did("create", cfg, paused)
+        return FakeDomain(cfg.name)
+
+    async def new(self, cfg: DomainConfig) -> FakeDomain:
+        self._did("new", cfg)
+        return FakeDomain(cfg.name, None, False)
+
+    async def delete(self, ident: str) -> None:
+        self.lookup(ident)
+
+    async def start_managed(self, ident: str, paused: bool = False) -> FakeDomain:
+        return self.lookup(ident)
+
+    async def destroy(self, ident: str) -> None:
+        self.lookup(ident)
+
+    async def shutdown(self, ident: str, mode: str = "poweroff") -> FakeDomain:
+        return self.lookup(ident)
+
+    async def reset(self, ident: str) -> None:
+        self.lookup(ident)
+
+    async def pause(self, ident: str) -> None:
+        await asyncio.sleep(self.pause_delay)
+        self.lookup(ident)
+
+    async def unpause(self, ident: str) -> None:
+        self.lookup(ident)
+
+    async def rename(self, ident: str, new_name: str) -> None:
+        self._did("rename", ident, new_name)
+
+    async def sysrq(self, ident: str, key: str) -> None:
+        self.lookup(ident)
+
+    async def dump_core(self, ident: str, filename: str | None, live: bool, crash: bool,
+                        reset: bool) -> str:
+        self._did("dump_core", ident, filename, live, crash, reset)
+        return filename or "/dump/core"
+
+    async def save(self, ident: str, path: str, checkpoint: bool) -> None:
+        self._did("save", ident, path, checkpoint)
+
+    async def restore(self, path: str, paused: bool) -> FakeDomain:
+        return FakeDomain("restored")
+
+    async def suspend(self, ident: str) -> None:
+        self.lookup(ident)
+
+    async def resume(self, ident: str, paused: bool) -> None:
+        self.lookup(ident)
+
+    def migrate(self, ident: str, host: str, port: int, live: bool, tls: bool = False) -> str:
+        self._did("migrate", ident, host, port, live, tls)
+        return "job1"
+
+    def migration_status(self, job_id: str) -> dict[str, Any]:
+        return {"job": job_id, "done": True}
+
+    async def block_attach(self, ident: str, uname: str, dev: str, mode: str) -> None:
+        self.lookup(ident)
+
+    async def block_detach(self, ident: str, dev: str, force: bool) -> None:
+        self.lookup(ident)
+
+    async def block_configure(self, ident: str, uname: str, dev: str, mode: str) -> None:
+        self.lookup(ident)
+
+    async def block_list(self, ident: str) -> list[dict[str, Any]]:
+        return []
+
+    async def network_attach(self, ident: str, options: dict[str, str]) -> int:
+        self._did("network_attach", ident, options)
+        return 0
+
+    async def network_detach(self, ident: str, devid: int, force: bool) -> None:
+        self._did("network_detach", ident, devid, force)
+
+    async def network_list(self, ident: str) -> list[dict[str, Any]]:
+        return []
+
+
+class FakeHost:
+    def dom0_info(self) -> dict[str, Any]:
+        return {"name": "Domain-0", "domid": 0}
+
+    def dom0_vcpus(self) -> list[dict[str, Any]]:
+        return [{"number": 0}]
+
+    def node_info(self) -> list[tuple[str, Any]]:
+        return [("host", "fake")]
+
+
+class FakeConfig:
+    def items(self) -> list[tuple[str, Any]]:
+        return [("xend-port", 8000)]
+
+
+class FakeRing:
+    def __init__(self) -> None:
+        self.lines = "(XEN) hello\n"
+
+    def text(self) -> str:
+        return self.lines
+
+    def clear(self) -> None:
+        self.lines = ""
+
+
+def services(domains: FakeDomains | None = None,
+             logfile: str = "/nonexistent/xend.log") -> Services[FakeDomain]:
+    return Services(domains=domains or FakeDomains(), host=FakeHost(), config=FakeConfig(),
+                    messages=FakeRing(), logfile=logfile,
+                    relocation=RelocationDefaults(ssl=False, port=8002, ssl_port=8003))
