@@ -67,7 +67,11 @@ def test_build_start_serve_reload_stop(tmp_path: Path) -> None:
 
 
 def test_relocation_servers_are_built_with_the_graph(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "(xend-relocation-server yes)\n(xend-relocation-port 0)")
+    key = tmp_path / "relocation.key"
+    key.write_text("k" * 32)
+    key.chmod(0o600)  # relocation needs peer authentication (migration/auth.py)
+    path = write_config(tmp_path, "(xend-relocation-server yes)\n(xend-relocation-port 0)\n"
+                                  f"(xend-relocation-key-file {key})")
 
     async def scenario() -> None:
         xend = await service.build(options.load(path))

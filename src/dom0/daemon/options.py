@@ -19,6 +19,10 @@ TRUE = ("yes", "y", "1", "on", "true", "t")
 FALSE = ("no", "n", "0", "off", "false", "f")
 
 
+DEFAULT_HOSTS_ALLOW = r"^localhost$ ^localhost\.localdomain$ ^127\.0\.0\.1$ ^::1$"
+RELOCATION_AUTH = ("required", "none")
+
+
 class OptionsError(ValueError):
     pass
 
@@ -40,13 +44,22 @@ class XendOptions:
     xend_relocation_ssl_server: bool = _opt("xend-relocation-ssl-server", False)
     xend_relocation_port: int = _opt("xend-relocation-port", 8002)
     xend_relocation_ssl_port: int = _opt("xend-relocation-ssl-port", 8003)
-    xend_relocation_address: str = _opt("xend-relocation-address", "")
-    xend_relocation_hosts_allow: str = _opt("xend-relocation-hosts-allow", "")
+    # as Xen 3.4 shipped its xend-config.sxp: the listener on, and open to, localhost only
+    xend_relocation_address: str = _opt("xend-relocation-address", "localhost")
+    xend_relocation_hosts_allow: str = _opt("xend-relocation-hosts-allow",
+                                            DEFAULT_HOSTS_ALLOW)
     xend_relocation_ssl: bool = _opt("xend-relocation-ssl", False)
     xend_relocation_server_ssl_key_file: str | None = _opt(
         "xend-relocation-server-ssl-key-file", None)
     xend_relocation_server_ssl_cert_file: str | None = _opt(
         "xend-relocation-server-ssl-cert-file", None)
+    # dom0's own relocation security (README "Security"): peers prove themselves with
+    # the shared key or (SSL port) a certificate from the CA; "none" accepts any peer
+    xend_relocation_auth: str = _opt("xend-relocation-auth", "required")
+    xend_relocation_key_file: str | None = _opt("xend-relocation-key-file", None)
+    xend_relocation_ca_file: str | None = _opt("xend-relocation-ca-file", None)
+    #: what host paths an incoming domain may use (space-separated); none by default
+    xend_relocation_storage_roots: str = _opt("xend-relocation-storage-roots", "")
     xend_port: int = _opt("xend-port", 8000)
     xend_address: str = _opt("xend-address", "")
     xend_unix_path: str = _opt("xend-unix-path", "/var/lib/xend/xend-socket")
@@ -188,6 +201,13 @@ def load(path: str | None = None) -> XendOptions:
         except re.error as exc:
             raise OptionsError(f"invalid xend config xend-relocation-hosts-allow: {pattern}: "
                                f"{exc}") from None
+    if opts.xend_relocation_auth not in RELOCATION_AUTH:
+        raise OptionsError(f"invalid xend config xend-relocation-auth: "
+                           f"{opts.xend_relocation_auth} (expected required or none)")
+    for root in opts.xend_relocation_storage_roots.split():
+        if not os.path.isabs(root):
+            raise OptionsError(f"invalid xend config xend-relocation-storage-roots: {root} "
+                               "is not an absolute path")
     if opts.qemu_accel not in ("auto", "kvm", "tcg"):
         raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
     return opts

@@ -33,7 +33,9 @@ from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.manager import DomainManager
 from dom0.domain.network import VifController
 from dom0.errors import DeviceError
+from dom0.migration.auth import AuthError, Credentials, load_key
 from dom0.migration.destination import RelocationServer
+from dom0.migration.policy import StoragePolicy
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -158,16 +160,29 @@ def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: Hyp
     settings = options.domain_settings()
     manager = DomainManager(store, layout, machines, settings, hvlog,
                             VifController(options.network_options(), settings))
+    credentials = _relocation_credentials(options)
+    manager.mover.relocation_credentials = credentials
+    policy = StoragePolicy.from_option(options.xend_relocation_storage_roots)
     servers = []
-    if options.xend_relocation_server:
+    for enabled, port, tls in ((options.xend_relocation_server,
+                                options.xend_relocation_port, False),
+                               (options.xend_relocation_ssl_server,
+                                options.xend_relocation_ssl_port, True)):
+        if not enabled:
+            continue
+        # a listener that cannot tell its peers apart would trust anyone: not started
+        refusal = credentials.listener_refusal(tls)
+        context = _relocation_tls(credentials) if tls and not refusal else None
+        if tls and context is None and not refusal:
+            refusal = "relocation server on the SSL port not started (see above)"
+        if refusal:
+            log.error("%s", refusal)
+            hvlog.add(refusal)
+            continue
         servers.append(RelocationServer(
-            manager.mover, options.xend_relocation_address, options.xend_relocation_port,
-            options.xend_relocation_hosts_allow))
-    context = _relocation_tls(options)
-    if context:
-        servers.append(RelocationServer(
-            manager.mover, options.xend_relocation_address, options.xend_relocation_ssl_port,
-            options.xend_relocation_hosts_allow, ssl_context=context))
+            manager.mover, options.xend_relocation_address, port,
+            options.xend_relocation_hosts_allow, ssl_context=context, credentials=credentials,
+            policy=policy))
     return manager, servers
 
 
@@ -178,17 +193,28 @@ def _retune(manager: DomainManager, options: XendOptions) -> None:
     manager.settings.shutdown_timeout = fresh.shutdown_timeout
 
 
-def _relocation_tls(options: XendOptions) -> ssl.SSLContext | None:
-    if not options.xend_relocation_ssl_server:
+def _relocation_credentials(options: XendOptions) -> Credentials:
+    """This host's relocation credentials from xend-config (README "Security").  An
+    unusable key file is logged and left out: the listeners then refuse to start
+    (unless relocation is explicitly unauthenticated)."""
+    key = None
+    if options.xend_relocation_key_file:
+        try:
+            key = load_key(options.xend_relocation_key_file)
+        except AuthError as exc:
+            log.error("%s", exc)
+    return Credentials(key=key, ca_file=options.xend_relocation_ca_file,
+                       cert_file=options.xend_relocation_server_ssl_cert_file,
+                       key_file=options.xend_relocation_server_ssl_key_file,
+                       allow_unauthenticated=options.xend_relocation_auth == "none")
+
+
+def _relocation_tls(credentials: Credentials) -> ssl.SSLContext | None:
+    try:
+        return credentials.server_tls()
+    except (AuthError, OSError, ssl.SSLError) as exc:
+        log.error("%s", exc)
         return None
-    key = options.xend_relocation_server_ssl_key_file
-    cert = options.xend_relocation_server_ssl_cert_file
-    if not key or not cert:
-        log.error("ssl_key_file or ssl_cert_file for ssl relocation server is missing.")
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
 
 
 async def choose_accel(options: XendOptions, store: Store) -> str:

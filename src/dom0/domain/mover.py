@@ -28,6 +28,7 @@ from dom0.domain.settings import DomainSettings
 from dom0.domain.table import DomainTable
 from dom0.errors import BackendError, VmError
 from dom0.migration import destination, savefile, source
+from dom0.migration.auth import Credentials
 from dom0.migration.predict import StreamRates
 from dom0.model.config import DomainConfig
 from dom0.model.state import LIVE, PowerState, require
@@ -53,6 +54,8 @@ class StateMover:
         self.hvlog = hvlog
         self.migrations: dict[str, source.MigrationJob] = {}
         self.stream_rates = StreamRates()  # what QEMU reached in past migrations
+        #: how this host proves itself to relocation peers (the daemon sets it)
+        self.relocation_credentials = Credentials()
 
     # ---- save, restore, suspend, resume ---------------------------------------------
 
@@ -196,7 +199,8 @@ class StateMover:
                 run = running(dom)
                 await source.send_guest(run.machine, dom.config.to_dict(),
                                             dom.next_vif_devid, host, port, live, job,
-                                            self.stream_rates, tls)
+                                            self.stream_rates, tls,
+                                            credentials=self.relocation_credentials)
                 self.hvlog.add(f"Domain {run.domid} ({dom.name}) migrated to {host}:{port}")
                 await self.lifecycle.teardown(dom)
         except Exception as exc:  # reported to xm through the job

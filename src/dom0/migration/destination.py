@@ -11,10 +11,14 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dom0.backends.machine import Machine
 from dom0.errors import VmError
+from dom0.migration import auth
+from dom0.migration.auth import Credentials
+from dom0.migration.policy import StoragePolicy
 from dom0.migration.wire import (
     PROTOCOL_VERSION,
     MigrationError,
@@ -53,14 +57,59 @@ class Launcher(Protocol):
         *receive* with the machine; the guest runs when it returns.  The new ID."""
 
 
+@dataclass(frozen=True)
+class ReceiveRequest:
+    """The source's request, each field checked (a bad one is refused with why)."""
+
+    config: dict[str, Any]
+    live: bool
+    probe: int
+    next_vif_devid: int
+
+    @classmethod
+    def parse(cls, message: dict[str, Any]) -> ReceiveRequest:
+        op = message.get("op")
+        if op != "receive":
+            raise MigrationError(f"Invalid operation: {str(op)[:40]} (expected receive)")
+        if message.get("version") != PROTOCOL_VERSION:
+            raise MigrationError(f"unsupported relocation protocol version "
+                                 f"{str(message.get('version'))[:20]} (this host speaks "
+                                 f"{PROTOCOL_VERSION})")
+        config = message.get("config")
+        if not isinstance(config, dict):
+            raise MigrationError("the request carries no domain configuration")
+        probe = _count(message, "probe", MAX_PROBE)
+        devid = _count(message, "next_vif_devid", MAX_DEVID)
+        live = message.get("live", False)
+        if not isinstance(live, bool):
+            raise MigrationError("invalid relocation request: live must be true or false")
+        return cls(config, live, probe, devid)
+
+
+MAX_PROBE = 1 << 30
+MAX_DEVID = 1 << 16
+
+
+def _count(message: dict[str, Any], key: str, limit: int) -> int:
+    value = message.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise MigrationError(f"invalid relocation request: {key} must be an integer from 0 "
+                             f"to {limit}")
+    return value
+
+
 class RelocationServer:
     def __init__(self, launcher: Launcher, address: str, port: int, hosts_allow: str,
-                 ssl_context: Any = None) -> None:
+                 ssl_context: Any = None, credentials: Credentials | None = None,
+                 policy: StoragePolicy | None = None) -> None:
         self.launcher = launcher
         self.address = address
         self.port = port
         self.hosts_allow = hosts_allow
         self.ssl_context = ssl_context
+        #: the shared key, if any, is demanded of every peer before its request
+        self.credentials = credentials or Credentials()
+        self.policy = policy or StoragePolicy()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -90,38 +139,45 @@ class RelocationServer:
                                     "message": f"Host {peer} is not allowed to migrate here "
                                                "(xend-relocation-hosts-allow)"})
                 return
-            await send(writer, {"status": "hello", "version": PROTOCOL_VERSION})
-            request = await receive(reader)
-            op = request.get("op")
-            if op != "receive" or request.get("version") != PROTOCOL_VERSION:
-                await send(writer, {"status": "error", "message": f"Invalid operation: {op}"})
-                return
+            greeting, nonce = auth.hello(self.credentials)
+            await send(writer, greeting)
+            if nonce is not None and self.credentials.key is not None:
+                await auth.check_source(reader, writer, self.credentials.key, nonce)
+            request = ReceiveRequest.parse(await receive(reader))
             await self._receive(request, reader, writer)
-        except (TimeoutError, MigrationError, VmError, ConnectionError) as exc:
-            log.warning("incoming migration from %s failed: %s", peer, exc)
-            try:
-                await send(writer, {"status": "error", "message": str(exc)})
-            except ConnectionError:
-                pass
+        except auth.AuthError as exc:
+            log.warning("Rejected connection from %s: %s", peer, exc)
+            await _refuse(writer, str(exc))
+        except (TimeoutError, MigrationError, VmError, ConnectionError, OSError) as exc:
+            why = str(exc) or ("the source went silent" if isinstance(exc, TimeoutError)
+                               else type(exc).__name__)
+            log.warning("incoming migration from %s failed: %s", peer, why)
+            await _refuse(writer, why)
         finally:
             writer.close()
 
 
-    async def _receive(self, request: dict[str, Any], reader: asyncio.StreamReader,
+    async def _receive(self, request: ReceiveRequest, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> None:
         """The destination's conversation after the request."""
-        config = request.get("config")
-        if not isinstance(config, dict):
-            raise MigrationError("the request carries no domain configuration")
+        config = request.config
+        self.policy.check(config)  # what the peer may make this host open, before anything
         self.launcher.check(config)
-        rate = await read_probe(reader, int(request.get("probe", 0)))
+        rate = await read_probe(reader, request.probe)
         await send(writer, {"status": "probed", "rate": rate})
         # QEMU starts while the source still measures its guest; receive_guest then
         # waits for the source's "start"
         domid = await self.launcher.launch(
-            config, int(request.get("next_vif_devid", 0)),
+            config, request.next_vif_devid,
             lambda machine: receive_guest(machine, reader, writer))
         await send(writer, {"status": "running", "domid": domid})
+
+
+async def _refuse(writer: asyncio.StreamWriter, why: str) -> None:
+    try:
+        await send(writer, {"status": "error", "message": why})
+    except (ConnectionError, OSError):
+        pass
 
 
 def _tls(writer: asyncio.StreamWriter) -> bool:

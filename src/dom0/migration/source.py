@@ -24,6 +24,8 @@ from typing import Any
 from dom0.backends import ramsample
 from dom0.backends.machine import Machine
 from dom0.errors import VmError
+from dom0.migration import auth
+from dom0.migration.auth import Credentials
 from dom0.migration.predict import (
     DEFAULT_DOWNTIME,
     MonotonicEta,
@@ -86,18 +88,24 @@ class MigrationJob:
 
 async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: int,
                      host: str, port: int, live: bool, job: MigrationJob,
-                     rates: StreamRates, tls: bool = False) -> None:
+                     rates: StreamRates, tls: bool = False,
+                     credentials: Credentials | None = None) -> None:
     """The source's part (the domain's lock held by the caller): *machine* runs the
     domain of *config*; *rates* is what QEMU reached in this xend's earlier
-    migrations, and learns from this one."""
-    context = None
-    if tls:  # encryption, like Xen's SSL relocation; peers are not authenticated
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    migrations, and learns from this one; *credentials* prove this host to the
+    destination and say what it must prove back (auth.py)."""
+    creds = credentials or Credentials()
+    try:
+        context = creds.client_tls() if tls else None
+    except (OSError, ssl.SSLError) as exc:
+        raise MigrationError(f"relocation TLS credentials unusable: {exc}") from None
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context), CONNECT_TIMEOUT)
+    except ssl.SSLError as exc:
+        raise MigrationError(f"TLS handshake with {host}:{port} failed ({exc.reason or exc}): "
+                             "is its certificate signed by xend-relocation-ca-file, and ours "
+                             "by its CA?") from None
     except (TimeoutError, OSError) as exc:
         raise MigrationError(f"can't connect: {exc}") from None
     watch_link(writer)
@@ -105,7 +113,9 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
     committed = False
     try:
         async def handshake() -> float:
-            await receive(reader, CONNECT_TIMEOUT)  # hello, or why this host refuses us
+            greeting = await receive(reader, CONNECT_TIMEOUT)  # or why this host refuses us
+            await auth.prove_to_destination(reader, writer, creds, greeting,
+                                            tls_verified=tls and creds.ca_file is not None)
             await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
                                 "config": config, "probe": PROBE_BYTES,
                                 "next_vif_devid": next_vif_devid})
