@@ -390,8 +390,10 @@ class _Launcher:
     def __init__(self, refuse: str | None = None) -> None:
         self.refuse = refuse
         self.launched: list[tuple[dict[str, Any], int]] = []
+        self.checked: list[dict[str, Any]] = []
 
     def check(self, config: dict[str, Any]) -> None:
+        self.checked.append(config)
         if self.refuse:
             raise VmError(self.refuse)
 
