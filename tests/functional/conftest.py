@@ -221,6 +221,64 @@ class Host:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# ---- relocation credentials (README "Security") -------------------------------------
+
+RELOCATION_KEY = "dom0-functional-tests-shared-relocation-key"
+
+
+def write_secret(path: Path, text: str) -> Path:
+    """A file only its owner can read, from its first byte (never 0644 in between)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def add_config(host: Host, text: str) -> Host:
+    """More xend-config lines for a host that has not started yet."""
+    host.config.write_text(host.config.read_text() + text + "\n")
+    return host
+
+
+def keyed(host: Host, key: str = RELOCATION_KEY) -> Host:
+    """Give a host (not started yet) the shared relocation key."""
+    path = write_secret(host.dir / "relocation.key", key + "\n")
+    return add_config(host, f"(xend-relocation-key-file {path})")
+
+
+def make_ca(directory: Path, name: str) -> tuple[Path, Path]:
+    """A throwaway CA (certificate, key) made with the openssl CLI."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / f"{name}-ca.pem", directory / f"{name}-ca.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={name} relocation CA", "-keyout", str(key), "-out", str(cert),
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def make_cert(directory: Path, ca: tuple[Path, Path], name: str) -> tuple[Path, Path]:
+    """A host certificate (for both TLS client and server) signed by *ca*; its key 0600."""
+    cert, key, csr = directory / f"{name}.pem", directory / f"{name}.key", directory / f"{name}.csr"
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                    "-keyout", str(key), "-out", str(csr)], check=True, capture_output=True)
+    ext = directory / f"{name}.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca[0]),
+                    "-CAkey", str(ca[1]), "-CAcreateserial", "-days", "1", "-extfile", str(ext),
+                    "-out", str(cert)], check=True, capture_output=True)
+    key.chmod(0o600)
+    return cert, key
+
+
+def with_certificate(host: Host, ca_cert: Path, cert: tuple[Path, Path]) -> Host:
+    """Mutual TLS for a host (not started yet): the CA it trusts, its own identity."""
+    return add_config(host, f"(xend-relocation-ca-file {ca_cert})\n"
+                            f"(xend-relocation-server-ssl-cert-file {cert[0]})\n"
+                            f"(xend-relocation-server-ssl-key-file {cert[1]})")
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     outcome = yield

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, Host, veth
+from conftest import BIN, GUEST_DIR, Host, keyed, veth
 from test_storage import make_ext4
 
 TICKER = ("(i=0; while true; do echo tick-$i; i=$((i+1)); usleep 100000; done "
@@ -18,11 +18,14 @@ TICKER = ("(i=0; while true; do echo tick-$i; i=$((i+1)); usleep 100000; done "
 @pytest.fixture
 def two_hosts(make_host):  # type: ignore[no-untyped-def]
     def build(allow: str = r"^10\.99\.0\.1$", extra: str = "") -> tuple[Host, Host]:
-        a = make_host(start=False, netns=True)
-        b = make_host("(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
-                      "(xend-relocation-address 10.99.0.2)\n"
-                      f"(xend-relocation-hosts-allow '{allow}')\n{extra}", start=False,
-                      netns=True)
+        # both hosts hold the shared relocation key; the destination lets incoming
+        # domains use the guest image's directory (their kernel and initrd)
+        a = keyed(make_host(start=False, netns=True))
+        b = keyed(make_host("(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
+                            "(xend-relocation-address 10.99.0.2)\n"
+                            f"(xend-relocation-hosts-allow '{allow}')\n"
+                            f"(xend-relocation-storage-roots {GUEST_DIR})\n{extra}",
+                            start=False, netns=True))
         veth(a.netns, "mig0", "10.99.0.1/24", b.netns, "mig1", "10.99.0.2/24")
         a.xend("start")
         b.xend("start")

@@ -103,9 +103,7 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context), CONNECT_TIMEOUT)
     except ssl.SSLError as exc:
-        raise MigrationError(f"TLS handshake with {host}:{port} failed ({exc.reason or exc}): "
-                             "is its certificate signed by xend-relocation-ca-file, and ours "
-                             "by its CA?") from None
+        raise MigrationError(_tls_refusal(exc, host, port)) from None
     except (TimeoutError, OSError) as exc:
         raise MigrationError(f"can't connect: {exc}") from None
     watch_link(writer)
@@ -113,7 +111,7 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
     committed = False
     try:
         async def handshake() -> float:
-            greeting = await receive(reader, CONNECT_TIMEOUT)  # or why this host refuses us
+            greeting = await _hello(reader, tls)  # or why this host refuses us
             await auth.prove_to_destination(reader, writer, creds, greeting,
                                             tls_verified=tls and creds.ca_file is not None)
             await send(writer, {"op": "receive", "version": PROTOCOL_VERSION, "live": live,
@@ -162,6 +160,8 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
             writer.close()
             if isinstance(exc, (MigrationError, VmError)):
                 raise
+            if isinstance(exc, ssl.SSLError):  # TLS 1.3: a refused certificate shows here
+                raise MigrationError(_tls_refusal(exc, host, port)) from None
             if isinstance(exc, (OSError, asyncio.TimeoutError)):
                 raise MigrationError(f"migration failed: {exc or type(exc).__name__}") from None
             raise
@@ -170,6 +170,28 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
                              "source copy is kept paused (check the destination)") from None
     writer.close()
     job.total_s = time.monotonic() - job.started
+
+
+async def _hello(reader: asyncio.StreamReader, tls: bool) -> dict[str, Any]:
+    try:
+        return await receive(reader, CONNECT_TIMEOUT)
+    except MigrationError as exc:
+        # TLS 1.3 checks our certificate after our side of the handshake is done: a
+        # destination that refuses it shows as a close before its hello
+        if tls and str(exc) == "the other host closed the connection":
+            raise MigrationError(
+                "the destination closed the TLS connection before its hello: it refused "
+                "our certificate (is xend-relocation-server-ssl-cert-file signed by the CA "
+                "in the destination's xend-relocation-ca-file?)") from None
+        raise
+
+
+def _tls_refusal(exc: ssl.SSLError, host: str, port: int) -> str:
+    """What xm shows when TLS fails: the alert's reason (the destination can send no
+    other), and what to check."""
+    return (f"TLS with {host}:{port} failed ({exc.reason or exc}): check that both hosts' "
+            "certificates (xend-relocation-server-ssl-cert-file) are signed by the CA the "
+            "other trusts (xend-relocation-ca-file)")
 
 
 @dataclass(frozen=True)
