@@ -364,6 +364,24 @@ def test_watch_link_sets_the_timers_on_a_tcp_connection() -> None:
     assert idle <= 30
 
 
+def test_watch_link_on_a_connection_already_closed_is_quiet() -> None:
+    """A destination that refuses our TLS certificate closes at once; watching the
+    link then must not fail with an AttributeError or EBADF (the next read reports
+    the close with a reason)."""
+    from dom0.migration import wire as relocation
+
+    async def main() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        relocation.watch_link(writer)
+        server.close()
+
+    asyncio.run(asyncio.wait_for(main(), TIMEOUT))
+
+
 def test_measurement_describes_what_xm_prints() -> None:
     from dom0.migration.predict import predict
     from dom0.migration.source import Measurement

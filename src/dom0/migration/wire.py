@@ -114,6 +114,8 @@ def watch_link(writer: asyncio.StreamWriter) -> None:
     an hour.  Unacknowledged data fails the connection after LINK_TIMEOUT s; a
     connection with nothing in flight (the destination, waiting) is probed."""
     sock = writer.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return  # already closed by the peer (e.g. a refused TLS certificate): the next read says so
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(LINK_TIMEOUT * 1000))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
