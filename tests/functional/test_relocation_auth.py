@@ -146,3 +146,43 @@ def test_the_etc_shadow_forgery_is_refused(pair) -> None:  # type: ignore[no-unt
     qemus = subprocess.run(["pgrep", "-f", f"{b.dir}.*qemu|qemu.*{b.dir}"],
                            capture_output=True, text=True).stdout
     assert qemus == ""
+
+
+GARBAGE_STREAM = """
+import asyncio, json, sys
+from dom0.migration import auth
+from dom0.migration.auth import Credentials
+from dom0.migration.wire import MigrationError, receive, send
+
+async def main(key, config):
+    reader, writer = await asyncio.open_connection("10.99.0.2", 8002)
+    await auth.prove_to_destination(reader, writer, Credentials(key=key.encode()),
+                                    await receive(reader), tls_verified=False)
+    await send(writer, {"op": "receive", "version": 1, "live": False, "config": config,
+                        "probe": 0, "next_vif_devid": 0})
+    try:
+        await receive(reader)  # probed
+        await send(writer, {"op": "start", "postcopy": False})
+        await receive(reader)  # ready: QEMU reads what follows
+        writer.write(b"this is not a QEMU migration stream" * 1000)
+        await writer.drain()
+        print(json.dumps(await receive(reader, 60)))
+    except MigrationError as exc:
+        print("refused:", exc)
+
+asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
+"""
+
+
+def test_a_garbage_migration_stream_says_why(pair) -> None:  # type: ignore[no-untyped-def]
+    """A keyed peer that sends garbage where QEMU's stream belongs gets a cause it
+    can act on (not "QMP connection closed"), and nothing is left on the destination."""
+    a, b = pair(lambda h: h, keyed)
+    config = {"name": "junk", "kernel": str(GUEST_DIR / "vmlinuz"),
+              "ramdisk": str(GUEST_DIR / "initrd.img"), "memory": 96}
+    said = a.ns_run(sys.executable, "-c", GARBAGE_STREAM, RELOCATION_KEY,
+                    json.dumps(config)).stdout.strip()
+    assert said.startswith("refused: the destination's QEMU could not load the migration "
+                           "stream"), said
+    b.wait_for(lambda: b.xm("domid", "junk", check=False).returncode == 3, 20,
+               "the destination to clean up")

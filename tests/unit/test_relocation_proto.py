@@ -492,3 +492,34 @@ def test_destination_conversation_to_running() -> None:
     assert answers[0]["version"] == 1 and answers[1]["rate"] > 0
     assert answers[-1]["domid"] == 42
     assert launcher.launched == [({"name": "mig"}, 3)]
+
+
+# ---- the TLS relay's framing, fed garbage ----------------------------------------------
+
+
+@pytest.mark.parametrize("payload, why", [
+    ((5 << 20).to_bytes(4, "big") + b"x" * 10, "not dom0's relay framing"),
+    ((100).to_bytes(4, "big") + b"x" * 10, "ended in the middle"),
+    (b"\x00\x00", "ended in the middle"),
+])
+def test_relay_framing_garbage_says_why(payload: bytes, why: str) -> None:
+    from dom0.migration.destination import _relay_in
+
+    async def main() -> str:
+        reader = asyncio.StreamReader()
+        reader.feed_data(payload)
+        reader.feed_eof()
+        sink: list[bytes] = []
+
+        class Sink:
+            def write(self, data: bytes) -> None:
+                sink.append(data)
+
+            async def drain(self) -> None:
+                pass
+
+        with pytest.raises(MigrationError) as refused:
+            await _relay_in(reader, Sink())  # type: ignore[arg-type]
+        return str(refused.value)
+
+    assert why in asyncio.run(main())

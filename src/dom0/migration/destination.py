@@ -198,19 +198,46 @@ async def receive_guest(machine: Machine, reader: asyncio.StreamReader,
         _, to_qemu = await asyncio.open_unix_connection(path)
         await send(writer, {"status": "ready"})
         try:
-            while size := int.from_bytes(await reader.readexactly(4), "big"):
-                to_qemu.write(await reader.readexactly(size))
-                await to_qemu.drain()
+            await _relay_in(reader, to_qemu)
         finally:
             to_qemu.close()
-        await machine.wait_incoming(timeout=3600)
+        await _loaded(machine)
     else:
         reading(writer, False)  # from now on the socket's bytes are QEMU's
         await machine.receive_incoming("", fd=socket_fd(writer), postcopy=postcopy)
         await send(writer, {"status": "ready"})
-        await machine.wait_incoming(timeout=3600)
+        await _loaded(machine)
         reading(writer, True)
     await send(writer, {"status": "received"})
     commit = await receive(reader)
     if commit.get("op") != "commit":
         raise MigrationError("the source did not commit")
+
+
+#: the source frames at most 1 MiB of QEMU's stream (source._relay_out); more is not ours
+MAX_FRAME = 4 << 20
+
+
+async def _relay_in(reader: asyncio.StreamReader, to_qemu: asyncio.StreamWriter) -> None:
+    """TLS: the source's frames (4-byte length, data; 0 ends) into QEMU's socket."""
+    try:
+        while size := int.from_bytes(await reader.readexactly(4), "big"):
+            if size > MAX_FRAME:
+                raise MigrationError(f"the source's stream is not dom0's relay framing (a "
+                                     f"frame of {size} bytes); is the source a dom0 xend?")
+            to_qemu.write(await reader.readexactly(size))
+            await to_qemu.drain()
+    except asyncio.IncompleteReadError:
+        raise MigrationError("the source's migration stream ended in the middle (the source "
+                             "stopped or the link broke)") from None
+
+
+async def _loaded(machine: Machine) -> None:
+    """QEMU's verdict on the stream, said so a user can act on it: a QEMU that cannot
+    load a stream exits, which alone reads as a closed QMP connection."""
+    try:
+        await machine.wait_incoming(timeout=3600)
+    except VmError as exc:
+        raise MigrationError(f"the destination's QEMU could not load the migration stream "
+                             f"({exc}): the stream is corrupt or truncated, or not from a "
+                             f"compatible QEMU; its log on the destination says more") from None
