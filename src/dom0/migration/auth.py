@@ -78,7 +78,10 @@ class Credentials:
         client must present one the CA signed (else the TLS handshake fails)."""
         if not self.cert_file or not self.key_file:
             raise AuthError("ssl_key_file or ssl_cert_file for ssl relocation server is missing.")
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # a bare server context: only xend-relocation-ca-file vouches for a client,
+        # never a CA the system happens to trust
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self.cert_file, self.key_file)
         if self.ca_file:
             context.load_verify_locations(cafile=self.ca_file)
