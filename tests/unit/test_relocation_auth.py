@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_relocation_proto import REQUEST, TIMEOUT, _Launcher
 
 from dom0.daemon import options, service
@@ -447,3 +449,35 @@ def test_message_json_shape_of_the_challenge() -> None:
     assert json.loads(json.dumps(greeting)) == {"status": "hello", "version": 1,
                                                 "auth": "hmac-sha256", "nonce": nonce}
     assert auth.hello(Credentials()) == ({"status": "hello", "version": 1}, None)
+
+
+# ---- property: nothing a peer without the key sends gets it past the challenge ---------
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=80),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+ANSWERS = st.one_of(
+    st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+    st.dictionaries(st.sampled_from(["op", "nonce", "proof", "version", "config"]), JSON,
+                    max_size=4).map(lambda d: json.dumps(d).encode() + b"\n"),
+    st.builds(lambda n, p: json.dumps({"op": "auth", "nonce": n, "proof": p}).encode() + b"\n",
+              st.text("0123456789abcdef", min_size=64, max_size=64),
+              st.text("0123456789abcdef", min_size=64, max_size=64)),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANSWERS)
+def test_no_answer_without_the_key_gets_past_the_challenge(answer: bytes) -> None:
+    launcher = _Launcher()
+
+    async def source(ends: Streams) -> str:
+        reader, writer = ends
+        await receive(reader)
+        writer.write(answer)
+        await writer.drain()
+        return await refusal(reader)
+
+    said = serve(KEYED, source, launcher)
+    assert said and "\n" not in said
+    assert launcher.checked == [] and launcher.launched == []
