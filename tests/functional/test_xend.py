@@ -133,7 +133,7 @@ def test_errors_users_see(host: Host) -> None:
 
 
 def test_qemu_killed_behind_our_back_is_noticed(host: Host) -> None:
-    info = host.create("victim")
+    info = host.create("victim", on_crash="destroy")
     os.kill(info["pid"], 9)
     host.wait_for(lambda: host.xm("domid", "victim", check=False).returncode == 3, 20,
                   "xend to notice the dead QEMU")

@@ -272,10 +272,90 @@ async def test_restarts_further_apart_than_the_guard_are_allowed(tmp_path: Path)
 
 @run
 async def test_qemu_dying_tears_the_domain_down(world: World) -> None:
-    dom = await world.manager.create(world.config())
+    dom = await world.manager.create(world.config(on_crash="destroy"))
     world.machine(dom).dies()
     await world.settle()
     assert world.manager.select() == [] and world.records() == []
+
+
+# ---- QEMU dying behind xend's back is a crash: on_crash decides ---------------------------
+
+
+@run
+async def test_qemu_dying_with_on_crash_preserve_keeps_it_crashed(world: World) -> None:
+    dom = await world.manager.create(world.config(on_crash="preserve"))
+    machine = world.machine(dom)
+    machine.dies()
+    await world.settle()
+    assert world.manager.lookup("guest") is dom and dom.state == PowerState.CRASHED
+    assert dom.info()["state"] == "----c-" and dom.shutdown_reason == "crash"
+    assert [r["state"] for r in world.records()] == ["crashed"]
+    assert "QEMU exited unexpectedly" in world.hvlog.text()
+    await world.manager.destroy("guest")
+    assert world.manager.select() == [] and world.records() == []
+
+
+@run
+async def test_qemu_dying_with_on_crash_restart_starts_a_new_machine(world: World) -> None:
+    dom = await world.manager.create(world.config(on_crash="restart",
+                                                  vifs=[VifSpec({"bridge": "xenbr0"})]))
+    old, first = world.machine(dom), dom.domid
+    old.dies()
+    await world.settle()
+    assert dom.state == PowerState.RUNNING and world.machine(dom) is not old
+    assert world.machine(dom).still_running() and world.machine(dom).state == "running"
+    assert dom.domid is not None and first is not None and dom.domid > first
+    assert [r["domid"] for r in world.records()] == [dom.domid]
+    assert world.vifs.plugged == [f"vif{first}.0", f"vif{dom.domid}.0"]
+    assert world.vifs.unplugged == [f"vif{first}.0"]
+    # the loop guard: a second death within domain-minimum-restart-time is final
+    world.machine(dom).dies()
+    await world.settle()
+    assert world.manager.select() == [] and world.records() == []
+
+
+@pytest.mark.parametrize("action", ["coredump-destroy", "coredump-restart"])
+@run
+async def test_qemu_dying_with_on_crash_coredump_says_why_there_is_no_core(
+        world: World, action: str) -> None:
+    dom = await world.manager.create(world.config(on_crash=action))
+    old = world.machine(dom)
+    old.dies()
+    await world.settle()
+    assert not os.path.exists(world.layout.dump_dir) or os.listdir(world.layout.dump_dir) == []
+    assert "no core dump" in world.hvlog.text() and "QEMU is gone" in world.hvlog.text()
+    if action == "coredump-destroy":
+        assert world.manager.select() == []
+    else:
+        assert dom.state == PowerState.RUNNING and world.machine(dom) is not old
+
+
+@run
+async def test_qemu_dying_with_on_crash_rename_restart(world: World) -> None:
+    dom = await world.manager.create(world.config(uuid=UUID_A, on_crash="rename-restart"))
+    world.machine(dom).dies()
+    await world.settle()
+    fresh = world.manager.lookup("guest")
+    assert fresh is not dom and fresh.uuid == UUID_A and fresh.state == PowerState.RUNNING
+    assert dom.name == f"Domain-{dom.uuid}" and dom.state == PowerState.CRASHED
+    await world.manager.destroy(dom.name)
+    assert [d.name for d in world.manager.select()] == ["guest"]
+
+
+@run
+async def test_a_crashed_domain_whose_qemu_died_is_still_listed_after_xend_restart(
+        tmp_path: Path) -> None:
+    first = World(tmp_path)
+    dom = await first.manager.create(first.config(on_crash="preserve"))
+    first.machine(dom).dies()
+    await first.settle()
+    await first.manager.detach_all()
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    again = second.manager.lookup("guest")
+    assert again.state == PowerState.CRASHED and again.domid == dom.domid
+    await second.manager.destroy("guest")
+    assert second.records() == []
 
 
 @run

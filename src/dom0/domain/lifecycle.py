@@ -188,7 +188,10 @@ class Lifecycle:
                 return  # an old machine, or only the connection failed
             log.warning("QEMU of domain %s (id %s) exited unexpectedly", dom.name, run.domid)
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) QEMU exited unexpectedly")
-            await self.teardown(dom)
+            if dom.state in LIVE:
+                # for the user the guest crashed: on_crash says what follows, as in Xen
+                await self._stopped(dom, run, "crash")
+            # a guest already shut down or crashed stays listed as it was (preserve)
 
     async def wait_gone(self, dom: Domain, instance: str, timeout: float) -> None:
         if not await wait_changes(lambda: self._current(dom, instance) is None or not dom.active,
@@ -207,22 +210,32 @@ class Lifecycle:
             run = self._current(dom, instance)
             if run is None or dom.state not in LIVE:
                 return
-            dom.shutdown_reason = reason
-            dom.set_state(PowerState.CRASHED if reason == "crash" else PowerState.SHUTDOWN)
-            self.table.save_running(dom)
-            key = ACTION_KEY.get(reason, "on_poweroff")
-            action = dom.config.action(key)
-            log.info("domain %s (id %s) %s; %s=%s", dom.name, run.domid, reason, key, action)
-            self.hvlog.add(f"Domain {run.domid} ({dom.name}) {reason}: {key}={action}")
-            try:
-                await self._apply_action(dom, run, action)
-            except Exception:
-                log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
-                await self.teardown(dom)
+            await self._stopped(dom, run, reason)
+
+    async def _stopped(self, dom: Domain, run: Running, reason: str) -> None:
+        """The guest stopped for *reason* (lock held): its on_* action follows."""
+        dom.shutdown_reason = reason
+        dom.set_state(PowerState.CRASHED if reason == "crash" else PowerState.SHUTDOWN)
+        self.table.save_running(dom)
+        key = ACTION_KEY.get(reason, "on_poweroff")
+        action = dom.config.action(key)
+        log.info("domain %s (id %s) %s; %s=%s", dom.name, run.domid, reason, key, action)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) {reason}: {key}={action}")
+        try:
+            await self._apply_action(dom, run, action)
+        except Exception:
+            log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
+            await self.teardown(dom)
 
     async def _apply_action(self, dom: Domain, run: Running, action: str) -> None:
         if action.startswith("coredump-"):
-            await self.dump(dom, run, self.default_dump_path(dom, run), live=False)
+            if run.machine.still_running():
+                await self.dump(dom, run, self.default_dump_path(dom, run), live=False)
+            else:
+                log.warning("no core dump of domain %s: its QEMU is gone, and the guest's "
+                            "memory with it", dom.name)
+                self.hvlog.add(f"Domain {run.domid} ({dom.name}) no core dump: its QEMU is "
+                               "gone (the guest's memory went with it)")
             action = action[len("coredump-"):]
         if action == "destroy":
             await self.teardown(dom)
@@ -233,10 +246,30 @@ class Lifecycle:
                           "Refusing to restart to avoid loops.", dom.name, since)
                 await self.teardown(dom)
             else:
-                await self.restart_in_place(dom, run)
+                await self.restart(dom, run)
         elif action == "rename-restart":
             await self._rename_restart(dom)
         # preserve: stays shut down / crashed until destroyed
+
+    async def restart(self, dom: Domain, run: Running) -> None:
+        """Restart the guest (lock held): its machine reset, or a new machine when
+        the old one is gone (QEMU died)."""
+        if run.machine.still_running():
+            await self.restart_in_place(dom, run)
+        else:
+            await self._relaunch(dom, run)
+
+    async def _relaunch(self, dom: Domain, run: Running) -> None:
+        """A new machine for *dom*, whose QEMU died: a new domain ID and new taps, as
+        Xen restarts a domain as a new domain."""
+        await run.machine.kill()  # removes what the dead QEMU left in its run dir
+        if run.vif_domid is not None:
+            await self.vifs.unplug_all(dom)
+        self.table.drop_running(run)
+        dom.running = None
+        dom.last_restart = time.time()  # the loop guard counts this restart too
+        await self.launch(dom, paused=False)
+        self.hvlog.add(f"Domain {dom.domid} ({dom.name}) restarted in a new QEMU")
 
     async def restart_in_place(self, dom: Domain, run: Running) -> None:
         """Xen restarts a domain as a new domain (new ID); we reset the same machine,
@@ -341,7 +374,13 @@ class Lifecycle:
         machine = self.machines(self.layout.domain(rec["instance"]))
         run = Running.from_record(rec, machine)
         dom = Domain.from_record(rec, run)
-        if not machine.recognise(rec.get("pid")):
+        recognised = machine.recognise(rec.get("pid"))
+        if not recognised and dom.state == PowerState.CRASHED:
+            # its QEMU died and on_crash=preserve kept it: listed crashed until destroyed
+            log.info("domain %s (id %s) stays crashed (its QEMU is gone)", dom.name, run.domid)
+            self.table.add(dom)
+            return
+        if not recognised:
             log.info("domain %s (id %s) ended while xend was away", dom.name, run.domid)
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) ended while xend was stopped")
             self.table.drop_running(run)

@@ -164,7 +164,7 @@ class DomainManager:
         dom = self.lookup(ident)
         async with dom.lock:
             require(dom.state, LIVE, "Domain is not running")
-            await self.lifecycle.restart_in_place(dom, running(dom))
+            await self.lifecycle.restart(dom, running(dom))
 
     async def pause(self, ident: str) -> None:
         not_dom0(ident, "pause")
