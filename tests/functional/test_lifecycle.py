@@ -136,7 +136,7 @@ def test_qemu_killed_is_a_crash_on_crash_decides(host: Host) -> None:
     import os
     infos = {n: host.create(n, on_crash=a) for n, a in
              (("kp", "preserve"), ("kr", "restart"), ("kc", "coredump-destroy"))}
-    for name, info in infos.items():
+    for info in infos.values():
         os.kill(info["pid"], 9)
     host.wait_for(lambda: host.info("kp")["state"] == "----c-", 30, "kp listed crashed")
     host.wait_for(lambda: host.info("kr")["domid"] not in (None, infos["kr"]["domid"]), 60,
