@@ -544,6 +544,51 @@ async def test_readoption_of_a_record_written_by_the_previous_xend(tmp_path: Pat
     assert world.machine(dom).paths == world.layout.domain("0123456789abcdef")
 
 
+async def _xend_killed_mid_launch(tmp_path: Path, start: Callable[[World], Any]) -> World:
+    """Start a launch in one xend, 'kill -9' that xend while its machine runs but the
+    launch has not finished, and return the next xend after its adoption."""
+    first = World(tmp_path)
+    first.machines.hold_launch = asyncio.Event()
+    pending = asyncio.ensure_future(start(first))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if first.machines.running:
+            break
+    assert first.machines.running and not pending.done()
+    # kill -9: the first xend runs no more code (its task stays parked for good)
+    first.machines.hold_launch = None
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    await second.settle()
+    return second
+
+
+@run
+async def test_a_create_cut_by_xend_death_is_rolled_back(tmp_path: Path) -> None:
+    async def create(world: World) -> None:
+        await world.manager.create(world.config(vifs=[VifSpec({"bridge": "xenbr0"})]))
+    second = await _xend_killed_mid_launch(tmp_path, create)
+    assert second.manager.select() == [] and second.records() == []
+    assert second.machines.running == []
+    assert second.vifs.unplugged == ["vif1.0"]
+    assert "rolled back" in second.hvlog.text()
+    # a retry is not refused as "already exists"
+    dom = await second.manager.create(second.config())
+    assert dom.state == PowerState.RUNNING
+
+
+@run
+async def test_a_managed_start_cut_by_xend_death_leaves_it_halted(tmp_path: Path) -> None:
+    async def start(world: World) -> None:
+        await world.manager.new(world.config())
+        await world.manager.start_managed("guest")
+    second = await _xend_killed_mid_launch(tmp_path, start)
+    dom = second.manager.lookup("guest")
+    assert dom.state == PowerState.HALTED and dom.running is None
+    assert second.records() == [] and second.machines.running == []
+    assert second.managed_rows() == {"guest": "halted"}
+
+
 @run
 async def test_readoption_of_a_guest_that_stopped_while_xend_was_away(tmp_path: Path) -> None:
     first = World(tmp_path)

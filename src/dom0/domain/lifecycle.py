@@ -123,6 +123,7 @@ class Lifecycle:
         run = Running(machine, instance, domid, time.time(), vif_domid=domid)
         dom.running, dom.shutdown_reason, dom.shutdown_request = run, None, None
         dom.set_state(PowerState.PAUSED)
+        dom.launching = True  # until the end: else the next xend rolls it back
         self.table.save_running(dom)
         try:
             await self.vifs.plug_all(dom, nics)
@@ -135,8 +136,10 @@ class Lifecycle:
                 await machine.cont()
                 dom.set_state(PowerState.RUNNING)
             # also a managed domain's row: its vifs' IDs and MACs are in its config now
+            dom.launching = False
             self.table.save(dom)
         except BaseException:
+            dom.launching = False
             await machine.kill()
             await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
@@ -375,6 +378,9 @@ class Lifecycle:
         run = Running.from_record(rec, machine)
         dom = Domain.from_record(rec, run)
         recognised = machine.recognise(rec.get("pid"))
+        if dom.launching:
+            await self._roll_back(dom, run, recognised)
+            return
         if not recognised and dom.state == PowerState.CRASHED:
             # its QEMU died and on_crash=preserve kept it: listed crashed until destroyed
             log.info("domain %s (id %s) stays crashed (its QEMU is gone)", dom.name, run.domid)
@@ -404,6 +410,18 @@ class Lifecycle:
             self.spawn(self.guest_stopped(dom, run.instance, "poweroff"))
         elif runstate == "guest-panicked" and dom.state in LIVE:
             self.spawn(self.guest_stopped(dom, run.instance, "crash"))
+
+    async def _roll_back(self, dom: Domain, run: Running, recognised: bool) -> None:
+        """A launch the previous xend did not finish (it died inside it): undo it as a
+        failed launch is undone, so the create either completed or never happened.
+        A managed domain stays as its row says (halted, or suspended)."""
+        log.warning("domain %s (id %s) was being started when xend stopped: rolling back",
+                    dom.name, run.domid)
+        await run.machine.kill()  # its QEMU if it started, and its sockets either way
+        await self.vifs.unplug_all(dom)
+        self.table.drop_running(run)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) was being started when xend "
+                       f"stopped; rolled back{' (QEMU killed)' if recognised else ''}")
 
     async def detach_all(self) -> None:
         for task in list(self._tasks):
