@@ -165,6 +165,16 @@ def test_errors_users_see(host: Host) -> None:
     assert host.xend("status", check=False).returncode == 0
 
 
+def test_reserved_names_are_refused(host: Host) -> None:
+    r = host.xm("create", str(host.write_config("d0", name="Domain-0")), check=False)
+    assert r.returncode == 1
+    assert "Error: Domain 'Domain-0' already exists with ID '0'" in r.stderr
+    r = host.xm("new", str(host.write_config("num", name="42")), check=False)
+    assert r.returncode == 1 and "Error: Invalid VM Name: a name of digits only" in r.stderr
+    names = [ln.split()[0] for ln in host.xm("list").stdout.splitlines()[1:]]
+    assert names == ["Domain-0"]
+
+
 def test_qemu_killed_behind_our_back_is_noticed(host: Host) -> None:
     info = host.create("victim", on_crash="destroy")
     os.kill(info["pid"], 9)

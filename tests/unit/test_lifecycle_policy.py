@@ -488,6 +488,56 @@ async def test_admit_refuses_a_missing_kernel(world: World) -> None:
     assert world.machines.made == []
 
 
+# ---- names: Domain-0 is the host's, a name of digits would be read as an ID -------------
+
+BAD_NAMES = [("Domain-0", "Domain 'Domain-0' already exists with ID '0'"),
+             ("7", "Invalid VM Name: a name of digits only"),
+             ("007", "Invalid VM Name: a name of digits only")]
+
+
+@pytest.mark.parametrize("name, error", BAD_NAMES)
+@run
+async def test_create_and_new_refuse_a_reserved_name(world: World, name: str,
+                                                     error: str) -> None:
+    with pytest.raises(VmError, match=error):
+        await world.manager.create(world.config(name))
+    with pytest.raises(VmError, match=error):
+        await world.manager.new(world.config(name))
+    assert world.manager.select() == [] and world.machines.made == []
+    assert world.managed_rows() == {}
+
+
+@pytest.mark.parametrize("name, error", BAD_NAMES)
+@run
+async def test_rename_refuses_a_reserved_name(world: World, name: str, error: str) -> None:
+    await world.manager.create(world.config())
+    with pytest.raises(VmError, match=error):
+        await world.manager.rename("guest", name)
+    assert world.manager.lookup("guest").name == "guest"
+
+
+@pytest.mark.parametrize("name, error", BAD_NAMES)
+@run
+async def test_restore_and_incoming_migration_refuse_a_reserved_name(
+        world: World, name: str, error: str) -> None:
+    from dom0.migration import savefile
+    path = str(world.tmp / "forged.save")
+    writer = savefile.Writer(path, world.config(name, uuid=UUID_A).to_dict())
+    writer.stream(b"FAKE-STATE")
+    writer.commit()
+    with pytest.raises(VmError, match=error):
+        await world.manager.restore(path, paused=False)
+    config = world.config(name, uuid=UUID_A).to_dict()
+    with pytest.raises(VmError, match=error):
+        world.manager.mover.check(config)
+
+    async def receive(machine: Any) -> None:
+        raise AssertionError("nothing may be received for a refused domain")
+    with pytest.raises(VmError, match=error):
+        await world.manager.mover.launch(config, 0, receive)
+    assert world.manager.select() == [] and world.machines.made == []
+
+
 # ---- re-adoption at xend start ----------------------------------------------------------
 
 
