@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 from conftest import BIN, Host
 
 
@@ -161,3 +164,32 @@ def test_block_attach_to_a_suspended_domain_survives_an_xend_restart(host: Host)
         assert con.run("mount -o ro /dev/xvdb /mnt && cat /mnt/hello && umount /mnt").strip() \
             == "attached-while-suspended"
     assert not list((host.dir).rglob("checkpoint.chk"))
+
+
+def test_nothing_xend_writes_is_readable_by_other_users(host: Host) -> None:
+    """Save files, checkpoints, core dumps and the database hold guests' memory and
+    configs: 0600.  Logs are 0640 at most.  Nothing xend or its QEMUs create is open
+    to other users."""
+    host.create("pv")
+    host.xm("new", str(host.write_config("pm")))
+    host.xm("start", "pm")
+    for name in ("pv", "pm"):
+        host.console(name).close()
+    host.xm("save", "-c", "pv", str(host.dir / "pv.save"))
+    host.xm("dump-core", "pv", str(host.dir / "pv.core"))
+    host.xm("suspend", "pm")
+    written_by_the_test = {host.config, *host.dir.glob("*.cfg")}
+    seen = set()
+    for root, dirs, files in os.walk(host.dir):
+        for entry in [*dirs, *files]:
+            path = os.path.join(root, entry)
+            if path in map(str, written_by_the_test):
+                continue
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            seen.add(entry)
+            assert not mode & 0o007, f"{path} is {mode:o}"
+            if entry.endswith((".save", ".chk", ".core")) or entry.startswith("xend.db"):
+                assert not mode & 0o077, f"{path} is {mode:o}"
+            if entry.endswith(".log"):
+                assert not mode & 0o137, f"{path} is {mode:o}"
+    assert {"pv.save", "pv.core", "checkpoint.chk", "xend.db", "xend.log"} <= seen
