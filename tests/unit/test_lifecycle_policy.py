@@ -741,6 +741,42 @@ async def test_save_and_restore(world: World) -> None:
     assert world.machine(again).calls[:2] == ["launch", "migrate_in"]
 
 
+@pytest.mark.parametrize("checkpoint", [False, True])
+@run
+async def test_a_save_cut_by_xend_death_leaves_no_partial_file(tmp_path: Path,
+                                                               checkpoint: bool) -> None:
+    """kill -9 of xend inside ``xm save``: the next xend removes the partial file,
+    says so, and the guest (paused by the save) runs again."""
+    first = World(tmp_path)
+    dom = await first.manager.create(first.config())
+    first.machines.hold_stream = asyncio.Event()
+    path = tmp_path / "guest.save"
+    pending = asyncio.ensure_future(first.manager.save("guest", str(path), checkpoint))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if list(tmp_path.glob("guest.save.partial-*")):
+            break
+    assert list(tmp_path.glob("guest.save.partial-*")) and not pending.done()
+    assert first.machine(dom).state == "paused"
+    first.machines.hold_stream = None  # kill -9: the first xend runs no more code
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    assert list(tmp_path.glob("guest.save*")) == []
+    assert "cut short" in second.hvlog.text()
+    again = second.manager.lookup("guest")
+    assert again.state == PowerState.RUNNING and second.machine(again).state == "running"
+    assert second.store.partials() == []
+
+
+@run
+async def test_a_save_to_an_unwritable_place_names_the_cause(world: World) -> None:
+    await world.manager.create(world.config())
+    with pytest.raises(VmError, match="can't write guest state file .*No such file"):
+        await world.manager.save("guest", str(world.tmp / "no" / "such.save"), False)
+    assert world.manager.lookup("guest").state == PowerState.RUNNING
+    assert world.store.partials() == []
+
+
 @run
 async def test_disk_detached_while_suspended_is_unplugged_after_resume(world: World) -> None:
     image = world.tmp / "data.img"

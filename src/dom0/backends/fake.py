@@ -38,6 +38,8 @@ class FakeMachines:
         self.fail_launch: BackendError | None = None
         #: launches wait on this once their process runs (xend killed mid-launch)
         self.hold_launch: asyncio.Event | None = None
+        #: outgoing streams wait on this after their first bytes (xend killed mid-save)
+        self.hold_stream: asyncio.Event | None = None
 
     def __call__(self, paths: DomainPaths) -> FakeMachine:
         machine = FakeMachine(paths, self)
@@ -207,6 +209,8 @@ class FakeMachine:
     async def migrate_out(self, sink: Callable[[bytes], None], timeout: float) -> None:
         self._check("migrate_out")
         sink(b"FAKE-STATE " + (self.spec.uuid if self.spec else "").encode())
+        if self.host.hold_stream is not None:
+            await self.host.hold_stream.wait()
 
     async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None:
         self._check("migrate_in")

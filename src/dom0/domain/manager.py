@@ -60,6 +60,7 @@ class DomainManager:
 
     async def adopt_all(self) -> None:
         await self.lifecycle.adopt_all()
+        await self.mover.clean_up_cut_saves()
 
     async def autostart(self) -> None:
         """on_xend_start=start: start halted managed domains, resume suspended ones."""
