@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import time
 
 from conftest import BIN, Host
 
@@ -193,3 +195,44 @@ def test_nothing_xend_writes_is_readable_by_other_users(host: Host) -> None:
             if entry.endswith(".log"):
                 assert not mode & 0o137, f"{path} is {mode:o}"
     assert {"pv.save", "pv.core", "checkpoint.chk", "xend.db", "xend.log"} <= seen
+
+
+def test_kill9_xend_during_save_leaves_no_partial_and_the_guest_runs(host: Host) -> None:
+    host.create("ks", memory=512)
+    with host.console("ks") as con:  # memory that does not compress: a slow save
+        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=160 2>/dev/null; echo done",
+                timeout=300)
+    image = host.dir / "ks.save"
+    xm = subprocess.Popen([str(BIN / "xm"), "save", "ks", str(image)], env=host.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = host.wait_for(lambda: list(host.dir.glob("ks.save.partial-*")), 60,
+                            "the save to start writing")[0]
+    time.sleep(0.3)
+    host.kill9()
+    xm.communicate(timeout=30)
+    assert partial.exists() and not image.exists()  # the save really was cut
+    host.xend("start")
+    assert not partial.exists() and not image.exists()
+    assert "cut short" in host.xm("dmesg").stdout
+    assert host.info("ks")["state"] in ("r-----", "-b----")
+    with host.console("ks") as con:
+        assert con.run("echo still-here").strip() == "still-here"
+
+
+def test_a_save_to_a_full_disk_says_why(host: Host) -> None:
+    host.create("full")
+    host.console("full").close()
+    small = host.dir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(small)], check=True)
+    try:
+        image = small / "full.save"
+        r = host.xm("save", "full", str(image), check=False)
+        assert r.returncode == 1
+        assert f"No space left on device writing {image}" in r.stderr, r.stderr
+        assert list(small.iterdir()) == []  # no partial left
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert host.info("full")["state"] in ("r-----", "-b----")
+    with host.console("full") as con:
+        assert con.run("echo alive").strip() == "alive"
