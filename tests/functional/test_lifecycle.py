@@ -130,6 +130,29 @@ def test_crash_preserve_restart_and_coredump(host: Host) -> None:
         assert con.run("echo up").strip() == "up"
 
 
+def test_qemu_killed_is_a_crash_on_crash_decides(host: Host) -> None:
+    """kill -9 of a guest's QEMU: preserve keeps it listed crashed, restart boots it
+    again in a new QEMU (a new ID), coredump-destroy says why no core was taken."""
+    import os
+    infos = {n: host.create(n, on_crash=a) for n, a in
+             (("kp", "preserve"), ("kr", "restart"), ("kc", "coredump-destroy"))}
+    for info in infos.values():
+        os.kill(info["pid"], 9)
+    host.wait_for(lambda: host.info("kp")["state"] == "----c-", 30, "kp listed crashed")
+    host.wait_for(lambda: host.info("kr")["domid"] not in (None, infos["kr"]["domid"]), 60,
+                  "kr restarted")
+    host.wait_for(lambda: host.xm("domid", "kc", check=False).returncode == 3, 30, "kc gone")
+    assert host.info("kp")["domid"] == infos["kp"]["domid"]
+    assert host.info("kr")["pid"] != infos["kr"]["pid"]
+    with host.console("kr") as con:
+        assert con.run("echo reborn").strip() == "reborn"
+    dmesg = host.xm("dmesg").stdout
+    assert "no core dump" in dmesg and "QEMU is gone" in dmesg
+    assert not list((host.dir / "dump").glob("*-kc.*.core"))
+    host.xm("destroy", "kp")
+    assert host.xm("domid", "kp", check=False).returncode == 3
+
+
 def test_pause_unpause_rename_and_lookups(host: Host) -> None:
     info = host.create("pa")
     host.console("pa").close()

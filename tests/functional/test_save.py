@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+import time
+
 from conftest import BIN, Host
 
 
@@ -161,3 +166,73 @@ def test_block_attach_to_a_suspended_domain_survives_an_xend_restart(host: Host)
         assert con.run("mount -o ro /dev/xvdb /mnt && cat /mnt/hello && umount /mnt").strip() \
             == "attached-while-suspended"
     assert not list((host.dir).rglob("checkpoint.chk"))
+
+
+def test_nothing_xend_writes_is_readable_by_other_users(host: Host) -> None:
+    """Save files, checkpoints, core dumps and the database hold guests' memory and
+    configs: 0600.  Logs are 0640 at most.  Nothing xend or its QEMUs create is open
+    to other users."""
+    host.create("pv")
+    host.xm("new", str(host.write_config("pm")))
+    host.xm("start", "pm")
+    for name in ("pv", "pm"):
+        host.console(name).close()
+    host.xm("save", "-c", "pv", str(host.dir / "pv.save"))
+    host.xm("dump-core", "pv", str(host.dir / "pv.core"))
+    host.xm("suspend", "pm")
+    written_by_the_test = {host.config, *host.dir.glob("*.cfg")}
+    seen = set()
+    for root, dirs, files in os.walk(host.dir):
+        for entry in [*dirs, *files]:
+            path = os.path.join(root, entry)
+            if path in map(str, written_by_the_test):
+                continue
+            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            seen.add(entry)
+            assert not mode & 0o007, f"{path} is {mode:o}"
+            if entry.endswith((".save", ".chk", ".core")) or entry.startswith("xend.db"):
+                assert not mode & 0o077, f"{path} is {mode:o}"
+            if entry.endswith(".log"):
+                assert not mode & 0o137, f"{path} is {mode:o}"
+    assert {"pv.save", "pv.core", "checkpoint.chk", "xend.db", "xend.log"} <= seen
+
+
+def test_kill9_xend_during_save_leaves_no_partial_and_the_guest_runs(host: Host) -> None:
+    host.create("ks", memory=512)
+    with host.console("ks") as con:  # memory that does not compress: a slow save
+        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=160 2>/dev/null; echo done",
+                timeout=300)
+    image = host.dir / "ks.save"
+    xm = subprocess.Popen([str(BIN / "xm"), "save", "ks", str(image)], env=host.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = host.wait_for(lambda: list(host.dir.glob("ks.save.partial-*")), 60,
+                            "the save to start writing")[0]
+    time.sleep(0.3)
+    host.kill9()
+    xm.communicate(timeout=30)
+    assert partial.exists() and not image.exists()  # the save really was cut
+    host.xend("start")
+    assert not partial.exists() and not image.exists()
+    assert "cut short" in host.xm("dmesg").stdout
+    assert host.info("ks")["state"] in ("r-----", "-b----")
+    with host.console("ks") as con:
+        assert con.run("echo still-here").strip() == "still-here"
+
+
+def test_a_save_to_a_full_disk_says_why(host: Host) -> None:
+    host.create("full")
+    host.console("full").close()
+    small = host.dir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8M", "tmpfs", str(small)], check=True)
+    try:
+        image = small / "full.save"
+        r = host.xm("save", "full", str(image), check=False)
+        assert r.returncode == 1
+        assert f"No space left on device writing {image}" in r.stderr, r.stderr
+        assert list(small.iterdir()) == []  # no partial left
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert host.info("full")["state"] in ("r-----", "-b----")
+    with host.console("full") as con:
+        assert con.run("echo alive").strip() == "alive"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
+import subprocess
 import time
 
-from conftest import Host
+from conftest import BIN, Host
 
 
 def test_xend_status_start_stop(make_host) -> None:  # type: ignore[no-untyped-def]
@@ -49,6 +51,37 @@ def test_kill9_xend_loses_no_domain(host: Host) -> None:
     assert host.xm("domid", "k2", check=False).returncode == 3
     next_id = host.create("k4")["domid"]
     assert next_id > max(d["domid"] for d in before.values())
+
+
+def test_kill9_xend_inside_a_create_rolls_it_back(make_host) -> None:  # type: ignore[no-untyped-def]
+    """xend killed while its QEMU has started but the create has not finished: the
+    next xend rolls the create back (QEMU killed, record dropped), and a retry works."""
+    host = make_host(start=False)
+    qemu = shutil.which("qemu-system-x86_64")
+    wrapper = host.dir / "qemu-slow"
+    # QEMU daemonizes (paused, its pidfile written), then the launch lingers here
+    wrapper.write_text(f'#!/bin/sh\n{qemu} "$@"; rc=$?\n'
+                       f'[ -e {host.dir}/go ] || sleep 30\nexit $rc\n')
+    wrapper.chmod(0o755)
+    host.config.write_text(host.config.read_text() + f"(qemu-binary {wrapper})\n")
+    host.start()
+    path = host.write_config("half")
+    xm = subprocess.Popen([str(BIN / "xm"), "create", "-q", str(path)], env=host.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pidfiles = host.wait_for(lambda: list((host.dir / "run" / "dom").glob("*/qemu.pid")),
+                             60, "QEMU started inside the create")
+    qemu_pid = int(host.wait_for(lambda: pidfiles[0].read_text().strip(), 10, "pidfile"))
+    host.kill9()
+    xm.communicate(timeout=30)
+    assert xm.returncode != 0
+    (host.dir / "go").touch()  # the wrapper may end now: the next launch is quick
+    host.xend("start")
+    assert host.xm("domid", "half", check=False).returncode == 3
+    host.wait_for(lambda: not os.path.exists(f"/proc/{qemu_pid}"), 10, "its QEMU killed")
+    assert "rolled back" in host.xm("dmesg").stdout
+    host.xm("create", "-q", str(path))  # not "already exists"
+    with host.console("half") as con:
+        assert con.run("echo whole").strip() == "whole"
 
 
 def test_xend_stop_start_keeps_domains_and_applies_on_xend_stop(host: Host) -> None:
@@ -132,8 +165,18 @@ def test_errors_users_see(host: Host) -> None:
     assert host.xend("status", check=False).returncode == 0
 
 
+def test_reserved_names_are_refused(host: Host) -> None:
+    r = host.xm("create", str(host.write_config("d0", name="Domain-0")), check=False)
+    assert r.returncode == 1
+    assert "Error: Domain 'Domain-0' already exists with ID '0'" in r.stderr
+    r = host.xm("new", str(host.write_config("num", name="42")), check=False)
+    assert r.returncode == 1 and "Error: Invalid VM Name: a name of digits only" in r.stderr
+    names = [ln.split()[0] for ln in host.xm("list").stdout.splitlines()[1:]]
+    assert names == ["Domain-0"]
+
+
 def test_qemu_killed_behind_our_back_is_noticed(host: Host) -> None:
-    info = host.create("victim")
+    info = host.create("victim", on_crash="destroy")
     os.kill(info["pid"], 9)
     host.wait_for(lambda: host.xm("domid", "victim", check=False).returncode == 3, 20,
                   "xend to notice the dead QEMU")

@@ -62,9 +62,18 @@ def test_invalid_name(name: str) -> None:
     assert error_of(valid(name=name)) == "Invalid VM Name"
 
 
-@pytest.mark.parametrize("name", ["a", "A-b_c.d:e/f+g", "VM1", "Domain-0"])
+@pytest.mark.parametrize("name", ["a", "A-b_c.d:e/f+g", "VM1", "Domain-1", "1a", "0x1"])
 def test_valid_names(name: str) -> None:
     valid(name=name).validate()
+
+
+def test_domain0_is_the_hosts_name() -> None:
+    assert error_of(valid(name="Domain-0")) == "Domain 'Domain-0' already exists with ID '0'"
+
+
+@pytest.mark.parametrize("name", ["0", "12", "007"])
+def test_a_name_of_digits_only_is_refused(name: str) -> None:
+    assert error_of(valid(name=name)).startswith("Invalid VM Name: a name of digits only")
 
 
 @pytest.mark.parametrize("key, event", [

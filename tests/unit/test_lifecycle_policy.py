@@ -272,10 +272,90 @@ async def test_restarts_further_apart_than_the_guard_are_allowed(tmp_path: Path)
 
 @run
 async def test_qemu_dying_tears_the_domain_down(world: World) -> None:
-    dom = await world.manager.create(world.config())
+    dom = await world.manager.create(world.config(on_crash="destroy"))
     world.machine(dom).dies()
     await world.settle()
     assert world.manager.select() == [] and world.records() == []
+
+
+# ---- QEMU dying behind xend's back is a crash: on_crash decides ---------------------------
+
+
+@run
+async def test_qemu_dying_with_on_crash_preserve_keeps_it_crashed(world: World) -> None:
+    dom = await world.manager.create(world.config(on_crash="preserve"))
+    machine = world.machine(dom)
+    machine.dies()
+    await world.settle()
+    assert world.manager.lookup("guest") is dom and dom.state == PowerState.CRASHED
+    assert dom.info()["state"] == "----c-" and dom.shutdown_reason == "crash"
+    assert [r["state"] for r in world.records()] == ["crashed"]
+    assert "QEMU exited unexpectedly" in world.hvlog.text()
+    await world.manager.destroy("guest")
+    assert world.manager.select() == [] and world.records() == []
+
+
+@run
+async def test_qemu_dying_with_on_crash_restart_starts_a_new_machine(world: World) -> None:
+    dom = await world.manager.create(world.config(on_crash="restart",
+                                                  vifs=[VifSpec({"bridge": "xenbr0"})]))
+    old, first = world.machine(dom), dom.domid
+    old.dies()
+    await world.settle()
+    assert dom.state == PowerState.RUNNING and world.machine(dom) is not old
+    assert world.machine(dom).still_running() and world.machine(dom).state == "running"
+    assert dom.domid is not None and first is not None and dom.domid > first
+    assert [r["domid"] for r in world.records()] == [dom.domid]
+    assert world.vifs.plugged == [f"vif{first}.0", f"vif{dom.domid}.0"]
+    assert world.vifs.unplugged == [f"vif{first}.0"]
+    # the loop guard: a second death within domain-minimum-restart-time is final
+    world.machine(dom).dies()
+    await world.settle()
+    assert world.manager.select() == [] and world.records() == []
+
+
+@pytest.mark.parametrize("action", ["coredump-destroy", "coredump-restart"])
+@run
+async def test_qemu_dying_with_on_crash_coredump_says_why_there_is_no_core(
+        world: World, action: str) -> None:
+    dom = await world.manager.create(world.config(on_crash=action))
+    old = world.machine(dom)
+    old.dies()
+    await world.settle()
+    assert not os.path.exists(world.layout.dump_dir) or os.listdir(world.layout.dump_dir) == []
+    assert "no core dump" in world.hvlog.text() and "QEMU is gone" in world.hvlog.text()
+    if action == "coredump-destroy":
+        assert world.manager.select() == []
+    else:
+        assert dom.state == PowerState.RUNNING and world.machine(dom) is not old
+
+
+@run
+async def test_qemu_dying_with_on_crash_rename_restart(world: World) -> None:
+    dom = await world.manager.create(world.config(uuid=UUID_A, on_crash="rename-restart"))
+    world.machine(dom).dies()
+    await world.settle()
+    fresh = world.manager.lookup("guest")
+    assert fresh is not dom and fresh.uuid == UUID_A and fresh.state == PowerState.RUNNING
+    assert dom.name == f"Domain-{dom.uuid}" and dom.state == PowerState.CRASHED
+    await world.manager.destroy(dom.name)
+    assert [d.name for d in world.manager.select()] == ["guest"]
+
+
+@run
+async def test_a_crashed_domain_whose_qemu_died_is_still_listed_after_xend_restart(
+        tmp_path: Path) -> None:
+    first = World(tmp_path)
+    dom = await first.manager.create(first.config(on_crash="preserve"))
+    first.machine(dom).dies()
+    await first.settle()
+    await first.manager.detach_all()
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    again = second.manager.lookup("guest")
+    assert again.state == PowerState.CRASHED and again.domid == dom.domid
+    await second.manager.destroy("guest")
+    assert second.records() == []
 
 
 @run
@@ -408,6 +488,56 @@ async def test_admit_refuses_a_missing_kernel(world: World) -> None:
     assert world.machines.made == []
 
 
+# ---- names: Domain-0 is the host's, a name of digits would be read as an ID -------------
+
+BAD_NAMES = [("Domain-0", "Domain 'Domain-0' already exists with ID '0'"),
+             ("7", "Invalid VM Name: a name of digits only"),
+             ("007", "Invalid VM Name: a name of digits only")]
+
+
+@pytest.mark.parametrize("name, error", BAD_NAMES)
+@run
+async def test_create_and_new_refuse_a_reserved_name(world: World, name: str,
+                                                     error: str) -> None:
+    with pytest.raises(VmError, match=error):
+        await world.manager.create(world.config(name))
+    with pytest.raises(VmError, match=error):
+        await world.manager.new(world.config(name))
+    assert world.manager.select() == [] and world.machines.made == []
+    assert world.managed_rows() == {}
+
+
+@pytest.mark.parametrize("name, error", BAD_NAMES)
+@run
+async def test_rename_refuses_a_reserved_name(world: World, name: str, error: str) -> None:
+    await world.manager.create(world.config())
+    with pytest.raises(VmError, match=error):
+        await world.manager.rename("guest", name)
+    assert world.manager.lookup("guest").name == "guest"
+
+
+@pytest.mark.parametrize("name, error", BAD_NAMES)
+@run
+async def test_restore_and_incoming_migration_refuse_a_reserved_name(
+        world: World, name: str, error: str) -> None:
+    from dom0.migration import savefile
+    path = str(world.tmp / "forged.save")
+    writer = savefile.Writer(path, world.config(name, uuid=UUID_A).to_dict())
+    writer.stream(b"FAKE-STATE")
+    writer.commit()
+    with pytest.raises(VmError, match=error):
+        await world.manager.restore(path, paused=False)
+    config = world.config(name, uuid=UUID_A).to_dict()
+    with pytest.raises(VmError, match=error):
+        world.manager.mover.check(config)
+
+    async def receive(machine: Any) -> None:
+        raise AssertionError("nothing may be received for a refused domain")
+    with pytest.raises(VmError, match=error):
+        await world.manager.mover.launch(config, 0, receive)
+    assert world.manager.select() == [] and world.machines.made == []
+
+
 # ---- re-adoption at xend start ----------------------------------------------------------
 
 
@@ -462,6 +592,51 @@ async def test_readoption_of_a_record_written_by_the_previous_xend(tmp_path: Pat
     assert dom.running is not None and dom.running.vif_domid == 7
     assert dom.running.start_time == 1000.0
     assert world.machine(dom).paths == world.layout.domain("0123456789abcdef")
+
+
+async def _xend_killed_mid_launch(tmp_path: Path, start: Callable[[World], Any]) -> World:
+    """Start a launch in one xend, 'kill -9' that xend while its machine runs but the
+    launch has not finished, and return the next xend after its adoption."""
+    first = World(tmp_path)
+    first.machines.hold_launch = asyncio.Event()
+    pending = asyncio.ensure_future(start(first))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if first.machines.running:
+            break
+    assert first.machines.running and not pending.done()
+    # kill -9: the first xend runs no more code (its task stays parked for good)
+    first.machines.hold_launch = None
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    await second.settle()
+    return second
+
+
+@run
+async def test_a_create_cut_by_xend_death_is_rolled_back(tmp_path: Path) -> None:
+    async def create(world: World) -> None:
+        await world.manager.create(world.config(vifs=[VifSpec({"bridge": "xenbr0"})]))
+    second = await _xend_killed_mid_launch(tmp_path, create)
+    assert second.manager.select() == [] and second.records() == []
+    assert second.machines.running == []
+    assert second.vifs.unplugged == ["vif1.0"]
+    assert "rolled back" in second.hvlog.text()
+    # a retry is not refused as "already exists"
+    dom = await second.manager.create(second.config())
+    assert dom.state == PowerState.RUNNING
+
+
+@run
+async def test_a_managed_start_cut_by_xend_death_leaves_it_halted(tmp_path: Path) -> None:
+    async def start(world: World) -> None:
+        await world.manager.new(world.config())
+        await world.manager.start_managed("guest")
+    second = await _xend_killed_mid_launch(tmp_path, start)
+    dom = second.manager.lookup("guest")
+    assert dom.state == PowerState.HALTED and dom.running is None
+    assert second.records() == [] and second.machines.running == []
+    assert second.managed_rows() == {"guest": "halted"}
 
 
 @run
@@ -564,6 +739,42 @@ async def test_save_and_restore(world: World) -> None:
     again = await world.manager.restore(path, paused=True)
     assert again.name == "guest" and again.state == PowerState.PAUSED
     assert world.machine(again).calls[:2] == ["launch", "migrate_in"]
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+@run
+async def test_a_save_cut_by_xend_death_leaves_no_partial_file(tmp_path: Path,
+                                                               checkpoint: bool) -> None:
+    """kill -9 of xend inside ``xm save``: the next xend removes the partial file,
+    says so, and the guest (paused by the save) runs again."""
+    first = World(tmp_path)
+    dom = await first.manager.create(first.config())
+    first.machines.hold_stream = asyncio.Event()
+    path = tmp_path / "guest.save"
+    pending = asyncio.ensure_future(first.manager.save("guest", str(path), checkpoint))
+    for _ in range(100):
+        await asyncio.sleep(0)
+        if list(tmp_path.glob("guest.save.partial-*")):
+            break
+    assert list(tmp_path.glob("guest.save.partial-*")) and not pending.done()
+    assert first.machine(dom).state == "paused"
+    first.machines.hold_stream = None  # kill -9: the first xend runs no more code
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    assert list(tmp_path.glob("guest.save*")) == []
+    assert "cut short" in second.hvlog.text()
+    again = second.manager.lookup("guest")
+    assert again.state == PowerState.RUNNING and second.machine(again).state == "running"
+    assert second.store.partials() == []
+
+
+@run
+async def test_a_save_to_an_unwritable_place_names_the_cause(world: World) -> None:
+    await world.manager.create(world.config())
+    with pytest.raises(VmError, match="can't write guest state file .*No such file"):
+        await world.manager.save("guest", str(world.tmp / "no" / "such.save"), False)
+    assert world.manager.lookup("guest").state == PowerState.RUNNING
+    assert world.store.partials() == []
 
 
 @run

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -345,3 +347,36 @@ def test_flipped_bits_anywhere_randomised(saved: Path) -> None:
             verify(str(saved))
     saved.write_bytes(data)
     assert verify(str(saved)).config == CONFIG  # the original was fine all along
+
+
+# ---- who may read it: the guest's memory is in there ---------------------------------------
+
+
+@pytest.fixture
+def open_umask() -> Any:
+    """The most permissive umask: a mode must come from the code, not the umask."""
+    old = os.umask(0)
+    yield
+    os.umask(old)
+
+
+def test_save_and_partial_files_are_created_0600(tmp_path: Path, open_umask: Any) -> None:
+    final = tmp_path / "g.save"
+    w = Writer(str(final), CONFIG)
+    assert stat.S_IMODE(os.stat(w.tmp).st_mode) == 0o600
+    w.stream(b"state")
+    w.commit()
+    assert stat.S_IMODE(os.stat(final).st_mode) == 0o600
+
+
+def test_a_partial_name_taken_by_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    """The partial is created, never opened: a link planted under its name (to a
+    file the attacker wants overwritten) is refused, not written through."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    final = tmp_path / "g.save"
+    (tmp_path / f"g.save.partial-{os.getpid()}").symlink_to(victim)
+    w = Writer(str(final), CONFIG)
+    w.stream(b"state")
+    w.commit()
+    assert victim.read_bytes() == b"keep" and verify(str(final)).config == CONFIG

@@ -3,7 +3,9 @@ domains."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,3 +148,19 @@ def test_failed_transaction_rolls_back(store: Store) -> None:
     assert store.managed() == []
     store.put_managed("u", "n", {})  # the connection is usable afterwards
     assert store.managed() == [({}, "halted")]
+
+
+def test_database_files_are_private(tmp_path: Path) -> None:
+    """Domain configs (and their paths) are in there: 0600, also the WAL files,
+    whatever the umask."""
+    old = os.umask(0)
+    try:
+        store = Store(str(tmp_path / "xend.db"))
+        store.put_running("a", 1, {"name": "a"})
+        files = sorted(tmp_path.iterdir())
+        assert [f.name for f in files][0] == "xend.db"
+        for f in files:
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+        store.close()
+    finally:
+        os.umask(old)

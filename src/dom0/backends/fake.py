@@ -4,7 +4,8 @@ rollback of a failed launch, re-adoption) is unit-tested in milliseconds.
 
 A test drives it from the guest's side: ``guest_stops("reboot")`` is the guest
 rebooting, ``dies()`` is QEMU killed behind xend's back, ``fail_launch`` makes
-the next launch fail as QEMU would, ``ignore_powerdown`` a guest deaf to the
+the next launch fail as QEMU would, ``hold_launch`` keeps launches inside
+(to let a test "kill xend" there), ``ignore_powerdown`` a guest deaf to the
 power button.  ``FakeMachines`` is the factory the manager is built with; it
 keeps every machine it made and knows which pids are "alive" (re-adoption).
 """
@@ -35,6 +36,10 @@ class FakeMachines:
         self._pids = itertools.count(4000)
         #: the next launch fails with this (then it is cleared)
         self.fail_launch: BackendError | None = None
+        #: launches wait on this once their process runs (xend killed mid-launch)
+        self.hold_launch: asyncio.Event | None = None
+        #: outgoing streams wait on this after their first bytes (xend killed mid-save)
+        self.hold_stream: asyncio.Event | None = None
 
     def __call__(self, paths: DomainPaths) -> FakeMachine:
         machine = FakeMachine(paths, self)
@@ -99,8 +104,13 @@ class FakeMachine:
         self.host.alive.add(self.pid)
         self.vcpu_threads = []  # no host threads to pin
         self.state = "inmigrate" if incoming else "prelaunch"
+        if self.host.hold_launch is not None:
+            await self.host.hold_launch.wait()
 
     def recognise(self, pid: int | None) -> bool:
+        if pid is None:  # not recorded yet: the pidfile of a machine at our paths
+            pid = next((m.pid for m in self.host.made
+                        if m is not self and m.paths == self.paths and m.pid is not None), None)
         if pid is not None and pid in self.host.alive:
             self.pid = pid
             # the same process as an earlier machine object's (a previous xend's)
@@ -199,6 +209,8 @@ class FakeMachine:
     async def migrate_out(self, sink: Callable[[bytes], None], timeout: float) -> None:
         self._check("migrate_out")
         sink(b"FAKE-STATE " + (self.spec.uuid if self.spec else "").encode())
+        if self.host.hold_stream is not None:
+            await self.host.hold_stream.wait()
 
     async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None:
         self._check("migrate_in")

@@ -28,8 +28,23 @@ def running_pid(opts: XendOptions) -> int | None:
     return pid if b"xend" in cmd else None
 
 
+#: what xend creates is never world-readable: guests' memory (save files, core
+#: dumps), their consoles and configs.  QEMU inherits it (its console logs).
+UMASK = 0o027
+
+
+def open_log(path: str, mode: int = 0o640) -> int:
+    """A log file descriptor for appending, created with *mode*; a log an older xend
+    left wider is narrowed to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+    if os.fstat(fd).st_mode & 0o777 & ~mode:
+        os.fchmod(fd, mode)
+    return fd
+
+
 def setup_logging(opts: XendOptions) -> None:
     os.makedirs(os.path.dirname(opts.logfile) or ".", exist_ok=True)
+    os.close(open_log(opts.logfile))  # FileHandler then opens it as it is
     handler = logging.FileHandler(opts.logfile)
     handler.setFormatter(logging.Formatter(
         "[%(asctime)s %(process)d] %(levelname)s (%(name)s) %(message)s"))
@@ -51,7 +66,9 @@ def _serve(opts: XendOptions, ready_fd: int | None) -> int:
     setup_logging(opts)
 
     def ready() -> None:
-        with open(opts.xend_pid_file, "w") as f:
+        fd = os.open(opts.xend_pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     0o640)
+        with os.fdopen(fd, "w") as f:
             f.write(f"{os.getpid()}\n")
         if ready_fd is not None:
             os.write(ready_fd, b"ok\n")
@@ -76,6 +93,7 @@ def _serve(opts: XendOptions, ready_fd: int | None) -> int:
 def start(opts: XendOptions) -> int:
     if running_pid(opts):
         return 0
+    os.umask(UMASK)
     for path in (opts.xend_pid_file, opts.logfile):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if os.environ.get("XEND_DEBUG"):
@@ -94,7 +112,7 @@ def start(opts: XendOptions) -> int:
     if os.fork():
         os._exit(0)
     debug_log = os.path.join(os.path.dirname(opts.logfile) or ".", "xend-debug.log")
-    out = os.open(debug_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    out = open_log(debug_log, 0o600)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(out, 1)

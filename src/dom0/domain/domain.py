@@ -57,6 +57,9 @@ class Domain:
     shutdown_reason: str | None = None
     #: the next vif device ID (IDs are never reused while the domain lives)
     next_vif_devid: int = 0
+    #: its machine is being started: a record still saying so at re-adoption is
+    #: a launch cut short by xend's death, rolled back (a create is atomic)
+    launching: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: bumped on every state change; set when anything waits for one
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -100,6 +103,7 @@ class Domain:
             "shutdown_reason": self.shutdown_reason,
             "next_vif_devid": self.next_vif_devid,
             "vif_domid": run.vif_domid,
+            "launching": self.launching,
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class Domain:
             last_restart=rec.get("last_restart"),
             shutdown_reason=rec.get("shutdown_reason"),
             next_vif_devid=rec.get("next_vif_devid", 0),
+            launching=bool(rec.get("launching")),
         )
 
     # ---- what xm sees --------------------------------------------------------

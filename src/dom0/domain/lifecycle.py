@@ -123,6 +123,7 @@ class Lifecycle:
         run = Running(machine, instance, domid, time.time(), vif_domid=domid)
         dom.running, dom.shutdown_reason, dom.shutdown_request = run, None, None
         dom.set_state(PowerState.PAUSED)
+        dom.launching = True  # until the end: else the next xend rolls it back
         self.table.save_running(dom)
         try:
             await self.vifs.plug_all(dom, nics)
@@ -135,8 +136,10 @@ class Lifecycle:
                 await machine.cont()
                 dom.set_state(PowerState.RUNNING)
             # also a managed domain's row: its vifs' IDs and MACs are in its config now
+            dom.launching = False
             self.table.save(dom)
         except BaseException:
+            dom.launching = False
             await machine.kill()
             await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
@@ -188,7 +191,10 @@ class Lifecycle:
                 return  # an old machine, or only the connection failed
             log.warning("QEMU of domain %s (id %s) exited unexpectedly", dom.name, run.domid)
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) QEMU exited unexpectedly")
-            await self.teardown(dom)
+            if dom.state in LIVE:
+                # for the user the guest crashed: on_crash says what follows, as in Xen
+                await self._stopped(dom, run, "crash")
+            # a guest already shut down or crashed stays listed as it was (preserve)
 
     async def wait_gone(self, dom: Domain, instance: str, timeout: float) -> None:
         if not await wait_changes(lambda: self._current(dom, instance) is None or not dom.active,
@@ -207,22 +213,32 @@ class Lifecycle:
             run = self._current(dom, instance)
             if run is None or dom.state not in LIVE:
                 return
-            dom.shutdown_reason = reason
-            dom.set_state(PowerState.CRASHED if reason == "crash" else PowerState.SHUTDOWN)
-            self.table.save_running(dom)
-            key = ACTION_KEY.get(reason, "on_poweroff")
-            action = dom.config.action(key)
-            log.info("domain %s (id %s) %s; %s=%s", dom.name, run.domid, reason, key, action)
-            self.hvlog.add(f"Domain {run.domid} ({dom.name}) {reason}: {key}={action}")
-            try:
-                await self._apply_action(dom, run, action)
-            except Exception:
-                log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
-                await self.teardown(dom)
+            await self._stopped(dom, run, reason)
+
+    async def _stopped(self, dom: Domain, run: Running, reason: str) -> None:
+        """The guest stopped for *reason* (lock held): its on_* action follows."""
+        dom.shutdown_reason = reason
+        dom.set_state(PowerState.CRASHED if reason == "crash" else PowerState.SHUTDOWN)
+        self.table.save_running(dom)
+        key = ACTION_KEY.get(reason, "on_poweroff")
+        action = dom.config.action(key)
+        log.info("domain %s (id %s) %s; %s=%s", dom.name, run.domid, reason, key, action)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) {reason}: {key}={action}")
+        try:
+            await self._apply_action(dom, run, action)
+        except Exception:
+            log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
+            await self.teardown(dom)
 
     async def _apply_action(self, dom: Domain, run: Running, action: str) -> None:
         if action.startswith("coredump-"):
-            await self.dump(dom, run, self.default_dump_path(dom, run), live=False)
+            if run.machine.still_running():
+                await self.dump(dom, run, self.default_dump_path(dom, run), live=False)
+            else:
+                log.warning("no core dump of domain %s: its QEMU is gone, and the guest's "
+                            "memory with it", dom.name)
+                self.hvlog.add(f"Domain {run.domid} ({dom.name}) no core dump: its QEMU is "
+                               "gone (the guest's memory went with it)")
             action = action[len("coredump-"):]
         if action == "destroy":
             await self.teardown(dom)
@@ -233,10 +249,30 @@ class Lifecycle:
                           "Refusing to restart to avoid loops.", dom.name, since)
                 await self.teardown(dom)
             else:
-                await self.restart_in_place(dom, run)
+                await self.restart(dom, run)
         elif action == "rename-restart":
             await self._rename_restart(dom)
         # preserve: stays shut down / crashed until destroyed
+
+    async def restart(self, dom: Domain, run: Running) -> None:
+        """Restart the guest (lock held): its machine reset, or a new machine when
+        the old one is gone (QEMU died)."""
+        if run.machine.still_running():
+            await self.restart_in_place(dom, run)
+        else:
+            await self._relaunch(dom, run)
+
+    async def _relaunch(self, dom: Domain, run: Running) -> None:
+        """A new machine for *dom*, whose QEMU died: a new domain ID and new taps, as
+        Xen restarts a domain as a new domain."""
+        await run.machine.kill()  # removes what the dead QEMU left in its run dir
+        if run.vif_domid is not None:
+            await self.vifs.unplug_all(dom)
+        self.table.drop_running(run)
+        dom.running = None
+        dom.last_restart = time.time()  # the loop guard counts this restart too
+        await self.launch(dom, paused=False)
+        self.hvlog.add(f"Domain {dom.domid} ({dom.name}) restarted in a new QEMU")
 
     async def restart_in_place(self, dom: Domain, run: Running) -> None:
         """Xen restarts a domain as a new domain (new ID); we reset the same machine,
@@ -341,7 +377,16 @@ class Lifecycle:
         machine = self.machines(self.layout.domain(rec["instance"]))
         run = Running.from_record(rec, machine)
         dom = Domain.from_record(rec, run)
-        if not machine.recognise(rec.get("pid")):
+        recognised = machine.recognise(rec.get("pid"))
+        if dom.launching:
+            await self._roll_back(dom, run, recognised)
+            return
+        if not recognised and dom.state == PowerState.CRASHED:
+            # its QEMU died and on_crash=preserve kept it: listed crashed until destroyed
+            log.info("domain %s (id %s) stays crashed (its QEMU is gone)", dom.name, run.domid)
+            self.table.add(dom)
+            return
+        if not recognised:
             log.info("domain %s (id %s) ended while xend was away", dom.name, run.domid)
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) ended while xend was stopped")
             self.table.drop_running(run)
@@ -365,6 +410,18 @@ class Lifecycle:
             self.spawn(self.guest_stopped(dom, run.instance, "poweroff"))
         elif runstate == "guest-panicked" and dom.state in LIVE:
             self.spawn(self.guest_stopped(dom, run.instance, "crash"))
+
+    async def _roll_back(self, dom: Domain, run: Running, recognised: bool) -> None:
+        """A launch the previous xend did not finish (it died inside it): undo it as a
+        failed launch is undone, so the create either completed or never happened.
+        A managed domain stays as its row says (halted, or suspended)."""
+        log.warning("domain %s (id %s) was being started when xend stopped: rolling back",
+                    dom.name, run.domid)
+        await run.machine.kill()  # its QEMU if it started, and its sockets either way
+        await self.vifs.unplug_all(dom)
+        self.table.drop_running(run)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) was being started when xend "
+                       f"stopped; rolled back{' (QEMU killed)' if recognised else ''}")
 
     async def detach_all(self) -> None:
         for task in list(self._tasks):

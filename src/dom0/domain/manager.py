@@ -26,7 +26,8 @@ from dom0.domain.settings import DomainSettings
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.errors import VmError
-from dom0.model.config import NAME_RE, DiskSpec, DomainConfig, parse_cpu_list
+from dom0.model.checks import check_name
+from dom0.model.config import DiskSpec, DomainConfig, parse_cpu_list
 from dom0.model.state import LIVE, PowerState, require
 from dom0.store.db import Store
 from dom0.store.layout import Layout
@@ -59,6 +60,7 @@ class DomainManager:
 
     async def adopt_all(self) -> None:
         await self.lifecycle.adopt_all()
+        await self.mover.clean_up_cut_saves()
 
     async def autostart(self) -> None:
         """on_xend_start=start: start halted managed domains, resume suspended ones."""
@@ -164,7 +166,7 @@ class DomainManager:
         dom = self.lookup(ident)
         async with dom.lock:
             require(dom.state, LIVE, "Domain is not running")
-            await self.lifecycle.restart_in_place(dom, running(dom))
+            await self.lifecycle.restart(dom, running(dom))
 
     async def pause(self, ident: str) -> None:
         not_dom0(ident, "pause")
@@ -188,8 +190,7 @@ class DomainManager:
         not_dom0(ident, "rename")
         dom = self.lookup(ident)
         async with dom.lock:
-            if not NAME_RE.match(new_name):
-                raise VmError("Invalid VM Name")
+            check_name(new_name)
             trial = DomainConfig.from_dict({**dom.config.to_dict(), "name": new_name})
             for other in self.table:
                 if other is not dom and other.name == new_name:

@@ -70,21 +70,28 @@ class StateMover:
         """Pause, stream the state into a save file, then destroy the domain (or let
         it run on).  Any failure leaves the domain as it was and no file behind."""
         machine = run.machine
-        try:
-            writer = savefile.Writer(path, dom.config.to_dict())
-        except OSError as exc:
-            raise VmError(f"can't write guest state file {path}: {exc.strerror}") from None
         was_running = dom.state == PowerState.RUNNING
+        partial = savefile.partial_path(path)
+        self.table.note_partial(partial, run, was_running)
         try:
-            if was_running:
-                await machine.stop()
-            await machine.migrate_out(writer.stream, self.settings.save_timeout)
-            await asyncio.to_thread(writer.commit)
-        except (BackendError, OSError) as exc:
-            writer.abort()
-            if was_running:
-                await machine.cont()
-            raise VmError(f"Failed to save domain {dom.name}: {exc}") from None
+            try:
+                writer = savefile.Writer(path, dom.config.to_dict())
+            except OSError as exc:
+                raise VmError(f"can't write guest state file {path}: {exc.strerror}") \
+                    from None
+            try:
+                if was_running:
+                    await machine.stop()
+                await machine.migrate_out(writer.stream, self.settings.save_timeout)
+                await asyncio.to_thread(writer.commit)
+            except (BackendError, OSError) as exc:
+                writer.abort()
+                if was_running:
+                    await machine.cont()
+                raise VmError(f"Failed to save domain {dom.name}: {writer.failure(exc)}") \
+                    from None
+        finally:
+            self.table.drop_partial(partial)
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) saved to {path} "
                        f"({writer.stream_bytes // 1024} KiB)")
         if keep_running:
@@ -92,6 +99,29 @@ class StateMover:
                 await machine.cont()
         else:
             await self.lifecycle.teardown(dom)
+
+    async def clean_up_cut_saves(self) -> None:
+        """At xend start, after re-adoption: the saves a previous xend was writing
+        when it died can never finish.  Their partial files are removed, and a guest
+        such a save had paused runs again (as after any failed save)."""
+        for partial, instance, resume in self.table.partials():
+            try:
+                os.unlink(partial)
+                log.warning("removed %s: its save was cut short when xend stopped", partial)
+                self.hvlog.add(f"Removed {partial}: its save was cut short when xend stopped")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.error("cannot remove %s, left by a save cut short: %s", partial, exc)
+            dom = next((d for d in self.table
+                        if d.running is not None and d.running.instance == instance), None)
+            if resume and dom is not None and dom.running is not None and \
+                    dom.state == PowerState.RUNNING:
+                try:
+                    await dom.running.machine.cont()
+                except BackendError as exc:
+                    log.error("cannot resume %s after its cut save: %s", dom.name, exc)
+            self.table.drop_partial(partial)
 
     async def restore(self, path: str, paused: bool) -> Domain:
         image = await asyncio.to_thread(savefile.verify, path)

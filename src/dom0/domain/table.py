@@ -125,6 +125,17 @@ class DomainTable:
     def drop_managed(self, dom: Domain) -> None:
         self.store.delete_managed(dom.uuid)
 
+    def note_partial(self, path: str, run: Running, resume: bool) -> None:
+        """A save file is about to be written at *path* (recorded first, so a save
+        cut short by xend's death is found and cleaned up by the next xend)."""
+        self.store.put_partial(path, run.instance, resume)
+
+    def drop_partial(self, path: str) -> None:
+        self.store.delete_partial(path)
+
+    def partials(self) -> list[tuple[str, str, bool]]:
+        return self.store.partials()
+
     def running_records(self) -> list[dict[str, Any]]:
         return self.store.running_records()
 

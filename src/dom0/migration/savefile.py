@@ -40,13 +40,37 @@ class SaveImage:
     stream_length: int
 
 
+PARTIAL = ".partial-"
+
+
+def partial_path(path: str, pid: int | None = None) -> str:
+    """Where a save to *path* is written until it is complete (by xend *pid*)."""
+    return f"{path}{PARTIAL}{os.getpid() if pid is None else pid}"
+
+
+def create_private(path: str) -> BinaryIO:
+    """A new file only its owner can read (the guest's memory goes in): 0600 from
+    its creation on, never a chmod after, and never written through a link someone
+    planted under its name (that one is removed and the file created anew)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:  # a leftover of an earlier xend with our pid, or a link
+        os.unlink(path)
+        fd = os.open(path, flags, 0o600)
+    return os.fdopen(fd, "wb")
+
+
 class Writer:
     """Writes header, stream chunks and trailer, hashing as it goes."""
 
     def __init__(self, path: str, config: dict[str, Any]) -> None:
         self.path = path
-        self.tmp = f"{path}.partial-{os.getpid()}"
-        self.file: BinaryIO = open(self.tmp, "wb")
+        self.tmp = partial_path(path)
+        self.file: BinaryIO = create_private(self.tmp)
+        #: the first write that failed (a full disk): the cause a failed save reports,
+        #: since QEMU only sees its stream cut
+        self.error: OSError | None = None
         self.hash = hashlib.sha256()
         self.stream_bytes = 0
         blob = json.dumps(config, sort_keys=True).encode()
@@ -58,17 +82,36 @@ class Writer:
 
     def stream(self, data: bytes) -> None:
         self.stream_bytes += len(data)
-        self._write(data)
+        try:
+            self._write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
 
     def commit(self) -> None:
-        self.file.write(TRAILER + self.hash.digest())
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        try:
+            self.file.write(TRAILER + self.hash.digest())
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
         os.replace(self.tmp, self.path)
 
+    def failure(self, exc: BaseException) -> str:
+        """Why the save failed, in words a user can act on: the file's own error
+        (``No space left on device writing /path``) before what QEMU saw of it."""
+        cause = self.error or (exc if isinstance(exc, OSError) else None)
+        if cause is not None:
+            return f"{cause.strerror or cause} writing {self.path}"
+        return str(exc) or type(exc).__name__
+
     def abort(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()  # flushing what is buffered may fail again (disk full)
+        except OSError:
+            pass
         try:
             os.unlink(self.tmp)
         except OSError:

@@ -24,11 +24,25 @@ XEND_STOP_ACTIONS = ("ignore", "shutdown", "suspend")
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-.:/+]+$")
 
 
-def check_name(value: str, cfg: ConfigView) -> None:
+#: the host's own name in ``xm list``: no guest may take it
+DOM0_NAME = "Domain-0"
+
+
+def check_name(value: str, cfg: ConfigView | None = None) -> None:
+    """Every name that enters (create, new, rename, restore, incoming migration)
+    passes here.  ``Domain-0`` is the host's, as in Xen, where it is always domain 0.
+    A name of digits only is refused: ``<Domain>`` arguments are read as an ID
+    first, so such a domain could be reached only by UUID (Xen looked names up first
+    instead, and then ``xm destroy 5`` could hit a domain *named* 5)."""
     if not value:
         raise ConfigError("Missing VM Name")
     if not NAME_RE.match(value):
         raise ConfigError("Invalid VM Name")
+    if value == DOM0_NAME:
+        raise ConfigError(f"Domain '{DOM0_NAME}' already exists with ID '0'")
+    if value.isdigit():
+        raise ConfigError(f"Invalid VM Name: a name of digits only ({value}) would be "
+                          "taken for a domain ID")
 
 
 def check_event_mode(event: str) -> Check:

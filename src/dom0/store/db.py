@@ -8,6 +8,7 @@ database holds either the old or the new state, never half of one.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from typing import Any
 
@@ -17,12 +18,33 @@ CREATE TABLE IF NOT EXISTS managed (uuid TEXT PRIMARY KEY, name TEXT NOT NULL UN
                                     config TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'halted');
 CREATE TABLE IF NOT EXISTS running (instance TEXT PRIMARY KEY, domid INTEGER NOT NULL UNIQUE,
                                     record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS partials (path TEXT PRIMARY KEY, instance TEXT NOT NULL,
+                                     resume INTEGER NOT NULL);
 """
 SCHEMA_VERSION = "1"
 
 
+def _private(path: str) -> None:
+    """The database file exists 0600 before SQLite opens it (SQLite gives its WAL
+    and shared-memory files the database's mode); one an older xend left wider is
+    narrowed."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class Store:
     def __init__(self, path: str) -> None:
+        _private(path)
         self.db = sqlite3.connect(path, isolation_level=None, timeout=10.0)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -71,6 +93,23 @@ class Store:
     def running_records(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT record FROM running ORDER BY domid").fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # ---- save files being written ----------------------------------------------
+
+    def put_partial(self, path: str, instance: str, resume: bool) -> None:
+        """A save of the domain running as *instance* is about to write *path*
+        (*resume*: the guest ran before the save paused it)."""
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO partials VALUES (?, ?, ?)",
+                            (path, instance, int(resume)))
+
+    def delete_partial(self, path: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM partials WHERE path=?", (path,))
+
+    def partials(self) -> list[tuple[str, str, bool]]:
+        rows = self.db.execute("SELECT path, instance, resume FROM partials").fetchall()
+        return [(p, i, bool(r)) for p, i, r in rows]
 
     # ---- managed domains -----------------------------------------------------
 

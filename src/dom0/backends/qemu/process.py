@@ -8,6 +8,7 @@ import os
 import signal
 import tempfile
 import time
+from typing import BinaryIO
 
 from dom0.errors import BackendError
 from dom0.waiting import poll_until
@@ -20,7 +21,7 @@ async def launch(argv: list[str], pidfile: str, qemu_log: str, timeout: float = 
 
     On failure the BackendError carries QEMU's exit status and its own message,
     which is also appended to the domain's QEMU log."""
-    with open(qemu_log, "ab") as logf:
+    with _log(qemu_log) as logf:
         logf.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
     proc = await asyncio.create_subprocess_exec(
         *argv,
@@ -37,7 +38,7 @@ async def launch(argv: list[str], pidfile: str, qemu_log: str, timeout: float = 
         raise BackendError(f"QEMU did not start within {timeout:g} s", argv=argv) from None
     text = out.decode(errors="replace").strip()
     if text:
-        with open(qemu_log, "ab") as logf:
+        with _log(qemu_log) as logf:
             logf.write(text.encode() + b"\n")
     if proc.returncode != 0:
         msg = text.splitlines()[-1] if text else f"exit status {proc.returncode}"
@@ -46,6 +47,13 @@ async def launch(argv: list[str], pidfile: str, qemu_log: str, timeout: float = 
     if pid is None:
         raise BackendError("QEMU started but wrote no pidfile", pidfile=pidfile)
     return pid
+
+
+def _log(path: str) -> BinaryIO:
+    """The domain's QEMU log, for appending: created 0640 (it quotes the guest's
+    command line and QEMU's errors; not for every user)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    return os.fdopen(fd, "ab")
 
 
 def read_pidfile(path: str) -> int | None:
