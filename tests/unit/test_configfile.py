@@ -654,3 +654,40 @@ def test_xmexample2_command_line_beats_derived_value() -> None:
 def test_module_exposes_every_spec_variable() -> None:
     # spec §2.3: 94 variables in 3.4
     assert len(configfile.VARIABLES) == 94
+
+
+# ---- found by the property tests (issue 9 item 12) ---------------------------------
+
+
+def test_found_restart_that_is_a_list_is_an_option_error() -> None:
+    """Before: TypeError (unhashable list)."""
+    with pytest.raises(OptionError, match=r"^Invalid value for restart: \[''\]$"):
+        build_config(values(restart=[""]))
+
+
+def test_found_list_variable_set_to_one_value_is_a_list_of_it() -> None:
+    """Before: ``disk = 1`` was a TypeError (int is not iterable), and a string was
+    read character by character."""
+    cfg = build_config(values(disk="file:/x,xvda,w", vif="bridge=b"))
+    assert cfg.disks == [DiskSpec("file:/x", "xvda", "w")]
+    assert cfg.vifs == [VifSpec({"bridge": "b"})]
+    with pytest.raises(OptionError, match="^Invalid disk specifier: 1$"):
+        build_config(values(disk=1))
+
+
+def test_found_infinite_number_is_an_invalid_value() -> None:
+    """Before: OverflowError (cannot convert float infinity to integer)."""
+    with pytest.raises(OptionError, match="^Invalid value: inf$"):
+        build_config(values(cpu_cap=float("inf")))
+
+
+def test_found_huge_cpu_range_is_refused_not_built() -> None:
+    """Before: ``cpus = '0-1000000000000'`` built the set of every number in it
+    (hours, then out of memory)."""
+    from dom0.errors import ConfigError
+
+    cfg = build_config(values(name="x", kernel="/k", cpus="0-1000000000000"))
+    with pytest.raises(ConfigError, match="^Invalid CPU list: 0-1000000000000$"):
+        cfg.validate()
+    cfg = build_config(values(name="x", kernel="/k", cpus="0-8191,^5"))
+    cfg.validate()

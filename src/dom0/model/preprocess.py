@@ -27,7 +27,7 @@ def event_action(key: str) -> Derive:
         restart = values.get("restart")
         action: str | None = None
         if restart:
-            if restart not in _RESTART:
+            if not isinstance(restart, str) or restart not in _RESTART:
                 raise OptionError(f"Invalid value for restart: {restart}")
             action = _RESTART[restart][_EVENTS.index(key)]
         if values.get(key):
@@ -83,13 +83,21 @@ def image_videoram(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"videoram": values.get("videoram", 4)}
 
 
+def entries(value: Any) -> list[Any]:
+    """A list variable's entries; a config file that set it to one value (``disk =
+    'phy:sda,xvda,w'``) meant a list of that one, as the command line's ``disk=``."""
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def disks_from_entries(values: Mapping[str, Any]) -> list[DiskSpec]:
-    return [parse_disk(d) for d in values.get("disk") or []]
+    return [parse_disk(d) for d in entries(values.get("disk"))]
 
 
 def vifs_with_nics(values: Mapping[str, Any]) -> list[VifSpec]:
     """``vif`` entries; the deprecated ``nics`` pads them with empty entries."""
-    vifs = list(values.get("vif") or [])
+    vifs = entries(values.get("vif"))
     nics = values.get("nics")
     nics = -1 if nics is None else VARS_BY_NAME["nics"].convert(nics)
     if nics > 0:
