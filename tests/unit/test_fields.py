@@ -278,3 +278,8 @@ def _plain_fits(value: Any, tp: Any) -> bool:
     bases = [typing.get_origin(b) or b for b in members if b is not type(None)]
     return any(isinstance(value, b) and not (isinstance(value, bool) and b is int)
                for b in bases)
+
+
+def test_found_empty_device_form_is_ignored() -> None:
+    """Found by the SXP property test: ``(vm (device ()))`` was an IndexError."""
+    assert DomainConfig.from_sxp(sxp.parse_one("(vm (name x) (device ()))")).disks == []

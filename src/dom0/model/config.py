@@ -245,7 +245,7 @@ class DomainConfig:
         if isinstance(image, list) and image:
             _read_image(cfg, table, image)
         for dev in sxp.children(form, "device"):
-            if len(dev) > 1 and isinstance(dev[1], list):
+            if len(dev) > 1 and isinstance(dev[1], list) and dev[1]:  # not (device ())
                 _read_device(cfg, table, dev[1])
         return cfg
 
