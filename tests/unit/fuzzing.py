@@ -41,12 +41,13 @@ def budget(examples: int) -> Any:
 
 
 @contextlib.contextmanager
-def target(name: str) -> Iterator[None]:
-    """Count one input of *name*; a failure (anything the property did not expect) is
-    counted and re-raised, for hypothesis to shrink and report."""
+def target(name: str) -> Iterator[int]:
+    """Count one input of *name* (the count is yielded); a failure (anything the
+    property did not expect) is counted and re-raised, for hypothesis to shrink and
+    report."""
     RUNS[name] += 1
     try:
-        yield
+        yield RUNS[name]
     except BaseException:
         FAILS[name] += 1
         raise
