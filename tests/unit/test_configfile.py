@@ -691,3 +691,13 @@ def test_found_huge_cpu_range_is_refused_not_built() -> None:
         cfg.validate()
     cfg = build_config(values(name="x", kernel="/k", cpus="0-8191,^5"))
     cfg.validate()
+
+
+def test_found_variable_holding_an_object_is_a_config_file_error(tmp_path: Path) -> None:
+    """Before: ``pci = [len]`` reached the client's JSON encoder: ``Unexpected error:
+    TypeError: Object of type builtin_function_or_method is not JSON serializable``."""
+    fn = write(tmp_path / "c", "kernel = '/k'\npci = [len]\n")
+    with pytest.raises(ConfigFileError, match="^Error: pci holds a builtin_function_or_method; "):
+        resolve_variables(parse_create_args([fn]))
+    fn = write(tmp_path / "d", "kernel = '/k'\npci = [('a', 1), ['b', [2.5, None]]]\n")
+    assert resolve_variables(parse_create_args([fn]))[1]["pci"] == [["a", 1], ["b", [2.5, None]]]

@@ -270,13 +270,25 @@ def resolve_variables(opts: CreateOptions) -> tuple[str | None, dict[str, Any]]:
         file_vars = evaluate_file(filename, opts.script_vars)
         for name, value in file_vars.items():
             if name in VARIABLES and name not in opts.given:
-                values[name] = value
+                values[name] = _plain(name, value)
     values.update(opts.given)
     for name, (_, default) in VARIABLES.items():
         values.setdefault(name, default)
     if not values.get("name") and filename:
         values["name"] = os.path.basename(filename)
     return filename, values
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A variable's value as JSON can carry it to xend (tuples become lists): a list
+    holding a function or an object is the file's error, said here, not a
+    serialisation failure when xm sends the config."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(name, v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ConfigFileError(f"Error: {name} holds a {type(value).__name__}; config variables "
+                          "hold strings, numbers and lists of them")
 
 
 # ---- from variables to the typed config (xm's preprocess + make_config) --------
