@@ -701,3 +701,15 @@ def test_found_variable_holding_an_object_is_a_config_file_error(tmp_path: Path)
         resolve_variables(parse_create_args([fn]))
     fn = write(tmp_path / "d", "kernel = '/k'\npci = [('a', 1), ['b', [2.5, None]]]\n")
     assert resolve_variables(parse_create_args([fn]))[1]["pci"] == [["a", 1], ["b", [2.5, None]]]
+
+
+def test_non_utf8_sxp_config_names_the_byte(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``xm create -F``: before, ``Invalid argument.``"""
+    from dom0.cli.main import main
+
+    path = tmp_path / "c.sxp"
+    path.write_bytes(b"(vm (name x)\n (kernel '/k\xff'))\n")
+    assert main(["create", "-n", "-F", str(path)]) == 1
+    assert capsys.readouterr().err == (f"Error: config file {path} is not valid UTF-8 "
+                                       "(byte 0xff at line 2, offset 25)\n")

@@ -170,6 +170,20 @@ def config_timeout() -> float:
         raise OptionError(f"{TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
 
 
+def _utf8(data: bytes, filename: str) -> str:
+    """An SXP config file's text; one that is not UTF-8 is named with its first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(_not_utf8(data, filename, exc)) from None
+
+
+def _not_utf8(data: bytes, filename: str, exc: UnicodeDecodeError) -> str:
+    line = data.count(b"\n", 0, exc.start) + 1
+    return (f"Error: config file {filename} is not valid UTF-8 (byte 0x{data[exc.start]:02x} "
+            f"at line {line}, offset {exc.start})")
+
+
 def _compile(data: bytes, filename: str) -> Any:
     """The file's code.  Python 3 reads source as UTF-8 unless a coding declaration
     (PEP 263) says otherwise, so a file that is neither gets a clear error naming the
@@ -184,10 +198,7 @@ def _compile(data: bytes, filename: str) -> Any:
         return compile(source, filename, "exec")
     except SyntaxError as exc:
         if bad is not None:
-            line = data.count(b"\n", 0, bad.start) + 1
-            raise ConfigFileError(
-                f"Error: config file {filename} is not valid UTF-8 (byte "
-                f"0x{data[bad.start]:02x} at line {line}, offset {bad.start})") from None
+            raise ConfigFileError(_not_utf8(data, filename, bad)) from None
         raise ConfigFileError(
             f"Errors were found at line {exc.lineno} while processing {filename}:\n\t{exc.msg}"
         ) from None
@@ -307,8 +318,9 @@ def config_from_args(opts: CreateOptions) -> tuple[str | None, DomainConfig]:
         from dom0.model.config import ConfigError
 
         try:
-            with open(opts.sxp_config) as f:
-                form = sxp.parse_one(f.read())
+            with open(opts.sxp_config, "rb") as f:
+                data = f.read()
+            form = sxp.parse_one(_utf8(data, opts.sxp_config))
             return opts.sxp_config, DomainConfig.from_sxp(form)
         except OSError:
             raise OptionError(f"Unable to open config file: {opts.sxp_config}") from None
