@@ -44,7 +44,8 @@ SXP_ALPHABET = st.sampled_from(list("()'\"\\# \n\tab1:-") + ["(vm", "(image", "(
 
 
 @budget(500)
-@given(st.text() | st.lists(SXP_ALPHABET, max_size=60).map("".join))
+@given(st.text() | st.lists(SXP_ALPHABET, max_size=60).map("".join)
+       | st.integers(0, 2000).map(lambda n: "(a " * n + ")" * n))
 def test_parse_raises_only_its_own_error(text: str) -> None:
     with target("sxp parse"):
         try:
@@ -52,6 +53,7 @@ def test_parse_raises_only_its_own_error(text: str) -> None:
         except sxp.SxpSyntaxError:
             return
         assert isinstance(forms, list)
+        sxp.pretty(forms)  # whatever was read can be printed (no recursion limit met)
 
 
 @budget(300)
