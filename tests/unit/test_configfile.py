@@ -713,3 +713,11 @@ def test_non_utf8_sxp_config_names_the_byte(tmp_path: Path,
     assert main(["create", "-n", "-F", str(path)]) == 1
     assert capsys.readouterr().err == (f"Error: config file {path} is not valid UTF-8 "
                                        "(byte 0xff at line 2, offset 25)\n")
+
+
+def test_found_huge_nics_is_refused_not_built() -> None:
+    """Found fuzzing: ``nics = 10**9`` built a list of a billion empty vif entries
+    (MemoryError, or minutes of swapping)."""
+    with pytest.raises(OptionError, match=r"^Invalid value for nics: 1000000000 \(at most 32\)$"):
+        build_config(values(nics=10**9))
+    assert len(build_config(values(nics=32)).vifs) == 32

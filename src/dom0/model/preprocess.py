@@ -18,6 +18,8 @@ _RESTART = {"onreboot": ("destroy", "restart", "destroy"),
             "always": ("restart", "restart", "restart"),
             "never": ("never", "never", "never")}
 _EVENTS = ("on_poweroff", "on_reboot", "on_crash")
+#: more NICs than a guest's PCI bus has slots for is no config
+MAX_NICS = 32
 
 
 def event_action(key: str) -> Derive:
@@ -100,6 +102,8 @@ def vifs_with_nics(values: Mapping[str, Any]) -> list[VifSpec]:
     vifs = entries(values.get("vif"))
     nics = values.get("nics")
     nics = -1 if nics is None else VARS_BY_NAME["nics"].convert(nics)
+    if nics > MAX_NICS:  # not a list of a billion empty entries
+        raise OptionError(f"Invalid value for nics: {nics} (at most {MAX_NICS})")
     if nics > 0:
         print("The nics option is deprecated.  Please use an empty vif entry instead:\n\n"
               "  vif = [ '' ]\n", file=sys.stderr)
