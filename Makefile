@@ -2,6 +2,7 @@
 #   make demo   set up, start xend, boot the example guest, show `xm list` and its console
 #   make test   set up, then run the whole test suite
 #   make bench  set up, then run the benchmarks (ratios against raw QEMU and virsh)
+#   make fuzz   set up, then a bounded fuzz campaign of every parser of outside input
 SHELL := /bin/bash
 PY ?= /usr/bin/python3
 VENV := .venv
@@ -14,7 +15,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod xz
 BENCH_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 GUEST_IMAGE_DIR := /var/lib/dom0/guest
 
-.PHONY: setup guest demo test unit functional lint bench clean install-guest
+.PHONY: setup guest demo test unit functional lint bench clean install-guest fuzz
 
 setup: $(STAMP)/apt $(STAMP)/venv
 
@@ -63,6 +64,18 @@ unit: setup
 
 test: setup guest
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/pytest -q -rs tests
+
+# The property tests of tests/unit/test_properties_*.py with FUZZ_EXAMPLES inputs per
+# target (make test runs them with a few hundred).  FUZZ_SEED fixes hypothesis's seed
+# (random unless given, and printed, so that a campaign can be rerun).
+FUZZ_EXAMPLES ?= 100000
+ifndef FUZZ_SEED
+FUZZ_SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
+fuzz: setup
+	@echo "fuzz: $(FUZZ_EXAMPLES) inputs per target, seed $(FUZZ_SEED)"
+	DOM0_FUZZ=1 DOM0_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider \
+		--hypothesis-seed=$(FUZZ_SEED) tests/unit/test_properties_*.py
 
 $(STAMP)/bench-apt:
 	@mkdir -p $(STAMP)

@@ -252,6 +252,116 @@ def test_evaluate_file_unreadable(tmp_path: Path) -> None:
         evaluate_file(str(tmp_path / "missing"), {})
 
 
+# ---- evaluation bounded, and its failures said in one line (issue 9 items 10, 11) ----
+
+
+def xm_create_dry(fn: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``xm create -n <fn>`` in-process: its exit code and its one stderr line."""
+    from dom0.cli.main import main
+
+    code = main(["create", "-n", fn])
+    return code, capsys.readouterr().err
+
+
+def test_endless_config_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``while True: pass`` hung xm for ever."""
+    fn = write(tmp_path / "loop", "while True:\n    pass\n")
+    monkeypatch.setenv("DOM0_CONFIG_TIMEOUT", "0.3")
+    code, err = xm_create_dry(fn, capsys)
+    assert code == 1
+    assert err == (f"Error: config file {fn} did not finish within 0.3 s "
+                   "(set DOM0_CONFIG_TIMEOUT to allow longer)\n")
+
+
+def test_timeout_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOM0_CONFIG_TIMEOUT", raising=False)
+    assert configfile.config_timeout() == 5.0
+    monkeypatch.setenv("DOM0_CONFIG_TIMEOUT", "12.5")
+    assert configfile.config_timeout() == 12.5
+    monkeypatch.setenv("DOM0_CONFIG_TIMEOUT", "soon")
+    with pytest.raises(OptionError, match="^DOM0_CONFIG_TIMEOUT must be a number of seconds"):
+        configfile.config_timeout()
+
+
+def test_timeout_survives_the_files_own_except(tmp_path: Path) -> None:
+    """``except Exception`` in the file does not swallow the timeout, and the alarm is
+    gone afterwards (a later long computation is not interrupted)."""
+    import signal
+
+    fn = write(tmp_path / "c", "while True:\n    try:\n        x = 0\n"
+               "        while True: x += 1\n    except Exception:\n        pass\n")
+    before = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(ConfigFileError, match="did not finish within 0.2 s"):
+        evaluate_file(fn, {}, timeout=0.2)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) == before
+
+
+def test_timeout_not_reported_for_a_file_that_finishes(tmp_path: Path) -> None:
+    fn = write(tmp_path / "c", "import time\ntime.sleep(0.1)\nmemory = 64\n")
+    assert evaluate_file(fn, {}, timeout=2)["memory"] == 64
+    assert evaluate_file(fn, {}, timeout=0)["memory"] == 64  # 0: no bound
+
+
+def test_config_swallowing_every_alarm_still_stops_xm(tmp_path: Path) -> None:
+    """A bare ``except:`` around the loop swallows each alarm: after a few xm gives up
+    on it (exit 1, the timeout message), not hang."""
+    import subprocess
+    import sys
+
+    fn = write(tmp_path / "c", "while True:\n    try:\n        x = 0\n"
+               "        while True: x += 1\n    except:\n        pass\n")
+    code = "from dom0.cli.configfile import evaluate_file; evaluate_file(%r, {})" % fn
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, env={**os.environ, "DOM0_CONFIG_TIMEOUT": "0.2"})
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"Error: config file {fn} did not finish within 0.2 s")
+
+
+def test_memory_error_says_what_happened(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``Error: `` and nothing."""
+    fn = write(tmp_path / "c", "x = [0] * (1 << 62)\n")
+    code, err = xm_create_dry(fn, capsys)
+    assert (code, err) == (1, f"Error: the config file {fn} ran out of memory\n")
+    fn = write(tmp_path / "d", "raise MemoryError('cannot allocate 10 GiB')\n")
+    with pytest.raises(ConfigFileError, match=r"ran out of memory: cannot allocate 10 GiB$"):
+        evaluate_file(fn, {})
+
+
+def test_exception_without_text_is_named(tmp_path: Path) -> None:
+    fn = write(tmp_path / "c", "raise KeyError\n")
+    with pytest.raises(ConfigFileError, match="^Error: KeyError$"):
+        evaluate_file(fn, {})
+
+
+def test_non_utf8_config_names_the_byte(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``Invalid argument.``"""
+    path = tmp_path / "c"
+    path.write_bytes(b"memory = 64\nname = 'caf\xe9'\n")
+    code, err = xm_create_dry(str(path), capsys)
+    assert (code, err) == (1, f"Error: config file {path} is not valid UTF-8 "
+                              "(byte 0xe9 at line 2, offset 23)\n")
+
+
+def test_coding_declaration_is_honoured(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    path.write_bytes(b"# -*- coding: latin-1 -*-\nname = 'caf\xe9'\n")
+    assert evaluate_file(str(path), {})["name"] == "caf\xe9"
+
+
+def test_nul_bytes_and_deep_nesting_are_config_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    path.write_bytes(b"memory = 64\0\n")
+    with pytest.raises(ConfigFileError, match=f"^Error: config file {path} is not Python"):
+        evaluate_file(str(path), {})
+    fn = write(tmp_path / "d", "x = " + "(" * 500 + ")" * 500 + "\n")
+    with pytest.raises(ConfigFileError):
+        evaluate_file(fn, {})
+
+
 # ---- resolve_variables ---------------------------------------------------------
 
 
@@ -544,3 +654,70 @@ def test_xmexample2_command_line_beats_derived_value() -> None:
 def test_module_exposes_every_spec_variable() -> None:
     # spec §2.3: 94 variables in 3.4
     assert len(configfile.VARIABLES) == 94
+
+
+# ---- found by the property tests (issue 9 item 12) ---------------------------------
+
+
+def test_found_restart_that_is_a_list_is_an_option_error() -> None:
+    """Before: TypeError (unhashable list)."""
+    with pytest.raises(OptionError, match=r"^Invalid value for restart: \[''\]$"):
+        build_config(values(restart=[""]))
+
+
+def test_found_list_variable_set_to_one_value_is_a_list_of_it() -> None:
+    """Before: ``disk = 1`` was a TypeError (int is not iterable), and a string was
+    read character by character."""
+    cfg = build_config(values(disk="file:/x,xvda,w", vif="bridge=b"))
+    assert cfg.disks == [DiskSpec("file:/x", "xvda", "w")]
+    assert cfg.vifs == [VifSpec({"bridge": "b"})]
+    with pytest.raises(OptionError, match="^Invalid disk specifier: 1$"):
+        build_config(values(disk=1))
+
+
+def test_found_infinite_number_is_an_invalid_value() -> None:
+    """Before: OverflowError (cannot convert float infinity to integer)."""
+    with pytest.raises(OptionError, match="^Invalid value: inf$"):
+        build_config(values(cpu_cap=float("inf")))
+
+
+def test_found_huge_cpu_range_is_refused_not_built() -> None:
+    """Before: ``cpus = '0-1000000000000'`` built the set of every number in it
+    (hours, then out of memory)."""
+    from dom0.errors import ConfigError
+
+    cfg = build_config(values(name="x", kernel="/k", cpus="0-1000000000000"))
+    with pytest.raises(ConfigError, match="^Invalid CPU list: 0-1000000000000$"):
+        cfg.validate()
+    cfg = build_config(values(name="x", kernel="/k", cpus="0-8191,^5"))
+    cfg.validate()
+
+
+def test_found_variable_holding_an_object_is_a_config_file_error(tmp_path: Path) -> None:
+    """Before: ``pci = [len]`` reached the client's JSON encoder: ``Unexpected error:
+    TypeError: Object of type builtin_function_or_method is not JSON serializable``."""
+    fn = write(tmp_path / "c", "kernel = '/k'\npci = [len]\n")
+    with pytest.raises(ConfigFileError, match="^Error: pci holds a builtin_function_or_method; "):
+        resolve_variables(parse_create_args([fn]))
+    fn = write(tmp_path / "d", "kernel = '/k'\npci = [('a', 1), ['b', [2.5, None]]]\n")
+    assert resolve_variables(parse_create_args([fn]))[1]["pci"] == [["a", 1], ["b", [2.5, None]]]
+
+
+def test_non_utf8_sxp_config_names_the_byte(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``xm create -F``: before, ``Invalid argument.``"""
+    from dom0.cli.main import main
+
+    path = tmp_path / "c.sxp"
+    path.write_bytes(b"(vm (name x)\n (kernel '/k\xff'))\n")
+    assert main(["create", "-n", "-F", str(path)]) == 1
+    assert capsys.readouterr().err == (f"Error: config file {path} is not valid UTF-8 "
+                                       "(byte 0xff at line 2, offset 25)\n")
+
+
+def test_found_huge_nics_is_refused_not_built() -> None:
+    """Found fuzzing: ``nics = 10**9`` built a list of a billion empty vif entries
+    (MemoryError, or minutes of swapping)."""
+    with pytest.raises(OptionError, match=r"^Invalid value for nics: 1000000000 \(at most 32\)$"):
+        build_config(values(nics=10**9))
+    assert len(build_config(values(nics=32)).vifs) == 32

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,3 +206,80 @@ def test_device_sxp_disks_then_vifs() -> None:
     cfg = DomainConfig(name="x", vifs=[VifSpec({"bridge": "b"})], disks=[DiskSpec("p", "d")])
     assert cfg.device_sxp() == [["device", ["vbd", ["uname", "p"], ["dev", "d"], ["mode", "r"]]],
                                 ["device", ["vif", ["bridge", "b"]]]]
+
+
+# ---- JSON edge: every value checked against its field's declared type (issue 9 item 4) ----
+
+
+
+@pytest.mark.parametrize(("data", "where", "expected"), [
+    ({"cpus": 3}, "cpus", "string or array of string or null"),
+    ({"cpus": ["1", 2]}, "cpus", "string or array of string or null"),
+    ({"memory": "12"}, "memory", "integer"),
+    ({"vcpus": True}, "vcpus", "integer"),
+    ({"maxmem": 1.5}, "maxmem", "integer or null"),
+    ({"name": None}, "name", "string"),
+    ({"kernel": ["/boot/x"]}, "kernel", "string"),
+    ({"disks": {"uname": "file:/x"}}, "disks", "array of object"),
+    ({"disks": [{"uname": 1, "dev": "xvda"}]}, r"disks\[0\]\.uname", "string"),
+    ({"disks": [{"uname": "file:/x", "dev": "xvda", "backend": 0}]}, r"disks\[0\]\.backend",
+     "string or null"),
+    ({"disks": ["file:/x,xvda,w"]}, r"disks\[0\]", "object"),
+    ({"vifs": [{"options": {"mac": 3}}]}, r"vifs\[0\]\.options\.mac", "string"),
+    ({"vifs": [{"devid": "0"}]}, r"vifs\[0\]\.devid", "integer or null"),
+    ({"other": []}, "other", "object"),
+    ({"image_extra": "videoram=4"}, "image_extra", "object"),
+])
+def test_from_dict_checks_each_value_against_its_declared_type(
+        data: dict[str, Any], where: str, expected: str) -> None:
+    """Before: {"cpus": 3} was accepted (and booted), "12" for memory was a TypeError
+    later, true passed for vcpus, an integer disk uname passed."""
+    with pytest.raises(ConfigError, match=f"^Invalid type for {where}: expected {expected}, got "):
+        DomainConfig.from_dict({"name": "x", **data})
+
+
+def test_from_dict_device_keys_checked_not_a_type_error() -> None:
+    with pytest.raises(ConfigError, match=r"^Missing configuration key: disks\[0\]\.uname$"):
+        DomainConfig.from_dict({"disks": [{"dev": "xvda"}]})
+    with pytest.raises(ConfigError, match=r"^Unknown configuration keys: disks\[0\]\.zz$"):
+        DomainConfig.from_dict({"disks": [{"uname": "a", "dev": "b", "zz": 1}]})
+    with pytest.raises(ConfigError, match="^Invalid type for config: expected object, got array$"):
+        DomainConfig.from_dict([])  # type: ignore[arg-type]
+
+
+def test_from_dict_accepts_every_json_value_of_the_declared_types() -> None:
+    cfg = DomainConfig.from_dict({
+        "name": "x", "memory": 64, "maxmem": None, "cpus": ["0", "1"], "vcpus": 2,
+        "other": {"anything": [1, {"b": None}]}, "image_extra": {"videoram": 4},
+        "disks": [{"uname": "file:/x", "dev": "xvda"}], "vifs": [{"options": {"mac": "m"}}]})
+    assert cfg.cpus == ["0", "1"] and cfg.disks == [DiskSpec("file:/x", "xvda")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from([f.name for f in FIELDS]),
+       st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6))
+def test_from_dict_never_fails_but_with_config_error(name: str, value: Any) -> None:
+    """Any JSON value in any field: a config whose fields have their types, or ConfigError."""
+    try:
+        cfg = DomainConfig.from_dict({"name": "x", name: value})
+    except ConfigError:
+        return
+    for f in FIELDS:  # what was accepted is what the dataclass declares
+        assert f.name in ("disks", "vifs") or _plain_fits(getattr(cfg, f.name), HINTS[f.name])
+
+
+def _plain_fits(value: Any, tp: Any) -> bool:
+    """The outer type only (items were checked on the way in)."""
+    if value is None:
+        return type(None) in typing.get_args(tp)
+    members = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
+    bases = [typing.get_origin(b) or b for b in members if b is not type(None)]
+    return any(isinstance(value, b) and not (isinstance(value, bool) and b is int)
+               for b in bases)
+
+
+def test_found_empty_device_form_is_ignored() -> None:
+    """Found by the SXP property test: ``(vm (device ()))`` was an IndexError."""
+    assert DomainConfig.from_sxp(sxp.parse_one("(vm (name x) (device ()))")).disks == []

@@ -239,3 +239,13 @@ def test_child_value_and_children() -> None:
 
 def test_child_value_ignores_the_head() -> None:
     assert sxp.child_value(["name", ["other", "1"]], "name") is None
+
+
+def test_found_deep_nesting_is_a_syntax_error_not_a_recursion_error() -> None:
+    """Found fuzzing ``xm create -n -F``: 5,000 nested forms parsed, then printing them
+    was a RecursionError ("Unexpected error")."""
+    deep = "(a " * 5000 + ")" * 5000
+    with pytest.raises(sxp.SxpSyntaxError, match=r"^forms nested deeper than 256 at offset 768$"):
+        sxp.parse(deep)
+    ok = "(a " * 256 + ")" * 256
+    assert sxp.parse_one(sxp.pretty(sxp.parse_one(ok))) == sxp.parse_one(ok)

@@ -373,3 +373,38 @@ def test_a_fresh_image_is_not_mounted_on_the_host(img: Path) -> None:
 ])
 def test_sharing_error_wording(requested_w: bool, holder: str, holder_w: bool, text: str) -> None:
     assert vbd.sharing_error("X", requested_w, holder, holder_w) == text
+
+
+# ---- over-long and out-of-range names: a DeviceError with a cause (issue 9 item 10) ----
+
+
+@pytest.mark.parametrize("name", ["1" * 5000, "xvda" + "1" * 5000, "xvd" + "a" * 5000,
+                                  "0x" + "f" * 5000, "ioemu:hd" + "a" * 5000 + ":cdrom"])
+def test_over_long_device_name_is_a_device_error(name: str) -> None:
+    """Before: an internal ValueError (Python's 4,300-digit int limit) or a number too
+    big to print."""
+    with pytest.raises(DeviceError, match=r"^Unable to find number for device \(.{32}\.\.\. "
+                       r"\(\d+ characters\)\): a device name has at most 32 characters$"):
+        vbd.device_number(name)
+    with pytest.raises(DeviceError, match="a device name has at most 32 characters"):
+        parse("file:/x", name, check=False)
+
+
+@pytest.mark.parametrize("name", ["4294967296", "0x100000000", "xvdzzzzz1", "xvda256"])
+def test_device_numbers_past_32_bits_are_refused(name: str) -> None:
+    with pytest.raises(DeviceError, match=r"^Unable to find number for device"):
+        vbd.device_number(name)
+
+
+def test_largest_numbers_still_accepted() -> None:
+    assert vbd.device_number("4294967295") == 2**32 - 1
+    assert vbd.device_number("xvda255") == (1 << 28) | 255
+    assert vbd.device_number("xvdzzzz1") < 2**32
+
+
+@pytest.mark.parametrize("params", ["1" * 5000, "a" * 5000])
+def test_over_long_phy_name_is_a_device_error(params: str) -> None:
+    """Before: a 5,000-digit number was a ValueError, a 5,000-character name an OSError
+    (ENAMETOOLONG) escaping stat."""
+    with pytest.raises(DeviceError, match=r"^/dev/.*\.\.\. \(5005 characters\) is not a block"):
+        parse("phy:" + params, "xvda")

@@ -183,3 +183,29 @@ def test_argv_does_not_consume_the_vif() -> None:
     v = resolve(mac=MAC)
     assert vif.argv([v]) == vif.argv([v])
     assert vif.netdev(v)["type"] == "tap" and vif.device(v)["driver"] == "virtio-net-pci"
+
+
+# ---- over-long input: a DeviceError with a cause, or no rate (issue 9 item 10) ----
+
+
+@pytest.mark.parametrize("text", ["1" * 5000 + "Mb/s", "1Mb/s@" + "1" * 5000 + "ms"])
+def test_parse_rate_with_thousands_of_digits_means_unlimited(text: str) -> None:
+    """Before: ValueError (Python's 4,300-digit int limit)."""
+    assert vif.parse_rate(text) is None
+
+
+@pytest.mark.parametrize("name", ["v" * 16, "v" * 5000, "é" * 8])
+def test_vifname_longer_than_the_kernel_allows(name: str) -> None:
+    with pytest.raises(DeviceError, match=r"^Invalid vifname .*: an interface name has at most "
+                                          r"15 bytes$"):
+        resolve(vifname=name, mac=MAC)
+
+
+@pytest.mark.parametrize("name", ["a/b", "a b", "a:b", ".", ".."])
+def test_vifname_the_kernel_refuses(name: str) -> None:
+    with pytest.raises(DeviceError, match="^Invalid vifname"):
+        resolve(vifname=name, mac=MAC)
+
+
+def test_vifname_at_the_limit_accepted() -> None:
+    assert resolve(vifname="v" * 15, mac=MAC).vifname == "v" * 15

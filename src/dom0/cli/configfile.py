@@ -129,33 +129,147 @@ class Vars:
             self._env[name] = value
 
 
-def evaluate_file(filename: str, script_vars: dict[str, str]) -> dict[str, Any]:
-    """Run the config script; return its resulting variables (locals of simple types)."""
+#: how long a config file may run, in seconds, unless DOM0_CONFIG_TIMEOUT says otherwise
+DEFAULT_TIMEOUT = 5.0
+#: the environment variable that bounds a config file's evaluation (0 or less: no bound)
+TIMEOUT_ENV = "DOM0_CONFIG_TIMEOUT"
+#: after the first alarm, how often it fires again (a file that swallowed one, with a bare
+#: ``except:``, gets another), and how many it may swallow before xm gives up on it
+_REARM, _MAX_ALARMS = 0.5, 4
+
+
+def evaluate_file(filename: str, script_vars: dict[str, str],
+                  timeout: float | None = None) -> dict[str, Any]:
+    """Run the config script; return its resulting variables (locals of simple types).
+    It may run *timeout* seconds (default: ``$DOM0_CONFIG_TIMEOUT``, else 5)."""
     try:
-        with open(filename) as f:
-            source = f.read()
+        with open(filename, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise OptionError(f"Unable to open config file: {filename}: {exc.strerror}") from None
-    if source.lstrip().startswith("<"):
+    if data.lstrip().startswith(b"<"):
         raise OptionError("XML configuration is only supported by the Xen-API server")
     env: dict[str, Any] = {"sys": sys, "os": os, "xm_file": filename, "xm_help": False}
     env.update(script_vars)
     env["xm_vars"] = Vars(env)
+    limit = config_timeout() if timeout is None else timeout
+    _bounded(limit, filename, lambda: _run(_compile(data, filename), env, filename))
+    return {k: v for k, v in env.items()
+            if not k.startswith("__") and isinstance(v, (str, list, int, float))
+            and not isinstance(v, bool) and k not in ("xm_file", "xm_help")}
+
+
+def config_timeout() -> float:
+    """The bound on a config file's run time: ``$DOM0_CONFIG_TIMEOUT`` seconds, else 5."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_TIMEOUT
     try:
-        code = compile(source, filename, "exec")
+        return float(text)
+    except ValueError:
+        raise OptionError(f"{TIMEOUT_ENV} must be a number of seconds, not {text!r}") from None
+
+
+def _utf8(data: bytes, filename: str) -> str:
+    """An SXP config file's text; one that is not UTF-8 is named with its first bad byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(_not_utf8(data, filename, exc)) from None
+
+
+def _not_utf8(data: bytes, filename: str, exc: UnicodeDecodeError) -> str:
+    line = data.count(b"\n", 0, exc.start) + 1
+    return (f"Error: config file {filename} is not valid UTF-8 (byte 0x{data[exc.start]:02x} "
+            f"at line {line}, offset {exc.start})")
+
+
+def _compile(data: bytes, filename: str) -> Any:
+    """The file's code.  Python 3 reads source as UTF-8 unless a coding declaration
+    (PEP 263) says otherwise, so a file that is neither gets a clear error naming the
+    first bad byte, not a decoding traceback (xm 3.4's Python 2 read bytes)."""
+    bad: UnicodeDecodeError | None = None
+    try:
+        source: str | bytes = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        source = data  # compile() honours a coding declaration in the bytes
+        bad = exc
+    try:
+        return compile(source, filename, "exec")
     except SyntaxError as exc:
+        if bad is not None:
+            raise ConfigFileError(_not_utf8(data, filename, bad)) from None
         raise ConfigFileError(
             f"Errors were found at line {exc.lineno} while processing {filename}:\n\t{exc.msg}"
         ) from None
+    except ValueError as exc:  # NUL bytes (a SyntaxError from Python 3.12 on)
+        raise ConfigFileError(f"Error: config file {filename} is not Python source: {exc}") \
+            from None
+    except (MemoryError, RecursionError) as exc:  # nesting too deep for the parser
+        raise ConfigFileError(f"Error: config file {filename} is too deeply nested to "
+                              f"compile ({type(exc).__name__})") from None
+
+
+def _run(code: Any, env: dict[str, Any], filename: str) -> None:
     try:
         exec(code, env)
     except ConfigFileError:
         raise
+    except MemoryError as exc:  # str() is usually empty: say what happened
+        raise ConfigFileError(f"Error: the config file {filename} ran out of memory"
+                              + (f": {exc}" if str(exc) else "")) from None
     except Exception as exc:  # arbitrary user code: report it as xm did
-        raise ConfigFileError(f"Error: {exc}") from None
-    return {k: v for k, v in env.items()
-            if not k.startswith("__") and isinstance(v, (str, list, int, float))
-            and not isinstance(v, bool) and k not in ("xm_file", "xm_help")}
+        raise ConfigFileError(f"Error: {str(exc) or type(exc).__name__}") from None
+
+
+class _Overran(BaseException):
+    """Raised by the alarm into a config file that ran too long.  Not an Exception,
+    so that the file's own ``except Exception:`` does not swallow it."""
+
+
+def _bounded(seconds: float, filename: str, run: Callable[[], None]) -> None:
+    """Run *run*, interrupting it after *seconds*.  Config files are Python run in xm's
+    own (single) thread, and a CPU loop cannot be stopped by another thread: SIGALRM's
+    handler raises in the main thread instead.  Not in the main thread (a library
+    caller), no handler can be installed: it runs unbounded."""
+    if seconds <= 0:
+        return run()
+    import signal  # only here: xm commands without a config file do not pay for it
+
+    state = {"done": False, "alarms": 0}
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if state["done"]:
+            return
+        state["alarms"] += 1
+        if state["alarms"] > _MAX_ALARMS:  # it swallowed every one: nothing else stops it
+            os.write(2, (_overran(filename, seconds) + "\n").encode())
+            os._exit(1)
+        raise _Overran
+
+    try:
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+    except ValueError:
+        return run()
+    signal.setitimer(signal.ITIMER_REAL, seconds, _REARM)
+    try:
+        try:
+            run()
+        finally:
+            state["done"] = True  # from here on an alarm is ignored
+    except _Overran:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    if state["alarms"]:
+        raise ConfigFileError(_overran(filename, seconds))
+    return None
+
+
+def _overran(filename: str, seconds: float) -> str:
+    return (f"Error: config file {filename} did not finish within {seconds:g} s "
+            f"(set {TIMEOUT_ENV} to allow longer)")
 
 
 def resolve_variables(opts: CreateOptions) -> tuple[str | None, dict[str, Any]]:
@@ -167,13 +281,25 @@ def resolve_variables(opts: CreateOptions) -> tuple[str | None, dict[str, Any]]:
         file_vars = evaluate_file(filename, opts.script_vars)
         for name, value in file_vars.items():
             if name in VARIABLES and name not in opts.given:
-                values[name] = value
+                values[name] = _plain(name, value)
     values.update(opts.given)
     for name, (_, default) in VARIABLES.items():
         values.setdefault(name, default)
     if not values.get("name") and filename:
         values["name"] = os.path.basename(filename)
     return filename, values
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A variable's value as JSON can carry it to xend (tuples become lists): a list
+    holding a function or an object is the file's error, said here, not a
+    serialisation failure when xm sends the config."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(name, v) for v in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise ConfigFileError(f"Error: {name} holds a {type(value).__name__}; config variables "
+                          "hold strings, numbers and lists of them")
 
 
 # ---- from variables to the typed config (xm's preprocess + make_config) --------
@@ -192,8 +318,9 @@ def config_from_args(opts: CreateOptions) -> tuple[str | None, DomainConfig]:
         from dom0.model.config import ConfigError
 
         try:
-            with open(opts.sxp_config) as f:
-                form = sxp.parse_one(f.read())
+            with open(opts.sxp_config, "rb") as f:
+                data = f.read()
+            form = sxp.parse_one(_utf8(data, opts.sxp_config))
             return opts.sxp_config, DomainConfig.from_sxp(form)
         except OSError:
             raise OptionError(f"Unable to open config file: {opts.sxp_config}") from None

@@ -24,6 +24,16 @@ TAP_FORMATS = {"aio": "raw", "sync": "raw", "qcow": "qcow", "qcow2": "qcow2", "v
                "ioemu": "raw", "tapdisk": "raw", "ram": "raw"}
 MODES = ("r", "w", "w!")
 _NAME = re.compile(r"^(hd|sd|xvd|vd)([a-z]+)(\d*)$")
+#: longer than any name Xen could number (``xvdzzzz255``, ``0xffffffff``): a name past
+#: it is refused before any conversion (a 5,000-digit one exceeded Python's int limit)
+MAX_NAME = 32
+#: Xen's device numbers are 32-bit; the "ext" encoding has 20 bits of disk, 8 of partition
+_MAX_NUMBER, _EXT_DISKS, _EXT_PARTS = 1 << 32, 1 << 20, 1 << 8
+
+
+def shown(text: str, limit: int = MAX_NAME) -> str:
+    """*text* as an error message quotes it: cut, and saying so, when too long."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,22 @@ def device_number(name: str) -> int:
     ``ioemu:`` and ``:disk``/``:cdrom`` decorations are ignored."""
     name = name[len("ioemu:"):] if name.startswith("ioemu:") else name
     name = name.rsplit(":", 1)[0] if name.endswith((":cdrom", ":disk")) else name
+    if len(name) > MAX_NAME:
+        raise DeviceError(f"Unable to find number for device ({shown(name)}): "
+                          f"a device name has at most {MAX_NAME} characters")
+    number = None
     if name.isascii() and name.isdigit():
-        return int(name)
-    if name.lower().startswith("0x"):
+        number = int(name)
+    elif name.lower().startswith("0x"):
         try:
-            return int(name, 16)
+            number = int(name, 16)
         except ValueError:
             pass
+    if number is not None:
+        if number >= _MAX_NUMBER:
+            raise DeviceError(f"Unable to find number for device ({name}): "
+                              "device numbers are 32-bit")
+        return number
     m = _NAME.fullmatch(name)
     if not m:
         raise DeviceError(f"Unable to find number for device ({name})")
@@ -81,6 +100,8 @@ def device_number(name: str) -> int:
     if prefix in ("xvd", "vd"):
         if disk < 16 and part < 16:
             return (202 << 8) | (disk << 4) | part
+        if disk >= _EXT_DISKS or part >= _EXT_PARTS:
+            raise DeviceError(f"Unable to find number for device ({name})")
         return (1 << 28) | (disk << 8) | part  # the "ext" encoding
     if prefix == "sd":
         majors = [8, 65, 66, 67, 68, 69, 70, 71, 128, 129, 130, 131, 132, 133, 134, 135]
@@ -122,8 +143,8 @@ def parse(spec: DiskSpec, check_exists: bool = True) -> Vbd:
             try:
                 if not stat.S_ISBLK(os.stat(target).st_mode):
                     raise DeviceError(f"{target} is not a block device.")
-            except FileNotFoundError:
-                raise DeviceError(f"{target} is not a block device.") from None
+            except OSError:  # missing, or a name the kernel refuses (too long...)
+                raise DeviceError(f"{shown(target, 256)} is not a block device.") from None
     elif kind == "file":
         target = params[2:] if params.startswith("//") else params
         _check_image(target, check_exists)
@@ -153,7 +174,7 @@ def _phy_path(params: str) -> str:
     number = None
     if re.fullmatch(r"0[xX][0-9a-fA-F]+", params):
         number = int(params, 16)
-    elif params.isascii() and params.isdigit():
+    elif params.isascii() and params.isdigit() and len(params) <= 10:  # 32-bit at most
         number = int(params)
     if number is not None:
         try:
@@ -169,7 +190,7 @@ def _phy_path(params: str) -> str:
 
 def _check_image(path: str, check_exists: bool) -> None:
     if check_exists and not os.path.exists(path):
-        raise DeviceError(f"Disk image does not exist: {path}")
+        raise DeviceError(f"Disk image does not exist: {shown(path, 256)}")
 
 
 # ---- QEMU -----------------------------------------------------------------------

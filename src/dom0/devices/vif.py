@@ -12,7 +12,10 @@ from dom0.errors import DeviceError
 from dom0.model.devices import ATTACH_KEYS as ATTACH_KEYS  # re-exported
 from dom0.model.devices import VifSpec
 
-_RATE = re.compile(r"^([0-9]+)([GMK]?)([Bb])/s(@([0-9]+)([mu]?)s)?$")
+#: digits bounded: a rate past 10^18 is no rate (and a 5,000-digit one broke int())
+_RATE = re.compile(r"^([0-9]{1,18})([GMK]?)([Bb])/s(@([0-9]{1,18})([mu]?)s)?$")
+#: Linux's IFNAMSIZ less the NUL: the longest name a tap can have
+MAX_IFNAME = 15
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 #: QEMU NIC models for ``type=ioemu`` without a ``model=`` (Xen's qemu-dm default)
 DEFAULT_EMULATED_MODEL = "rtl8139"
@@ -65,10 +68,23 @@ def resolve(spec: VifSpec, devid: int, domid: int) -> Vif:
     emulated = opts.get("type") == "ioemu"
     model = opts.get("model") or (DEFAULT_EMULATED_MODEL if emulated else "virtio-net-pci")
     rate = parse_rate(opts["rate"]) if opts.get("rate") else None
+    vifname = opts.get("vifname") or f"vif{domid}.{devid}"
+    _check_ifname(vifname)
     return Vif(devid=devid, mac=mac.lower(), bridge=opts.get("bridge") or None,
-               vifname=opts.get("vifname") or f"vif{domid}.{devid}", model=model,
+               vifname=vifname, model=model,
                emulated=emulated, script=opts.get("script") or None, ip=opts.get("ip") or None,
                rate=rate)
+
+
+def _check_ifname(name: str) -> None:
+    """What the kernel accepts as an interface name, refused here with a cause rather
+    than as a netlink error when the tap is made."""
+    if len(name.encode()) > MAX_IFNAME:
+        shown = name if len(name) <= 32 else f"{name[:32]}... ({len(name)} characters)"
+        raise DeviceError(f"Invalid vifname {shown}: an interface name has at most "
+                          f"{MAX_IFNAME} bytes")
+    if name in (".", "..") or any(c in name for c in "/:" + " \t\n\r\v\f\0"):
+        raise DeviceError(f"Invalid vifname {name!r}: no '/', ':' or blanks, not '.' or '..'")
 
 
 def netdev(vif: Vif) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from dom0.model.cpus import parse_cpu_list as parse_cpu_list  # re-exported
 from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
 from dom0.model.devices import VifSpec as VifSpec  # re-exported
 from dom0.model.fields import VARS_BY_NAME, XM_VARIABLES, Place, Table, sxp_value, xm
+from dom0.model.jsontypes import check_fields, json_name
 from dom0.model.preprocess import (
     cpus_with_cpu,
     disks_from_entries,
@@ -244,7 +245,7 @@ class DomainConfig:
         if isinstance(image, list) and image:
             _read_image(cfg, table, image)
         for dev in sxp.children(form, "device"):
-            if len(dev) > 1 and isinstance(dev[1], list):
+            if len(dev) > 1 and isinstance(dev[1], list) and dev[1]:  # not (device ())
                 _read_device(cfg, table, dev[1])
         return cfg
 
@@ -255,15 +256,18 @@ class DomainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DomainConfig:
-        columns = Table.of(cls).columns
-        unknown = set(data) - {c.name for c in columns}
-        if unknown:
-            raise ConfigError(f"Unknown configuration keys: {', '.join(sorted(unknown))}")
-        values = dict(data)
-        for col in columns:
+        """The config from its JSON form (API, store, save files, migration): every
+        value is checked against its field's declared type first, nested device
+        specs too, so a wrong type is a ConfigError naming the field, not a
+        TypeError later (or an integer ``cpus`` that boots)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"Invalid type for config: expected object, got {json_name(data)}")
+        # the name is the one required field; a source lacking it has "" (as from_sxp)
+        values = {"name": "", **data}
+        check_fields(values, cls)
+        for col in Table.of(cls).columns:
             if col.spec.item is not None:
-                values[col.name] = [col.spec.item(**d) for d in data.get(col.name, [])]
-        values.setdefault("name", "")
+                values[col.name] = [col.spec.item(**d) for d in values.get(col.name, [])]
         return cls(**values)
 
 

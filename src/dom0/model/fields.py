@@ -54,7 +54,7 @@ class Var:
         if self.kind in (INT, LONG):
             try:
                 return int(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # overflow: an infinite float
                 raise OptionError(f"Invalid value: {value}") from None
         if self.kind == BOOL:
             if isinstance(value, int):

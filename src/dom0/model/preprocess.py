@@ -18,6 +18,8 @@ _RESTART = {"onreboot": ("destroy", "restart", "destroy"),
             "always": ("restart", "restart", "restart"),
             "never": ("never", "never", "never")}
 _EVENTS = ("on_poweroff", "on_reboot", "on_crash")
+#: more NICs than a guest's PCI bus has slots for is no config
+MAX_NICS = 32
 
 
 def event_action(key: str) -> Derive:
@@ -27,7 +29,7 @@ def event_action(key: str) -> Derive:
         restart = values.get("restart")
         action: str | None = None
         if restart:
-            if restart not in _RESTART:
+            if not isinstance(restart, str) or restart not in _RESTART:
                 raise OptionError(f"Invalid value for restart: {restart}")
             action = _RESTART[restart][_EVENTS.index(key)]
         if values.get(key):
@@ -83,15 +85,25 @@ def image_videoram(values: Mapping[str, Any]) -> dict[str, Any]:
     return {"videoram": values.get("videoram", 4)}
 
 
+def entries(value: Any) -> list[Any]:
+    """A list variable's entries; a config file that set it to one value (``disk =
+    'phy:sda,xvda,w'``) meant a list of that one, as the command line's ``disk=``."""
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def disks_from_entries(values: Mapping[str, Any]) -> list[DiskSpec]:
-    return [parse_disk(d) for d in values.get("disk") or []]
+    return [parse_disk(d) for d in entries(values.get("disk"))]
 
 
 def vifs_with_nics(values: Mapping[str, Any]) -> list[VifSpec]:
     """``vif`` entries; the deprecated ``nics`` pads them with empty entries."""
-    vifs = list(values.get("vif") or [])
+    vifs = entries(values.get("vif"))
     nics = values.get("nics")
     nics = -1 if nics is None else VARS_BY_NAME["nics"].convert(nics)
+    if nics > MAX_NICS:  # not a list of a billion empty entries
+        raise OptionError(f"Invalid value for nics: {nics} (at most {MAX_NICS})")
     if nics > 0:
         print("The nics option is deprecated.  Please use an empty vif entry instead:\n\n"
               "  vif = [ '' ]\n", file=sys.stderr)

@@ -15,6 +15,11 @@ Sxp = Union[str, list["Sxp"]]
 _BARE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:/~")
 
 
+#: deeper nesting is refused: Xen's forms nest a handful of levels, and printing (which
+#: recurses) must not meet Python's recursion limit on a form we accepted
+MAX_DEPTH = 256
+
+
 class SxpSyntaxError(ValueError):
     pass
 
@@ -32,6 +37,8 @@ def parse(text: str) -> list[Sxp]:
             while pos < n and text[pos] != "\n":
                 pos += 1
         elif c == "(":
+            if len(stack) > MAX_DEPTH:
+                raise SxpSyntaxError(f"forms nested deeper than {MAX_DEPTH} at offset {pos}")
             stack.append([])
             pos += 1
         elif c == ")":
