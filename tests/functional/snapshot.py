@@ -83,6 +83,21 @@ class Snapshot:
         return {p.split("/")[2] for p in self.files if p.startswith("run/dom/")
                 and p.count("/") >= 2}
 
+    def qemu_of(self, row: Row) -> int | None:
+        """The pid of the QEMU running *row*'s instance: its command line names the
+        instance's run directory (the record's pid may not be written yet)."""
+        marker = f"/run/dom/{row.instance}/"
+        for pid, cmd in self.qemus.items():
+            if pid == row.pid or marker in cmd:
+                return pid
+        return None
+
+    def owner_of(self, pid: int) -> Row | None:
+        for row in self.running.values():
+            if self.qemu_of(row) == pid:
+                return row
+        return None
+
     def row_named(self, name: str) -> Row | None:
         rows = [r for r in self.running.values() if r.name == name]
         return rows[0] if rows else None
@@ -178,7 +193,6 @@ def half_there(snap: Snapshot) -> list[str]:
     fully gone when none of those is left.  (A crashed domain kept by
     on_crash=preserve has no QEMU left to run; it is listed as crashed, with its record.)"""
     problems = []
-    by_pid = {r.pid: r for r in snap.running.values()}
     listed_ids = {d.domid: d for d in snap.listed.values() if d.domid is not None}
     rows_by_id = {r.domid: r for r in snap.running.values()}
     expected_taps: set[str] = set()
@@ -188,7 +202,7 @@ def half_there(snap: Snapshot) -> list[str]:
         if shown is None or shown.domid != row.domid:
             problems.append(f"store row {row.instance} ({row.name}, id {row.domid}) is not "
                             f"listed by xm list (listed: {shown})")
-        if row.pid not in snap.qemus and not crashed:
+        if snap.qemu_of(row) is None and not crashed:
             problems.append(f"store row {row.instance} ({row.name}) has no QEMU (pid {row.pid})")
         if row.instance not in snap.run_dirs() and not crashed:
             problems.append(f"store row {row.instance} ({row.name}) has no run directory")
@@ -198,7 +212,7 @@ def half_there(snap: Snapshot) -> list[str]:
             for tap in sorted(taps - snap.taps()):
                 problems.append(f"domain {row.name} has lost its tap {tap}")
     for pid, cmd in snap.qemus.items():
-        if pid not in by_pid:
+        if snap.owner_of(pid) is None:
             problems.append(f"QEMU {pid} belongs to no domain: {cmd[:200]}")
     for tap in sorted(snap.taps()):
         m = VIF_NAME.match(tap)
@@ -225,7 +239,7 @@ def half_there(snap: Snapshot) -> list[str]:
 
 def fully_there(snap: Snapshot, name: str) -> bool:
     row = snap.row_named(name)
-    return (row is not None and name in snap.listed and row.pid in snap.qemus
+    return (row is not None and name in snap.listed and snap.qemu_of(row) is not None
             and all(f"vif{row.vif_domid}.{i}" in snap.taps() for i in range(row.vifs)))
 
 

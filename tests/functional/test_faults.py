@@ -276,7 +276,8 @@ def _zombie(pid: int) -> bool:
 def restarted(host: Host, name: str, old_pid: int, old_domid: int) -> bool:
     snap = snapshot.take(host)
     row = snap.row_named(name)
-    return (snapshot.fully_there(snap, name) and row is not None and row.pid != old_pid
+    return (snapshot.fully_there(snap, name) and row is not None
+            and snap.qemu_of(row) != old_pid
             and row.domid != old_domid and snap.listed[name].state != "----c-")
 
 
