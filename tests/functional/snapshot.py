@@ -202,8 +202,12 @@ def half_there(snap: Snapshot) -> list[str]:
         if shown is None or shown.domid != row.domid:
             problems.append(f"store row {row.instance} ({row.name}, id {row.domid}) is not "
                             f"listed by xm list (listed: {shown})")
-        if snap.qemu_of(row) is None and not crashed:
+        qemu = snap.qemu_of(row)
+        if qemu is None and not crashed:
             problems.append(f"store row {row.instance} ({row.name}) has no QEMU (pid {row.pid})")
+        elif qemu is not None and qemu != row.pid:  # written before the launch, never completed
+            problems.append(f"store row {row.instance} ({row.name}) is incomplete: it names "
+                            f"pid {row.pid}, its QEMU is {qemu}")
         if row.instance not in snap.run_dirs() and not crashed:
             problems.append(f"store row {row.instance} ({row.name}) has no run directory")
         if not crashed:
@@ -239,7 +243,7 @@ def half_there(snap: Snapshot) -> list[str]:
 
 def fully_there(snap: Snapshot, name: str) -> bool:
     row = snap.row_named(name)
-    return (row is not None and name in snap.listed and snap.qemu_of(row) is not None
+    return (row is not None and name in snap.listed and snap.qemu_of(row) == row.pid
             and all(f"vif{row.vif_domid}.{i}" in snap.taps() for i in range(row.vifs)))
 
 
