@@ -103,11 +103,12 @@ class Snapshot:
         return rows[0] if rows else None
 
 
-def take(host: HostLike) -> Snapshot:
-    """Everything *host* owns, now (xend must be up for `xm list`)."""
+def take(host: HostLike, xend_up: bool = True) -> Snapshot:
+    """Everything *host* owns, now (`xm list` left empty while xend is down)."""
     snap = Snapshot(qemus=_qemus(host.dir), links=_links(host), files=_files(host.dir))
     snap.managed, snap.running = _store(host.dir / "state" / "xend.db")
-    snap.listed = _listed(host)
+    if xend_up:
+        snap.listed = _listed(host)
     return snap
 
 

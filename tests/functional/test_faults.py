@@ -322,3 +322,37 @@ def test_qemu_killed_under_on_crash(make_host, action: str) -> None:  # type: ig
     for dom in list(snap.listed):
         host.xm("destroy", dom)
     assert_back_to(host, baseline, f"on_crash={action}, every domain destroyed")
+
+
+# ---- the checker itself ------------------------------------------------------------------------
+
+def test_the_snapshot_sees_what_is_left_behind(make_host) -> None:  # type: ignore[no-untyped-def]
+    """The invariants are only worth their failures: a stray QEMU, tap, run directory
+    with its socket, and a store row of nothing, each made for real, are all reported."""
+    host = make_host(BRIDGED, netns=True)
+    baseline = settled(host)
+    assert not snapshot.half_there(baseline)
+    stray = host.dir / "run" / "dom" / "0123456789abcdef"
+    stray.mkdir()
+    subprocess.run(["qemu-system-x86_64", "-S", "-display", "none", "-nodefaults", "-m", "16",
+                    "-qmp", f"unix:{stray}/qmp.sock,server=on,wait=off", "-pidfile",
+                    str(stray / "qemu.pid"), "-daemonize"], check=True, timeout=30)
+    pid = int((stray / "qemu.pid").read_text())
+    try:
+        host.ns_run("ip", "tuntap", "add", "vif77.0", "mode", "tap")
+        snap = snapshot.take(host)
+        problems = "\n".join(snapshot.half_there(snap))
+        for expected in (f"QEMU {pid} belongs to no domain", "tap vif77.0 belongs to no domain",
+                         "run directory run/dom/0123456789abcdef belongs to no domain",
+                         "socket run/dom/0123456789abcdef/qmp.sock belongs to no domain"):
+            assert expected in problems, problems
+        leaks = "\n".join(snapshot.leaked(baseline, snap))
+        assert f"QEMU {pid} left running" in leaks and "link vif77.0 (tun)" in leaks, leaks
+        # a store row with nothing behind it: written the way xend writes them
+        info = host.create("real", "-p", **SMALL)
+        host.kill9()
+        os.kill(info["pid"], signal.SIGKILL)
+        snap = snapshot.take(host, xend_up=False)
+        assert any("has no QEMU" in p for p in snapshot.half_there(snap)), snap.running
+    finally:
+        os.kill(pid, signal.SIGKILL)
