@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import snapshot
-from conftest import BIN, Host, veth
+from conftest import BIN, GUEST_DIR, Host, keyed, veth
 
 ROUNDS = 20
 BRIDGED = "(network-script 'network-bridge bridge=xenbr0')\n(vif-script vif-bridge)"
@@ -143,10 +143,13 @@ def migration_hosts(make_host) -> tuple[Host, Host]:  # type: ignore[no-untyped-
     """Source a (10.99.0.1) and destination b (10.99.0.2, relocation server on 8002,
     allowing a), in two namespaces joined by a veth pair, both bridged.  The one place
     that sets relocation up: authentication options go here."""
-    a = make_host(BRIDGED, start=False, netns=True)
-    b = make_host(f"{BRIDGED}\n(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
-                  "(xend-relocation-address 10.99.0.2)\n"
-                  r"(xend-relocation-hosts-allow '^10\.99\.0\.1$')", start=False, netns=True)
+    # both hold the shared relocation key; the destination lets incoming domains use
+    # the guest image's directory (their kernel and initrd)
+    a = keyed(make_host(BRIDGED, start=False, netns=True))
+    b = keyed(make_host(f"{BRIDGED}\n(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
+                        "(xend-relocation-address 10.99.0.2)\n"
+                        r"(xend-relocation-hosts-allow '^10\.99\.0\.1$')" "\n"
+                        f"(xend-relocation-storage-roots {GUEST_DIR})", start=False, netns=True))
     veth(a.netns, "mig0", "10.99.0.1/24", b.netns, "mig1", "10.99.0.2/24")
     a.start()
     b.start()

@@ -158,6 +158,6 @@ def verify(path: str) -> SaveImage:
             raise SaveFileError(f"save file {path} is corrupted (checksum mismatch)")
         try:
             config = json.loads(blob)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
             raise SaveFileError("not a valid guest state file: config parse") from None
     return SaveImage(path, config, stream_offset, size - TRAILER_SIZE - stream_offset)

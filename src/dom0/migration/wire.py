@@ -72,7 +72,7 @@ async def receive(reader: asyncio.StreamReader, timeout: float = STEP_TIMEOUT) -
         raise MigrationError("the other host closed the connection")
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         message = None
     if not isinstance(message, dict):
         raise MigrationError("the other host does not speak dom0's relocation protocol")
