@@ -27,3 +27,12 @@ def test_import_contracts_hold() -> None:
     r = subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_test_modules_have_unique_names() -> None:
+    """tests/ has no __init__.py files, so pytest imports each test module by its base name:
+    a unit and a functional module of the same name stop the whole run at collection."""
+    seen: dict[str, Path] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a module name"
+        seen[path.name] = path
