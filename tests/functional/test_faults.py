@@ -375,6 +375,8 @@ def test_the_snapshot_sees_what_is_left_behind(make_host) -> None:  # type: igno
         info = host.create("real", "-p", **SMALL)
         host.kill9()
         os.kill(info["pid"], signal.SIGKILL)
+        host.wait_for(lambda: not Path(f"/proc/{info['pid']}").exists()
+                      or _zombie(info["pid"]), 10, "the killed QEMU to be gone")
         snap = snapshot.take(host, xend_up=False)
         assert any("has no QEMU" in p for p in snapshot.half_there(snap)), snap.running
     finally:
