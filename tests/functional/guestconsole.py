@@ -55,6 +55,10 @@ class GuestConsole:
             except TimeoutError:
                 if time.monotonic() > deadline:
                     raise
+                # a line typed while the guest was still starting its shell can arrive
+                # cut, leaving ash inside an open quote (its "> " prompt), where every
+                # later line is swallowed too: Ctrl-C drops the half-read line
+                self.send("\x03")
 
     def run(self, command: str, timeout: float = 30.0) -> str:
         """Run *command* in the guest shell; return its output (stdout+stderr)."""
