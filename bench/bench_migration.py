@@ -150,11 +150,19 @@ class Host(devices.Dom0):
         peer = ADDR["B" if name == "A" else "A"]
         config = "".join(ln + "\n" for ln in self.config.read_text().splitlines()
                          if not ln.startswith(("(network-script", "(vif-script")))
+        # relocation peers authenticate (a shared key, 0600) and an incoming domain may
+        # use only the guest image's directory, as the README's Security section sets up
+        key = tmp / "relocation.key"
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("dom0-bench-shared-relocation-key\n")
         self.config.write_text(
             config + "(xend-relocation-server yes)\n"
             f"(xend-relocation-port {RELOCATION_PORT})\n"
             f"(xend-relocation-address {self.addr})\n"
-            f"(xend-relocation-hosts-allow '^{re.escape(peer)}$')\n")
+            f"(xend-relocation-hosts-allow '^{re.escape(peer)}$')\n"
+            f"(xend-relocation-key-file {key})\n"
+            f"(xend-relocation-storage-roots {GUEST})\n")
 
     def make_netns(self) -> None:
         proc = run(["ip", "netns", "add", self.netns])[1]
