@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from dom0.cli.commands import nargs, parse_args, xend
 from dom0.errors import OptionError, UsageError, XendError
 
@@ -24,29 +27,43 @@ def cmd_block_configure(args: list[str]) -> int:
 
 def cmd_block_detach(args: list[str]) -> int:
     nargs("block-detach", args, 2, 3)
-    force = False
-    if len(args) == 3:
-        if args[2] in ("-f", "--force"):
-            force = True
-        else:
-            print(f"Ignoring option {args[2]}")
-    xend().domain_block_detach(dom=args[0], dev=args[1], force=force)
+    xend().domain_block_detach(dom=args[0], dev=args[1], force=_force(args))
     return 0
 
 
 def cmd_block_list(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = parse_args(args, "block-list")
+    return _list_devices(args, "block-list", xend().domain_block_list, format.block_list)
+
+
+def _list_devices(args: list[str], command: str, fetch: Callable[..., list[dict[str, Any]]],
+                  table: Callable[[list[dict[str, Any]]], str]) -> int:
+    """The shape every ``xm <class>-list <Domain> [--long]`` shares (spec §1.3): one
+    domain, a table or (``--long``) each device's SXP, nothing at all for no device."""
+    from dom0.cli import format
+
+    opts, rest = parse_args(args, command)
     if not rest:
         raise OptionError("No domain parameter given")
     if len(rest) > 1:
         raise OptionError("No multiple domain parameters allowed")
-    devices = xend().domain_block_list(dom=rest[0])
-    text = format.device_long(devices) if "long" in opts else format.block_list(devices)
+    devices = fetch(dom=rest[0])
+    text = format.device_long(devices) if "long" in opts else table(devices)
     if text:
         print(text)
     return 0
+
+
+def _force(args: list[str]) -> bool:
+    """The optional third word of ``xm block-detach``/``network-detach``: ``-f|--force``,
+    anything else is ignored with a note, as xm did."""
+    if len(args) < 3:
+        return False
+    if args[2] in ("-f", "--force"):
+        return True
+    print(f"Ignoring option {args[2]}")
+    return False
 
 
 # ---- network interfaces ----------------------------------------------------------
@@ -69,9 +86,7 @@ def cmd_network_attach(args: list[str]) -> int:
 
 def cmd_network_detach(args: list[str]) -> int:
     nargs("network-detach", args, 2, 3)
-    force = len(args) == 3 and args[2] in ("-f", "--force")
-    if len(args) == 3 and not force:
-        print(f"Ignoring option {args[2]}")
+    force = _force(args)
     xend().domain_network_detach(dom=args[0], devid=int(args[1]), force=force)
     return 0
 
@@ -79,14 +94,4 @@ def cmd_network_detach(args: list[str]) -> int:
 def cmd_network_list(args: list[str]) -> int:
     from dom0.cli import format
 
-    opts, rest = parse_args(args, "network-list")
-    if not rest:
-        raise OptionError("No domain parameter given")
-    if len(rest) > 1:
-        raise OptionError("No multiple domain parameters allowed")
-    vifs = xend().domain_network_list(dom=rest[0])
-    text = format.device_long(vifs) if "long" in opts else format.network_list(vifs)
-    if text:
-        print(text)
-    return 0
-
+    return _list_devices(args, "network-list", xend().domain_network_list, format.network_list)
