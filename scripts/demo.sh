@@ -23,6 +23,27 @@ for _ in $(seq 1 300); do
 done
 echo
 "$BIN/xm" list
+# the guest's NIC takes an address from the NAT network's DHCP server (xend-config.sxp's
+# network-script); show it, and that the guest answers the host on it
+mac=$("$BIN/xm" network-list demo | awk 'NR == 2 {print $3}')
+run=$(sed -n "s/^(xend-run-path \(.*\))$/\1/p" /etc/xen/xend-config.sxp | tr -d "'")
+leases=${run:-/var/run/xend}/dnsmasq.xenbr0.leases
+ip=
+if [ -n "$mac" ]; then
+	for _ in $(seq 1 300); do
+		ip=$(awk -v m="$mac" '$2 == m {print $3}' "$leases" 2>/dev/null)
+		[ -n "$ip" ] && break
+		sleep 0.1
+	done
+fi
+echo
+if [ -n "$ip" ]; then
+	echo "demo's network: $ip (MAC $mac) by DHCP on xenbr0, NAT through the host"
+	ping -c 1 -W 5 "$ip" >/dev/null && echo "the host reaches demo at $ip" ||
+		echo "demo does not answer ping at $ip"
+else
+	echo "demo has no DHCP lease on xenbr0 yet (see xm dmesg and the network-script in /etc/xen/xend-config.sxp)"
+fi
 echo
 echo "--- first lines of the console of 'demo' ($log) ---"
 head -n 20 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g'
