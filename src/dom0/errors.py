@@ -59,6 +59,12 @@ class BackendError(VmError):
     """QEMU failed: carries its exit status, argv and its own output."""
 
 
+class SecurityError(XendError):
+    """The access control policy (sHype/ACM) refuses, or a policy or label is invalid."""
+
+    show_usage = False
+
+
 class OptionError(XendError):
     """Bad command-line options or config-file evaluation (xm side)."""
 
@@ -87,7 +93,8 @@ class ProtocolError(XendError):
 
 _WIRE_CLASSES = {
     c.__name__: c
-    for c in (XendError, VmError, ConfigError, DeviceError, BackendError, OptionError, UsageError)
+    for c in (XendError, VmError, ConfigError, DeviceError, BackendError, OptionError, UsageError,
+              SecurityError)
 }
 
 
