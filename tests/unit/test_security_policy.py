@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dom0.errors import SecurityError
+from dom0.model.labels import find_policy_file, policy_filename
 from dom0.security import policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,10 +114,10 @@ def test_a_3_0_4_policy_without_a_version_reads_as_1_0() -> None:
 
 
 def test_policy_names_map_dots_to_slashes() -> None:
-    assert policy.policy_filename("example.client_v1") == "example/client_v1-security_policy.xml"
+    assert policy_filename("example.client_v1") == "example/client_v1-security_policy.xml"
     for bad in ("", ".x", "a..b", "a/b", "../etc"):
         with pytest.raises(SecurityError, match="Illegal policy name"):
-            policy.policy_filename(bad)
+            policy_filename(bad)
 
 
 def test_policy_files_are_found_here_first_then_in_the_policies_directory(tmp_path: Path) -> None:
@@ -124,11 +125,11 @@ def test_policy_files_are_found_here_first_then_in_the_policies_directory(tmp_pa
     (pdir / "dom0").mkdir(parents=True)
     (here / "dom0").mkdir(parents=True)
     (pdir / "dom0" / "example-security_policy.xml").write_text("p")
-    assert policy.find_policy_file("dom0.example", here, pdir).parent.parent == pdir
+    assert find_policy_file("dom0.example", here, pdir).parent.parent == pdir
     (here / "dom0" / "example-security_policy.xml").write_text("h")
-    assert policy.find_policy_file("dom0.example", here, pdir).parent.parent == here
+    assert find_policy_file("dom0.example", here, pdir).parent.parent == here
     with pytest.raises(SecurityError) as info:
-        policy.find_policy_file("dom0.other", here, pdir)
+        find_policy_file("dom0.other", here, pdir)
     assert str(info.value) == ("Could not read policy file from current directory or "
                                f"'{pdir}'.")
 

@@ -24,8 +24,6 @@ from dom0.errors import SecurityError
 NAMESPACE = "http://www.ibm.com"
 _NS = "{" + NAMESPACE + "}"
 SCHEMA = Path(__file__).with_name("security_policy.xsd")
-#: the label of whatever carries none (shown as "unlabeled")
-UNLABELED = "__UNLABELED__"
 #: a policy file is bigger than any real policy long before this
 MAX_POLICY_BYTES = 1 << 20
 
@@ -209,23 +207,3 @@ def _check(p: Policy) -> None:
             raise SecurityError(f"Label '{r.name}' names undeclared STE type '{r.ste}'.")
     if p.vm_labels and p.bootstrap not in p.vm_labels:
         raise SecurityError(f"The bootstrap label '{p.bootstrap}' is not defined.")
-
-
-def policy_filename(name: str) -> str:
-    """Where a policy of this name lives below a policies directory (spec §8.2):
-    dots become slashes, then ``-security_policy.xml``."""
-    if not name or name.startswith(".") or ".." in name or "/" in name:
-        raise SecurityError(f"Illegal policy name: '{name}'")
-    return name.replace(".", "/") + "-security_policy.xml"
-
-
-def find_policy_file(name: str, cwd: Path, policies_dir: Path) -> Path:
-    """The policy file of *name*: in the current directory first, then in the policies
-    directory, as xm setpolicy looked."""
-    rel = policy_filename(name)
-    for directory in (cwd, policies_dir):
-        candidate = directory / rel
-        if candidate.is_file():
-            return candidate
-    raise SecurityError("Could not read policy file from current directory or "
-                        f"'{policies_dir}'.")

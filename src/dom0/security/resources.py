@@ -11,23 +11,10 @@ from __future__ import annotations
 import ast
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from dom0.errors import SecurityError
-
-#: what `resources` prints as the policy type
-POLICY_TYPE = "ACM"
-
-
-@dataclass(frozen=True)
-class ResourceLabel:
-    policy: str
-    label: str
-    type: str = POLICY_TYPE
-
-    def __str__(self) -> str:
-        return f"{self.type}:{self.policy}:{self.label}"
+from dom0.model.labels import Label as ResourceLabel
 
 
 def canonical(resource: str) -> str:
