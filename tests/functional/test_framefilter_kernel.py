@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import REPO
 
 TYPES = {"vif1.0": {"blue", "common"}, "vif2.0": {"red", "common"}, "vif3.0": {"red"}}
