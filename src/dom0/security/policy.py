@@ -207,3 +207,25 @@ def _check(p: Policy) -> None:
             raise SecurityError(f"Label '{r.name}' names undeclared STE type '{r.ste}'.")
     if p.vm_labels and p.bootstrap not in p.vm_labels:
         raise SecurityError(f"The bootstrap label '{p.bootstrap}' is not defined.")
+
+
+def dump(p: Policy) -> str:
+    """``xm dumppolicy``: each component's types and the label-by-type matrix (1: the
+    label holds the type), Domain-0's label marked, as xensec_tool's dump showed them."""
+    out = [f"Policy name           : {p.name}", f"Version of XML policy : {p.version}", ""]
+    for title, types, of in (("Chinese Wall policy:", p.chwall_types, "chwall"),
+                             ("Simple Type Enforcement policy:", p.ste_types, "ste")):
+        out += [title, "=" * len(title), f"Max Types     = {len(types)}."]
+        if of == "chwall":
+            out.append(f"Max ConfSets  = {len(p.conflicts)}.")
+            for name, members in sorted(p.conflicts.items()):
+                out.append(f"   conflict set {name}: {' '.join(sorted(members))}")
+        out.append("Types: " + " ".join(types))
+        width = max((len(n) for n in p.vm_labels), default=0)
+        for name, vm in sorted(p.vm_labels.items()):
+            held = vm.chwall if of == "chwall" else vm.ste
+            row = " ".join("1" if t in held else "0" for t in types)
+            mark = "  <-- Domain-0" if name == p.bootstrap else ""
+            out.append(f"   {name:<{width}}  {row}{mark}")
+        out.append("")
+    return "\n".join(out)
