@@ -5,12 +5,15 @@ each route's handler runs to its end."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from dom0.api.services import RelocationDefaults, Services
+from dom0.domain.security import DomainSecurity
 from dom0.errors import InvalidDomain
 from dom0.model.config import DomainConfig
+from dom0.security.acm import AccessControl
 
 
 @dataclass
@@ -164,4 +167,6 @@ def services(domains: FakeDomains | None = None,
              logfile: str = "/nonexistent/xend.log") -> Services[FakeDomain]:
     return Services(domains=domains or FakeDomains(), host=FakeHost(), config=FakeConfig(),
                     messages=FakeRing(), logfile=logfile,
-                    relocation=RelocationDefaults(ssl=False, port=8002, ssl_port=8003))
+                    relocation=RelocationDefaults(ssl=False, port=8002, ssl_port=8003),
+                    security=DomainSecurity(AccessControl(tempfile.mkdtemp(prefix="d0sec-")),
+                                            lambda: []))

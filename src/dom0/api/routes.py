@@ -292,6 +292,63 @@ async def node_log(x: Services[Any], a: dict[str, Any]) -> str:
         raise VmError(f"Cannot read {x.logfile}: {exc.strerror}") from None
 
 
+# ---- access control (sHype/ACM, spec §8) -------------------------------------------
+
+
+@route("security.policy_get", "The active access control policy (none: null)")
+async def security_policy_get(x: Services[Any], a: dict[str, Any]) -> dict[str, Any] | None:
+    return x.security.policy_info()
+
+
+@route("security.policy_set", "Install and activate a policy (its XML)", ("xml",), xml="string")
+async def security_policy_set(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return x.security.set_policy(a["xml"])
+
+
+@route("security.policy_reset", "Remove the policy (no labelled domain may run)")
+async def security_policy_reset(x: Services[Any], a: dict[str, Any]) -> None:
+    x.security.reset_policy()
+
+
+@route("security.policy_dump", "The active policy's types and labels (xm dumppolicy)")
+async def security_policy_dump(x: Services[Any], a: dict[str, Any]) -> str:
+    return x.security.dump_policy()
+
+
+@route("security.labels", "Label names of a policy (its XML) or the active one",
+       ("kind",), xml="string", kind="string")
+async def security_labels(x: Services[Any], a: dict[str, Any]) -> list[str]:
+    return x.security.labels(a.get("xml"), a["kind"])
+
+
+@route("security.resources", "Labelled resources (xm resources)")
+async def security_resources(x: Services[Any], a: dict[str, Any]) -> list[dict[str, str]]:
+    return x.security.resources()
+
+
+@route("security.resource_label_set", "Label a resource", ("resource", "label"),
+       resource="string", label="string", policy="string")
+async def security_resource_label_set(x: Services[Any], a: dict[str, Any]) -> None:
+    x.security.set_resource_label(a["resource"], a["label"], a.get("policy"))
+
+
+@route("security.resource_label_remove", "Remove a resource's label", ("resource",),
+       resource="string")
+async def security_resource_label_remove(x: Services[Any], a: dict[str, Any]) -> None:
+    x.security.remove_resource_label(a["resource"])
+
+
+@route("security.resource_label_get", "A resource's label", ("resource",), resource="string")
+async def security_resource_label_get(x: Services[Any], a: dict[str, Any]) -> str:
+    return x.security.resource_label(a["resource"])
+
+
+@route("security.dry_run", "Would a domain and its disks be permitted? (xm dry-run)",
+       ("config",), config="object")
+async def security_dry_run(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return x.security.dry_run(_config(a))
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI description of ``ROUTES`` (kept as docs/openapi.json, tested)."""
     paths: dict[str, Any] = {}

@@ -138,6 +138,27 @@ COMMANDS: list[Command] = [
             [Option("c", "config", "List Xend configuration parameters")], common=True),
     Command("log", "", "Print Xend log"),
     Command("help", "[--long] [<Command>]", "Display this message."),
+    # access control (sHype/ACM, spec §8.1)
+    Command("labels", "[policy] [type=dom|res|any]",
+            "List <type> labels for (active) policy."),
+    Command("addlabel", "<label> {dom <ConfigFile>|res <resource>} [<policy>]",
+            "Add security label to domain."),
+    Command("rmlabel", "{dom <ConfigFile>|res <Resource>}",
+            "Remove a security label from domain."),
+    Command("getlabel", "{dom <ConfigFile>|res <Resource>}",
+            "Show security label for domain or resource."),
+    Command("dry-run", "<ConfigFile>", "Test if a domain can access its resources."),
+    Command("resources", "", "Show info for each labeled resource."),
+    Command("dumppolicy", "", "Print hypervisor ACM state information."),
+    Command("setpolicy", "<policytype> <policyfile> [options]",
+            "Set the policy of the system."),
+    Command("getpolicy", "[options]", "Get the policy of the system.",
+            [Option("", "dumpxml", "Display the XML of the policy.")]),
+    Command("resetpolicy", "", "Set the policy of the system to the default policy."),
+    Command("makepolicy", "<policy>", "Check a policy (dom0 needs no compiled binary)."),
+    Command("loadpolicy", "<policy>", "Load a policy (install and activate it)."),
+    Command("cfgbootpolicy", "<policy> [boot-title]",
+            "Install a policy that xend loads at every start."),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
 
@@ -158,6 +179,11 @@ SUBMODULE = {
     "block-attach": "devices", "block-configure": "devices", "block-detach": "devices",
     "block-list": "devices", "network-attach": "devices", "network-detach": "devices",
     "network-list": "devices",
+    "labels": "security", "addlabel": "security", "rmlabel": "security",
+    "getlabel": "security", "dry-run": "security", "resources": "security",
+    "dumppolicy": "security", "setpolicy": "security", "getpolicy": "security",
+    "resetpolicy": "security", "makepolicy": "security", "loadpolicy": "security",
+    "cfgbootpolicy": "security",
 }
 
 

@@ -154,3 +154,44 @@ class XendApi:
     def node_log(self) -> str:
         """The xend log file (xm log)."""
         return self.call("node.log")
+
+    def security_policy_get(self) -> dict[str, Any] | None:
+        """The active access control policy (none: null)."""
+        return self.call("security.policy_get")
+
+    def security_policy_set(self, *, xml: str) -> dict[str, Any]:
+        """Install and activate a policy (its XML)."""
+        return self.call("security.policy_set", xml=xml)
+
+    def security_policy_reset(self) -> None:
+        """Remove the policy (no labelled domain may run)."""
+        self.call("security.policy_reset")
+
+    def security_policy_dump(self) -> str:
+        """The active policy's types and labels (xm dumppolicy)."""
+        return self.call("security.policy_dump")
+
+    def security_labels(self, *, kind: str, xml: str | None = None) -> list[str]:
+        """Label names of a policy (its XML) or the active one."""
+        return self.call("security.labels", xml=xml, kind=kind)
+
+    def security_resources(self) -> list[dict[str, str]]:
+        """Labelled resources (xm resources)."""
+        return self.call("security.resources")
+
+    def security_resource_label_set(self, *, resource: str, label: str,
+                                    policy: str | None = None) -> None:
+        """Label a resource."""
+        self.call("security.resource_label_set", resource=resource, label=label, policy=policy)
+
+    def security_resource_label_remove(self, *, resource: str) -> None:
+        """Remove a resource's label."""
+        self.call("security.resource_label_remove", resource=resource)
+
+    def security_resource_label_get(self, *, resource: str) -> str:
+        """A resource's label."""
+        return self.call("security.resource_label_get", resource=resource)
+
+    def security_dry_run(self, *, config: dict[str, Any]) -> dict[str, Any]:
+        """Would a domain and its disks be permitted? (xm dry-run)."""
+        return self.call("security.dry_run", config=config)

@@ -32,10 +32,12 @@ from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.manager import DomainManager
 from dom0.domain.network import VifController
+from dom0.domain.security import DomainSecurity
 from dom0.errors import DeviceError
 from dom0.migration.auth import AuthError, Credentials, load_key
 from dom0.migration.destination import RelocationServer
 from dom0.migration.policy import StoragePolicy
+from dom0.security.acm import AccessControl
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -136,6 +138,11 @@ async def build(options: XendOptions) -> Xend:
     log.info("accelerator: %s", accel)
     machine_host = Host(options.qemu_binary, accel)
     manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
+    security = DomainSecurity(
+        AccessControl(options.xend_security_path),
+        lambda: [(d.name, d.config) for d in manager.table if d.active])
+    if security.acm.active is not None:
+        hvlog.add(f"access control: policy {security.acm.active.name} loaded")
     api = None
     if options.xend_unix_xmlrpc_server:
         services: Services[Domain] = Services(
@@ -143,7 +150,8 @@ async def build(options: XendOptions) -> Xend:
             logfile=options.logfile,
             relocation=RelocationDefaults(ssl=options.xend_relocation_ssl,
                                           port=options.xend_relocation_port,
-                                          ssl_port=options.xend_relocation_ssl_port))
+                                          ssl_port=options.xend_relocation_ssl_port),
+            security=security)
         api = ApiServer(services, options.xend_api_socket)
     return Xend(options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
                 relocation=relocation, api=api)
