@@ -11,7 +11,7 @@ GUEST := build/guest
 STAMP := build/stamps
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod xz-utils zstd \
 	iproute2 socat python3-venv procps file dnsmasq-base iptables qemu-block-extra tgt \
-	nfs-ganesha nfs-ganesha-vfs iputils-ping nftables
+	nfs-ganesha nfs-ganesha-vfs iputils-ping nftables swtpm swtpm-tools
 BENCH_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 GUEST_IMAGE_DIR := /var/lib/dom0/guest
 
