@@ -1,0 +1,52 @@
+"""The ``vtpm = ['instance=N,backend=DOM']`` grammar (spec §3.4): only ``instance`` and
+``backend`` are accepted, only the first entry counts, and the device shows as
+``(device (vtpm (pref_instance N) (backend DOM)))``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dom0.errors import ConfigError
+
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from dom0.model.sxp import Sxp
+
+
+@dataclass(frozen=True)
+class VtpmSpec:
+    #: the preferred instance number (0: xend picks one)
+    instance: int = 0
+    backend: int = 0
+
+    def to_sxp(self) -> Sxp:
+        return ["vtpm", ["pref_instance", str(self.instance)], ["backend", str(self.backend)]]
+
+
+def parse_vtpm(entries: list[str]) -> VtpmSpec | None:
+    if not entries:
+        return None
+    opts: dict[str, str] = {}
+    for part in str(entries[0]).split(","):
+        key, eq, value = part.strip().partition("=")
+        if not eq or key not in ("instance", "backend"):
+            raise ConfigError(f"Invalid vtpm specifier: {part.strip()}")
+        opts[key] = value
+    instance = opts.get("instance", "VTPMD")
+    if instance == "VTPMD":  # "let the vTPM manager choose", as Xen wrote it
+        number = 0
+    else:
+        try:
+            number = int(instance)
+        except ValueError:
+            raise ConfigError("Vm config error: could not parse instance number.") from None
+        if number == 0:
+            raise ConfigError("VM config error: vTPM instance must not be 0.")
+    try:
+        backend = int(opts.get("backend", "0"))
+    except ValueError:
+        raise ConfigError(f"Invalid vtpm specifier: backend={opts['backend']}") from None
+    if backend != 0:
+        raise ConfigError("Only Domain-0 can be a vTPM backend")
+    return VtpmSpec(number, backend)
