@@ -42,6 +42,7 @@ $(STAMP)/venv: pyproject.toml $(STAMP)/apt
 
 guest: $(STAMP)/apt
 	@bash guest/build.sh $(GUEST)
+	@bash guest/build-hvm.sh $(GUEST)
 
 # The example configs name the image where a system would keep it (like /boot/vmlinuz-xenU).
 install-guest: guest
