@@ -77,6 +77,12 @@ class Xend:
     async def start(self) -> None:
         await self.network_script("start")
         await self.manager.adopt_all()
+        if self.manager.security is not None:  # the policy loaded may differ from the last
+            try:
+                await asyncio.to_thread(self.manager.security.refresh_frame_filter)
+            except DeviceError as exc:
+                log.error("access control: %s", exc)
+                self.hvlog.add(f"access control: {exc}")
         for server in self.relocation:
             await server.start()
             log.info("relocation server on %s:%d", server.address or "*", server.port)
@@ -140,7 +146,9 @@ async def build(options: XendOptions) -> Xend:
     manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
     security = DomainSecurity(
         AccessControl(options.xend_security_path),
-        lambda: [(d.name, d.config) for d in manager.table if d.active])
+        lambda: [(d.name, d.config) for d in manager.table if d.active],
+        manager.running_vifs)
+    manager.use_security(security)
     if security.acm.active is not None:
         hvlog.add(f"access control: policy {security.acm.active.name} loaded")
     api = None

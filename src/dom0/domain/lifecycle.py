@@ -23,6 +23,7 @@ from dom0.backends.machine import Machine, MachineFactory
 from dom0.domain.domain import Domain, Running, next_free_vif_devid
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
+from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
 from dom0.domain.spec import machine_spec
 from dom0.domain.storage import DiskController
@@ -77,6 +78,8 @@ class Lifecycle:
         self.hvlog = hvlog
         self.vifs = vifs
         self.disks = disks
+        #: the access control policy (sHype/ACM), consulted at every launch
+        self.security: DomainSecurity | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- admission -------------------------------------------------------------------
@@ -114,6 +117,8 @@ class Lifecycle:
         """Start a machine for *dom* (its lock held).  The runtime record is written
         before the machine starts, so a kill of xend in between still finds it.
         A failure leaves no machine, no taps and no record, and *dom* as it was."""
+        if self.security is not None:  # the policy first: nothing starts if it refuses
+            self.security.check_start(dom.config)
         disks = self.disks.resolve(dom, dom.config.disks)
         instance = uuidlib.uuid4().hex[:16]
         machine = self.machines(self.layout.domain(instance))

@@ -22,6 +22,7 @@ from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.lifecycle import Lifecycle, running
 from dom0.domain.mover import StateMover, not_dom0
 from dom0.domain.network import VifController
+from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
@@ -46,6 +47,16 @@ class DomainManager:
         self.lifecycle = Lifecycle(self.table, layout, machines, settings, hvlog, vifs,
                                    self.disks)
         self.mover = StateMover(self.table, self.lifecycle, layout, settings, hvlog)
+        self.security: DomainSecurity | None = None
+
+    def use_security(self, security: DomainSecurity) -> None:
+        """Enforce the access control policy at every launch, vif and disk."""
+        self.security = self.lifecycle.security = self.vifs.security = security
+
+    def running_vifs(self) -> list[tuple[DomainConfig, list[str]]]:
+        """Each running domain's config and host-side vif names (the frame filter's)."""
+        return [(d.config, [v.vifname for v in self.vifs.current(d)])
+                for d in self.table if d.active and d.running is not None]
 
     # ---- lookup ----------------------------------------------------------------
 
@@ -274,6 +285,8 @@ class DomainManager:
         not_dom0(ident, "attach a device to")
         dom = self.lookup(ident)
         async with dom.lock:
+            if self.security is not None:
+                self.security.check_disk(dom.config, uname)
             await self.disks.attach(dom, DiskSpec(uname, dev, mode))
             self.table.save(dom)
 
@@ -287,6 +300,8 @@ class DomainManager:
     async def block_configure(self, ident: str, uname: str, dev: str, mode: str) -> None:
         dom = self.lookup(ident)
         async with dom.lock:
+            if self.security is not None and uname:
+                self.security.check_disk(dom.config, uname)
             await self.disks.configure(dom, uname, dev, mode)
             self.table.save(dom)
 

@@ -20,6 +20,7 @@ from dom0.net import links
 
 if TYPE_CHECKING:
     from dom0.domain.domain import Domain
+    from dom0.domain.security import DomainSecurity
     from dom0.domain.settings import DomainSettings
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class VifController:
     def __init__(self, options: NetworkOptions, settings: DomainSettings) -> None:
         self.options = options
         self.settings = settings  # the device timeout: one source for disks and vifs
+        #: the access control policy, consulted before a tap joins a bridge
+        self.security: DomainSecurity | None = None
 
     # ---- resolving ----------------------------------------------------------
 
@@ -82,6 +85,11 @@ class VifController:
         if bridge is not None and not await _netlink(links.is_bridge, bridge):
             raise DeviceError(f"Device {vif.devid} (vif) could not be connected. "
                               f"Bridge {bridge} does not exist.")
+        if self.security is not None:
+            self.security.admit_vif(dom.config, bridge or "")
+            # the rules name the tap before it exists: no frame slips through
+            await asyncio.to_thread(self.security.refresh_frame_filter,
+                                    {vif.vifname: dom.config})
         await _netlink(links.create_tap, vif.vifname, bridge)
         try:
             if vif.rate:
@@ -100,6 +108,11 @@ class VifController:
         except DeviceError as exc:
             log.warning("%s", exc)
         await _netlink(links.delete, vif.vifname)
+        if self.security is not None:
+            try:
+                await asyncio.to_thread(self.security.refresh_frame_filter, None, vif.vifname)
+            except DeviceError as exc:  # the tap is gone: a stale rule matches nothing
+                log.warning("%s", exc)
 
     async def plug_all(self, dom: Domain, vifs: list[Vif]) -> None:
         done: list[Vif] = []

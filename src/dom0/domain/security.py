@@ -11,12 +11,15 @@ from typing import Any
 from dom0.errors import SecurityError
 from dom0.model.config import DomainConfig
 from dom0.model.labels import POLICY_TYPE, Label, parse_access_control, parse_label
+from dom0.net import framefilter
 from dom0.security import policy as policymod
 from dom0.security.acm import AccessControl
 from dom0.security.resources import canonical
 
 #: (name, config) of every domain that runs (or is paused): what policies are judged by
 RunningConfigs = Callable[[], Iterable[tuple[str, DomainConfig]]]
+#: (config, host-side vif names) of every running domain: whose frames meet on bridges
+RunningVifs = Callable[[], Iterable[tuple[DomainConfig, list[str]]]]
 
 
 def label_of(cfg: DomainConfig) -> Label | None:
@@ -25,9 +28,13 @@ def label_of(cfg: DomainConfig) -> Label | None:
 
 
 class DomainSecurity:
-    def __init__(self, acm: AccessControl, running: RunningConfigs) -> None:
+    def __init__(self, acm: AccessControl, running: RunningConfigs,
+                 running_vifs: RunningVifs | None = None) -> None:
         self.acm = acm
         self._running = running
+        self._running_vifs = running_vifs
+        #: whether the bridge filter table may exist (so that it is removed once)
+        self._filtering = True
 
     def running_labels(self, excluding: str | None = None) -> list[tuple[str, Label | None]]:
         return [(name, label_of(cfg)) for name, cfg in self._running() if name != excluding]
@@ -48,6 +55,29 @@ class DomainSecurity:
 
     def check_network(self, cfg: DomainConfig, bridge: str) -> None:
         self.acm.check_network(label_of(cfg), bridge)
+
+    def admit_vif(self, cfg: DomainConfig, bridge: str) -> None:
+        """A vif of this domain is about to join *bridge*."""
+        self.acm.check_network(label_of(cfg), bridge)
+
+    def refresh_frame_filter(self, plugging: dict[str, DomainConfig] | None = None,
+                             unplugging: str | None = None) -> None:
+        """Bring the bridges' frame filter in line with the policy and the vifs of the
+        running domains (plus one being plugged, minus one being unplugged).  Without
+        a policy there is no filter at all."""
+        if self._running_vifs is None:
+            return
+        vifs: dict[str, frozenset[str]] = {}
+        if self.acm.active is not None:
+            for cfg, names in self._running_vifs():
+                for name in names:
+                    vifs[name] = self.ste_types(cfg) or frozenset()
+            for name, cfg in (plugging or {}).items():
+                vifs[name] = self.ste_types(cfg) or frozenset()
+            vifs.pop(unplugging or "", None)
+        if vifs or self._filtering:
+            framefilter.apply(vifs)
+        self._filtering = bool(vifs)
 
     def ste_types(self, cfg: DomainConfig) -> frozenset[str] | None:
         """The STE types a domain's frames carry on a bridge; None with no policy."""
@@ -70,12 +100,14 @@ class DomainSecurity:
 
     def set_policy(self, xml: str) -> dict[str, Any]:
         self.acm.set_policy(xml, self.running_labels())
+        self.refresh_frame_filter()
         info = self.policy_info()
         assert info is not None  # just installed
         return info
 
     def reset_policy(self) -> None:
         self.acm.reset_policy(self.running_labels())
+        self.refresh_frame_filter()
 
     def dump_policy(self) -> str:
         p = self.acm.active

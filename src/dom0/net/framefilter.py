@@ -10,6 +10,7 @@ when no vif needs filtering."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Mapping
 
@@ -46,6 +47,10 @@ def _nft(script: str) -> None:
 
 def apply(vifs: Mapping[str, frozenset[str]]) -> None:
     """Replace the table with the rules for *vifs*; no vifs: no table at all."""
+    if shutil.which("nft") is None:
+        if vifs:
+            _nft("")  # says that nft is missing
+        return  # without nft there is no table to remove
     exists = subprocess.run(["nft", "list", "table", "bridge", TABLE], capture_output=True,
                             timeout=30).returncode == 0
     script = f"delete table bridge {TABLE}\n" if exists else ""

@@ -1,0 +1,82 @@
+"""sHype/ACM enforced on real guests (issue 12 items 3-4), with the example policy:
+unlabelled domains refused, Chinese Wall between the two banks, disks by STE type, and
+below xend, frames on a shared bridge only between domains with a common STE type."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import REPO, Host
+
+EXAMPLE = REPO / "examples" / "acm" / "dom0" / "example-security_policy.xml"
+P = "dom0.example"
+
+
+def acm_host(make_host) -> Host:  # type: ignore[no-untyped-def]
+    host: Host = make_host("(network-script 'network-bridge bridge=xenbr0')\n"
+                           "(vif-script vif-bridge)", netns=True)
+    (host.dir / "dom0").mkdir()
+    shutil.copy(EXAMPLE, host.dir / "dom0" / "example-security_policy.xml")
+    host.xm("setpolicy", "ACM", P)
+    return host
+
+
+def labelled(host: Host, name: str, label: str, ip: int, **values: object) -> None:
+    host.create(name, access_control=[f"policy={P},label={label}"], vif=["bridge=xenbr0"],
+                ip=f"10.50.0.{ip}", netmask="255.255.255.0", **values)
+
+
+def refused(host: Host, name: str, text: str, **values: object) -> None:
+    r = host.xm("create", "-q", str(host.write_config(name, **values)), check=False)
+    assert r.returncode == 1 and text in r.stderr, r.stderr
+    assert host.xm("domid", name, check=False).returncode == 3
+
+
+def test_chinese_wall_ste_disks_and_frames(make_host) -> None:  # type: ignore[no-untyped-def]
+    host = acm_host(make_host)
+    refused(host, "nolabel", "Error: VM is not authorized to run.")
+
+    blue_img, red_img = host.dir / "blue.img", host.dir / "red.img"
+    for img in (blue_img, red_img):
+        img.write_bytes(bytes(1 << 20))
+    host.xm("addlabel", "blue_disk", "res", f"file:{blue_img}")
+    host.xm("addlabel", "red_disk", "res", f"file:{red_img}")
+    refused(host, "b", f"VM's access to block device 'file:{red_img}' denied",
+            access_control=[f"policy={P},label=blue"], disk=[f"file:{red_img},xvdb,w"])
+
+    labelled(host, "bb", "bank_blue", 31)
+    labelled(host, "b", "blue", 32, disk=[f"file:{blue_img},xvdb,w"])
+    labelled(host, "r", "red", 33)
+    # the second bank may not run beside the first ...
+    refused(host, "br", "Error: Domain in conflict set with running domain?",
+            access_control=[f"policy={P},label=bank_red"])
+
+    with host.console("b") as con:
+        assert "/dev/xvdb" in con.run("ls /dev/xvdb")  # its own disk, from inside
+        r = host.xm("block-attach", "b", f"file:{red_img}", "xvdc", "w", check=False)
+        assert r.returncode == 1 and "denied" in r.stderr
+        assert "No such file" in con.run("ls /dev/xvdc")
+        assert "1 packets received" in con.run("ping -c 1 -W 3 10.50.0.33")  # common
+        assert "1 packets received" in con.run("ping -c 1 -W 3 10.50.0.31")  # blue
+    with host.console("bb") as con:
+        # bank_blue (blue) and red (red, common) hold no common type: no frame passes
+        assert "0 packets received" in con.run("ping -c 2 -W 2 10.50.0.33")
+        assert "1 packets received" in con.run("ping -c 1 -W 3 10.50.0.32")
+    rules = host.ns_run("nft", "list", "table", "bridge", "dom0_acm").stdout
+    assert "drop" in rules
+
+    # ... and may once it is gone
+    host.xm("destroy", "bb")
+    labelled(host, "br", "bank_red", 34)
+    with host.console("br") as con:
+        assert "1 packets received" in con.run("ping -c 1 -W 3 10.50.0.33")  # both red
+
+    # a policy may not be reset under labelled domains; once they are gone it may,
+    # and the bridge filter goes with it
+    r = host.xm("resetpolicy", check=False)
+    assert r.returncode == 1 and "Try to halt all guests" in r.stderr
+    for name in ("b", "r", "br"):
+        host.xm("destroy", name)
+    host.xm("resetpolicy")
+    assert host.ns_run("nft", "list", "table", "bridge", "dom0_acm",
+                       check=False).returncode != 0
