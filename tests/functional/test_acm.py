@@ -80,3 +80,29 @@ def test_chinese_wall_ste_disks_and_frames(make_host) -> None:  # type: ignore[n
     host.xm("resetpolicy")
     assert host.ns_run("nft", "list", "table", "bridge", "dom0_acm",
                        check=False).returncode != 0
+
+
+def test_managed_domains_are_relabelled_and_listed_with_labels(make_host) -> None:  # type: ignore[no-untyped-def]
+    host = acm_host(make_host)
+    host.xm("new", str(host.write_config("m", vif=["bridge=xenbr0"])))
+    assert host.xm("getlabel", "mgt", "m").stdout.strip() == "unlabeled"
+    out = host.xm("addlabel", "blue", "mgt", "m").stdout
+    assert out.strip() == "Successfully set the label of dormant domain 'm' to 'blue'."
+    assert host.xm("getlabel", "mgt", "m").stdout.strip() == f"ACM:{P}:blue"
+    host.xm("start", "m")
+    labelled(host, "r", "bank_red", 41)
+    # a running domain's new label is judged like a start: it may not join the wall
+    r = host.xm("addlabel", "bank_blue", "mgt", "m", check=False)
+    assert r.returncode == 1 and "Domain in conflict set with running domain?" in r.stderr
+    r = host.xm("rmlabel", "mgt", "m", check=False)
+    assert r.returncode == 1 and "VM is not authorized to run." in r.stderr
+    rows = host.xm("list", "--label").stdout.splitlines()
+    assert rows[0].split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)", "Label"]
+    # sorted by label, case-insensitively (spec §1.3)
+    assert [(r.split()[0], r.split()[-1]) for r in rows[1:]] == [
+        ("r", f"ACM:{P}:bank_red"), ("m", f"ACM:{P}:blue"),
+        ("Domain-0", f"ACM:{P}:SystemManagement")]
+    host.xm("destroy", "m")
+    assert host.xm("rmlabel", "mgt", "m").stdout.strip() == \
+        "Successfully removed label from domain m."
+    assert host.xm("getlabel", "mgt", "m").stdout.strip() == "unlabeled"

@@ -89,6 +89,10 @@ class FakeDomains:
     async def sysrq(self, ident: str, key: str) -> None:
         self.lookup(ident)
 
+    async def relabel(self, ident: str, label: str | None, policy: str | None) -> FakeDomain:
+        self._did("relabel", ident, label, policy)
+        return self.lookup(ident)
+
     async def dump_core(self, ident: str, filename: str | None, live: bool, crash: bool,
                         reset: bool) -> str:
         self._did("dump_core", ident, filename, live, crash, reset)

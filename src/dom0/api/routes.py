@@ -144,6 +144,12 @@ async def domain_sysrq(x: Services[Any], a: dict[str, Any]) -> None:
     await x.domains.sysrq(a["dom"], a["key"])
 
 
+@route("domain.relabel", "Set (or, without a label, remove) a domain's ACM label", ("dom",),
+       dom="string", label="string", policy="string")
+async def domain_relabel(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await x.domains.relabel(a["dom"], a.get("label"), a.get("policy"))).info()
+
+
 @route("domain.dump", "Dump the guest's memory as an ELF core", ("dom",), dom="string",
        file="string", live="boolean", crash="boolean", reset="boolean")
 async def domain_dump(x: Services[Any], a: dict[str, Any]) -> str:

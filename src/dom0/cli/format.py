@@ -26,6 +26,20 @@ def list_rows(domains: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def list_label_rows(domains: list[dict[str, Any]], labels: dict[str, str]) -> str:
+    """``xm list --label``: a Label column; rows sorted by label, case-insensitively
+    (spec §1.3).  *labels* maps a domain's name to its label text."""
+    lines = [LIST_HEADER + " %-10s" % "Label"]
+    rows = sorted(domains, key=lambda d: labels.get(d["name"], "").lower())
+    for d in rows:
+        domid = "" if d.get("domid") is None else str(d["domid"])
+        vcpus = d.get("online_vcpus") or d.get("vcpus") or 0
+        lines.append("%-40s %5s %5d %5d %10s %8.1f %10s" % (
+            d["name"], domid, d["memory"], vcpus, d.get("state") or "",
+            d.get("cpu_time") or 0.0, labels.get(d["name"], "")))
+    return "\n".join(lines)
+
+
 def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     """The ``(domain ...)`` form of ``xm list -l``.  ``(domid ..)`` and ``(name ..)``
     are direct children, so pretty-printing puts each on its own line, as the

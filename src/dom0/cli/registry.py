@@ -141,11 +141,12 @@ COMMANDS: list[Command] = [
     # access control (sHype/ACM, spec §8.1)
     Command("labels", "[policy] [type=dom|res|any]",
             "List <type> labels for (active) policy."),
-    Command("addlabel", "<label> {dom <ConfigFile>|res <resource>} [<policy>]",
+    Command("addlabel", "<label> {dom <ConfigFile>|res <resource>|mgt <managed domain>} "
+                        "[<policy>]",
             "Add security label to domain."),
-    Command("rmlabel", "{dom <ConfigFile>|res <Resource>}",
+    Command("rmlabel", "{dom <ConfigFile>|res <Resource>|mgt<managed domain>}",
             "Remove a security label from domain."),
-    Command("getlabel", "{dom <ConfigFile>|res <Resource>}",
+    Command("getlabel", "{dom <ConfigFile>|res <Resource>|mgt <managed domain>}",
             "Show security label for domain or resource."),
     Command("dry-run", "<ConfigFile>", "Test if a domain can access its resources."),
     Command("resources", "", "Show info for each labeled resource."),

@@ -75,6 +75,11 @@ class XendApi:
         """Send a magic SysRq key."""
         self.call("domain.sysrq", dom=dom, key=key)
 
+    def domain_relabel(self, *, dom: str, label: str | None = None,
+                       policy: str | None = None) -> dict[str, Any]:
+        """Set (or, without a label, remove) a domain's ACM label."""
+        return self.call("domain.relabel", dom=dom, label=label, policy=policy)
+
     def domain_dump(
             self, *, dom: str, file: str | None = None, live: bool | None = None,
             crash: bool | None = None, reset: bool | None = None) -> str:

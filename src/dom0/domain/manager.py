@@ -210,6 +210,25 @@ class DomainManager:
             dom.config = trial
             self.table.save(dom)
 
+    async def relabel(self, ident: str, label: str | None, policy: str | None) -> Domain:
+        """``xm addlabel <label> mgt <dom>`` / ``rmlabel mgt``: a domain's ACM label,
+        judged by the policy (a running domain's new label too), kept in its config."""
+        dom = self.lookup(ident)
+        if self.security is None:
+            raise VmError("Access control is not available")
+        async with dom.lock:
+            entries = self.security.relabel(dom.config, label, policy, dom.active)
+            if not entries and "access_control" not in dom.config.other:
+                raise VmError("Domain not labeled")
+            dom.config.other = {k: v for k, v in dom.config.other.items()
+                                if k != "access_control"}
+            if entries:
+                dom.config.other["access_control"] = entries
+            self.table.save(dom)
+            if dom.active:
+                await asyncio.to_thread(self.security.refresh_frame_filter)
+        return dom
+
     async def sysrq(self, ident: str, key: str) -> None:
         dom = self.lookup(ident)
         if len(key) != 1 or not key.isalnum():

@@ -56,6 +56,28 @@ class DomainSecurity:
     def check_network(self, cfg: DomainConfig, bridge: str) -> None:
         self.acm.check_network(label_of(cfg), bridge)
 
+    def relabel(self, cfg: DomainConfig, label: str | None, policy: str | None,
+                running: bool) -> list[str]:
+        """The ``access_control`` a domain would carry with *label* (None: unlabelled),
+        refused if it is not the active policy's or, for a running domain, if the new
+        label breaks the Chinese Wall or loses one of its disks."""
+        if label is None:
+            if running and self.acm.active is not None:
+                raise SecurityError("VM is not authorized to run.")
+            return []
+        active = self.acm.active
+        lab = parse_label(label, default_policy=policy or (active.name if active else None))
+        self.acm.check_label(lab)
+        if active is not None and lab.label not in active.vm_labels:
+            raise SecurityError(f"Label '{lab.label}' is not a domain label of policy "
+                                f"'{lab.policy}'.")
+        entries = [lab.access_control()]
+        if running:
+            trial = DomainConfig.from_dict({**cfg.to_dict(),
+                                            "other": {**cfg.other, "access_control": entries}})
+            self.check_start(trial)
+        return entries
+
     def admit_vif(self, cfg: DomainConfig, bridge: str) -> None:
         """A vif of this domain is about to join *bridge*."""
         self.acm.check_network(label_of(cfg), bridge)
@@ -96,7 +118,7 @@ class DomainSecurity:
         if p is None:
             return None
         return {"name": p.name, "version": p.version, "reference": p.reference,
-                "type": POLICY_TYPE, "xml": p.xml}
+                "type": POLICY_TYPE, "bootstrap": p.bootstrap, "xml": p.xml}
 
     def set_policy(self, xml: str) -> dict[str, Any]:
         self.acm.set_policy(xml, self.running_labels())

@@ -109,6 +109,10 @@ def cmd_list(args: list[str]) -> int:
     domains = xend().domain_list(state=state.lower() if state else None, names=rest)
     if "long" in opts:
         print(format.list_long(domains))
+    elif "label" in opts:
+        from dom0.cli.commands.security import domain_labels
+
+        print(format.list_label_rows(domains, domain_labels(domains)))
     else:
         print(format.list_rows(domains))
     return 0

@@ -154,6 +154,11 @@ def cmd_addlabel(args: list[str]) -> int:
     if kind == "res":
         xend().security_resource_label_set(resource=target, label=label, policy=policy)
         return 0
+    if kind == "mgt":
+        info = xend().domain_relabel(dom=target, label=label, policy=policy)
+        which = "domain" if info.get("domid") is not None else "dormant domain"
+        print(f"Successfully set the label of {which} '{target}' to '{label}'.")
+        return 0
     if kind.startswith("vif-"):
         raise SecurityError("Need to be configure for using xen-api.")
     raise OptionError(f"Unrecognised option: {kind}")
@@ -175,6 +180,10 @@ def cmd_rmlabel(args: list[str]) -> int:
     if kind == "res":
         xend().security_resource_label_remove(resource=target)
         return 0
+    if kind == "mgt":
+        xend().domain_relabel(dom=target)
+        print(f"Successfully removed label from domain {target}.")
+        return 0
     if kind.startswith("vif-"):
         raise SecurityError("Need to be configure for using xen-api.")
     raise OptionError(f"Unrecognised option: {kind}")
@@ -191,6 +200,9 @@ def cmd_getlabel(args: list[str]) -> int:
         return 0
     if kind == "res":
         print(xend().security_resource_label_get(resource=target))
+        return 0
+    if kind == "mgt":
+        print(next(iter(domain_labels([xend().domain_info(dom=target)]).values())))
         return 0
     if kind.startswith("vif-"):
         raise SecurityError("Need to be configure for using xen-api.")
@@ -215,6 +227,25 @@ def cmd_dry_run(args: list[str]) -> int:
     report = xend().security_dry_run(config=cfg.to_dict())
     print("\n".join(report["lines"]))
     return 0 if report["passed"] else 255
+
+
+def domain_labels(domains: list[dict[str, Any]]) -> dict[str, str]:
+    """Each listed domain's label as ``xm list --label`` shows it: its config's
+    ``access_control``, Domain-0's the policy's bootstrap label, else ``unlabeled``."""
+    from dom0.model.labels import parse_access_control
+
+    policy = xend().security_policy_get()
+    out = {}
+    for d in domains:
+        label = parse_access_control(list(
+            ((d.get("config") or {}).get("other") or {}).get("access_control") or []))
+        if label is not None:
+            out[d["name"]] = str(label)
+        elif d.get("domid") == 0 and policy is not None:
+            out[d["name"]] = f"ACM:{policy['name']}:{policy['bootstrap']}"
+        else:
+            out[d["name"]] = "unlabeled"
+    return out
 
 
 # ---- config files -----------------------------------------------------------------
