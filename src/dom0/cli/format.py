@@ -59,6 +59,8 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
         out.append(["state", d["state"]])
     if d.get("shutdown_reason"):
         out.append(["shutdown_reason", d["shutdown_reason"]])
+    if d.get("crash_reason"):  # dom0's own: why xend keeps it crashed (not Xen's key)
+        out.append(["crash_reason", d["crash_reason"]])
     if cfg:
         out += cfg.device_sxp()
     if d.get("console"):
