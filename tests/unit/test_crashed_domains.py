@@ -252,3 +252,20 @@ async def test_restore_refuses_memory_below_the_floor(world: World) -> None:
     with pytest.raises(ConfigError, match="at least 32768 KB"):
         await world.manager.restore(path, paused=False)
     assert world.machines.made == []
+
+
+# ---- what xm list -l shows -----------------------------------------------------------------
+
+
+@run
+async def test_list_long_shows_the_reasons_and_the_kept_log(world: World) -> None:
+    from dom0.cli.format import domain_sxp, list_long
+
+    dom = await crash_loop(world)
+    text = list_long([dom.info()])
+    assert "(state ----c-)" in text and "(shutdown_reason crash)" in text
+    assert "(crash_reason\n        'restarting too fast: crash " in text
+    log = world.machine(dom).paths.console_log
+    assert ["log", log] in next(d[1] for d in domain_sxp(dom.info())
+                                if d[0] == "device" and d[1][0] == "console")
+    assert log in text and "(location" not in text

@@ -63,8 +63,11 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
         out.append(["crash_reason", d["crash_reason"]])
     if cfg:
         out += cfg.device_sxp()
-    if d.get("console"):
-        console: list[Sxp] = ["console", ["protocol", "vt100"], ["location", d["console"]]]
+    if d.get("console") or d.get("crash_reason"):
+        # a domain kept crashed has no console to attach to, but its log is kept
+        console: list[Sxp] = ["console", ["protocol", "vt100"]]
+        if d.get("console"):
+            console.append(["location", d["console"]])
         if d.get("console_log"):
             console.append(["log", d["console_log"]])
         out.append(["device", console])
