@@ -17,7 +17,7 @@ import pytest
 from test_lifecycle_policy import World, run
 
 from dom0.domain.domain import Domain
-from dom0.errors import ConfigError, InvalidDomain, VmError
+from dom0.errors import BackendError, ConfigError, InvalidDomain, VmError
 from dom0.model.checks import MINIMUM_MEMORY_KB
 from dom0.model.config import DomainConfig, VifSpec
 from dom0.model.state import PowerState
@@ -269,3 +269,20 @@ async def test_list_long_shows_the_reasons_and_the_kept_log(world: World) -> Non
     assert ["log", log] in next(d[1] for d in domain_sxp(dom.info())
                                 if d[0] == "device" and d[1][0] == "console")
     assert log in text and "(location" not in text
+
+
+@run
+async def test_a_failed_restart_is_kept_crashed_with_its_cause(world: World) -> None:
+    """QEMU died and the new one cannot start: the domain stays, saying why."""
+    dom = await world.manager.create(world.config(on_crash="restart",
+                                                  vifs=[VifSpec({"bridge": "xenbr0"})]))
+    world.machines.fail_launch = BackendError("QEMU exited: cannot allocate memory")
+    world.machine(dom).dies()
+    await world.settle()
+    assert world.manager.lookup("guest") is dom and dom.state == PowerState.CRASHED
+    assert dom.crash_reason == "on_crash=restart failed: QEMU exited: cannot allocate memory"
+    assert world.machines.running == [] and world.vifs.unplugged == world.vifs.plugged
+    assert [r["state"] for r in world.records()] == ["crashed"]
+    await world.manager.destroy("guest")
+    assert world.manager.select() == [] and world.records() == []
+    assert len(world.vifs.unplugged) == len(world.vifs.plugged)

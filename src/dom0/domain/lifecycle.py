@@ -237,9 +237,16 @@ class Lifecycle:
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) {reason}: {key}={action}")
         try:
             await self._apply_action(dom, run, action)
-        except Exception:
-            log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
-            await self.teardown(dom)
+        except Exception as exc:
+            if action.endswith("destroy"):
+                log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
+                await self.teardown(dom)
+                return
+            # a restart that failed: kept, so that the user sees why (a failed
+            # relaunch has already let go of the old machine's taps)
+            log.exception("acting on %s of %s failed; keeping it crashed", reason, dom.name)
+            await self._keep_crashed(dom, dom.running or dataclasses.replace(run, vif_domid=None),
+                                     f"{key}={action} failed: {exc}")
 
     async def _apply_action(self, dom: Domain, run: Running, action: str) -> None:
         if action.startswith("coredump-"):
