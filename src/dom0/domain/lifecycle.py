@@ -288,12 +288,13 @@ class Lifecycle:
         held): its ID, name, record and logs stay, for the user to look at; its
         machine and taps go (the guest is dead).  The record survives an xend
         restart (re-adoption keeps a crashed domain whose QEMU is gone)."""
+        dom.crash_reason = why
+        dom.set_state(PowerState.CRASHED)
+        self.table.save_running(dom)  # first: an xend dying in between still keeps it
         await run.machine.kill()
         if run.vif_domid is not None:
             await self.vifs.unplug_all(dom)
         dom.running = dataclasses.replace(run, vif_domid=None)
-        dom.crash_reason = why
-        dom.set_state(PowerState.CRASHED)
         self.table.save_running(dom)
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) kept as crashed: {why}")
 

@@ -60,9 +60,10 @@ def check_choice(label: str, choices: tuple[str, ...]) -> Check:
     return check
 
 
-#: the least memory a guest is given (KB, as Xen's message counts it): the
-#: smallest our own guest boots in.  Xen refused less with this very text
-#: (xm-test's 15_create_smallmem checks for it); below it a guest resets at once.
+#: the least memory a guest may be given (KB, as Xen's message counts it): what
+#: the project's own guest boots in (issue 13), and Xen's lower limit too (xm-test's
+#: 15_create_smallmem expects this text below it).  One constant: mem-set, when it
+#: exists, checks against the same.
 MINIMUM_MEMORY_KB = 32 * 1024
 
 
