@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import re
 
+import snapshot
 from conftest import Host
+from test_faults import BRIDGED
 from test_lifecycle import IN_BACKGROUND
 
 #: the kernel panics before any userland runs
@@ -85,6 +87,22 @@ def test_a_guest_dying_at_once_stays_listed_as_crashed(host: Host) -> None:
     host.xm("destroy", "dies")
     assert row(host, "dies") is None and not os.path.exists(log)
     assert host.xm("list", "dies", check=False).returncode == 3
+
+
+def test_the_crashed_domain_holds_no_taps(make_host) -> None:  # type: ignore[no-untyped-def]
+    """Its vifs' taps go with its QEMU; its record stays, consistent with the rest."""
+    host = make_host(BRIDGED, netns=True)
+    info = host.create("dnet", "-p", extra=DIES_AT_ONCE, vif=["bridge=xenbr0"])
+    assert snapshot.take(host).taps() == {f"vif{info['domid']}.0"}  # paused: not dead yet
+    host.xm("unpause", "dnet")
+    wait_crashed(host, "dnet")
+    snap = snapshot.take(host)
+    assert snap.taps() == set() and snap.qemus == {}
+    assert [r.state for r in snap.running.values()] == ["crashed"]
+    assert snapshot.half_there(snap) == []
+    host.xm("destroy", "dnet")
+    snap = snapshot.take(host)
+    assert snapshot.fully_gone(snap, "dnet") and snap.taps() == set()
 
 
 def test_a_managed_domain_dying_at_once_is_halted_again_when_destroyed(host: Host) -> None:
