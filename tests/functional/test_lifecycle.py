@@ -77,16 +77,22 @@ def test_on_reboot_destroy(host: Host) -> None:
 def test_restart_loop_guard_refuses_a_second_quick_restart(make_host) -> None:  # type: ignore[no-untyped-def]
     host = make_host("(domain-minimum-restart-time 120)")
     host.create("loop")
-    for _ in range(2):
-        domid = host.info("loop")["domid"]
-        with host.console("loop") as con:
-            con.run(IN_BACKGROUND.format("/sbin/reboot"))
-        host.wait_for(lambda d=domid: host.xm("domid", "loop", check=False).stdout.strip()
-                      != str(d), 60, "the reboot")
-    # the second restart came less than 120 s after the first: refused, domain gone
-    host.wait_for(lambda: host.xm("domid", "loop", check=False).returncode == 3, 30,
-                  "the loop guard to destroy the domain")
+    domid = host.info("loop")["domid"]
+    with host.console("loop") as con:
+        con.run(IN_BACKGROUND.format("/sbin/reboot"))
+    host.wait_for(lambda: host.xm("domid", "loop", check=False).stdout.strip() != str(domid),
+                  60, "the reboot")
+    domid = host.info("loop")["domid"]
+    with host.console("loop") as con:
+        con.run(IN_BACKGROUND.format("/sbin/reboot"))
+    # the second restart came less than 120 s after the first: refused (no new ID); the
+    # domain is kept listed as crashed (issue 13; Xen destroyed it) until destroyed
+    host.wait_for(lambda: host.info("loop")["state"] == "----c-", 60,
+                  "the loop guard to refuse the restart")
+    assert host.xm("domid", "loop").stdout.strip() == str(domid)
     assert "restarting too fast" in (host.dir / "xend.log").read_text()
+    host.xm("destroy", "loop")
+    assert host.xm("domid", "loop", check=False).returncode == 3
 
 
 def test_poweroff_destroy_and_preserve(host: Host) -> None:

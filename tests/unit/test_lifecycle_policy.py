@@ -248,7 +248,9 @@ async def test_action_coredump_destroy(world: World) -> None:
 
 @run
 async def test_restart_loop_guard(world: World) -> None:
-    """A second reboot within domain-minimum-restart-time is not restarted."""
+    """A second reboot within domain-minimum-restart-time is not restarted: the
+    domain is kept listed as crashed, without its machine (issue 13; Xen destroyed
+    it), until destroyed."""
     dom = await world.manager.create(world.config(on_reboot="restart"))
     machine = world.machine(dom)
     machine.guest_stops("reboot")
@@ -256,8 +258,11 @@ async def test_restart_loop_guard(world: World) -> None:
     assert dom.state == PowerState.RUNNING
     machine.guest_stops("reboot")
     await world.settle()
-    assert world.manager.select() == [] and not machine.still_running()
-    assert world.records() == []
+    assert world.manager.select() == [dom] and not machine.still_running()
+    assert dom.state == PowerState.CRASHED and world.machines.running == []
+    assert [r["state"] for r in world.records()] == ["crashed"]
+    await world.manager.destroy("guest")
+    assert world.manager.select() == [] and world.records() == []
 
 
 @run
@@ -309,8 +314,13 @@ async def test_qemu_dying_with_on_crash_restart_starts_a_new_machine(world: Worl
     assert world.vifs.plugged == [f"vif{first}.0", f"vif{dom.domid}.0"]
     assert world.vifs.unplugged == [f"vif{first}.0"]
     # the loop guard: a second death within domain-minimum-restart-time is final
+    # (kept listed as crashed, its taps gone, until destroyed)
     world.machine(dom).dies()
     await world.settle()
+    assert dom.state == PowerState.CRASHED and world.machines.running == []
+    assert world.vifs.unplugged == world.vifs.plugged
+    assert [r["state"] for r in world.records()] == ["crashed"]
+    await world.manager.destroy("guest")
     assert world.manager.select() == [] and world.records() == []
 
 

@@ -73,10 +73,15 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
         out.append(["state", d["state"]])
     if d.get("shutdown_reason"):
         out.append(["shutdown_reason", d["shutdown_reason"]])
+    if d.get("crash_reason"):  # dom0's own: why xend keeps it crashed (not Xen's key)
+        out.append(["crash_reason", d["crash_reason"]])
     if cfg:
         out += cfg.device_sxp()
-    if d.get("console"):
-        console: list[Sxp] = ["console", ["protocol", "vt100"], ["location", d["console"]]]
+    if d.get("console") or d.get("crash_reason"):
+        # a domain kept crashed has no console to attach to, but its log is kept
+        console: list[Sxp] = ["console", ["protocol", "vt100"]]
+        if d.get("console"):
+            console.append(["location", d["console"]])
         if d.get("console_log"):
             console.append(["log", d["console_log"]])
         out.append(["device", console])

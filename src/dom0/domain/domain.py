@@ -55,6 +55,9 @@ class Domain:
     shutdown_request: str | None = None
     #: why the guest stopped: poweroff, reboot, crash
     shutdown_reason: str | None = None
+    #: why xend keeps it crashed rather than acting on it (the loop guard gave up,
+    #: on_crash=preserve): set while it is kept, shown by ``xm list -l``
+    crash_reason: str | None = None
     #: the next vif device ID (IDs are never reused while the domain lives)
     next_vif_devid: int = 0
     #: its machine is being started: a record still saying so at re-adoption is
@@ -101,6 +104,7 @@ class Domain:
             "start_time": run.start_time,
             "last_restart": self.last_restart,
             "shutdown_reason": self.shutdown_reason,
+            "crash_reason": self.crash_reason,
             "next_vif_devid": self.next_vif_devid,
             "vif_domid": run.vif_domid,
             "launching": self.launching,
@@ -115,6 +119,7 @@ class Domain:
             running=run,
             last_restart=rec.get("last_restart"),
             shutdown_reason=rec.get("shutdown_reason"),
+            crash_reason=rec.get("crash_reason"),
             next_vif_devid=rec.get("next_vif_devid", 0),
             launching=bool(rec.get("launching")),
         )
@@ -125,6 +130,9 @@ class Domain:
         run = self.running if self.active else None
         m = self.running.machine if self.running else None
         blocked = run.machine.blocked() if (run and self.state == PowerState.RUNNING) else False
+        # a domain kept crashed after its QEMU ended has nothing to attach to
+        console = run.machine.paths.console_socket if run and (
+            self.state != PowerState.CRASHED or run.machine.still_running()) else None
         return {
             "name": self.name,
             "uuid": self.uuid,
@@ -141,7 +149,8 @@ class Domain:
             "uptime": time.time() - run.start_time if run else 0.0,
             "managed": self.managed,
             "shutdown_reason": self.shutdown_reason,
-            "console": run.machine.paths.console_socket if run else None,
+            "crash_reason": self.crash_reason,
+            "console": console,
             "console_log": m.paths.console_log if m else None,
             "pid": m.pid if m else None,
             "config": self.config.to_dict(),

@@ -11,6 +11,7 @@ instant and the next xend re-adopts what is running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -29,6 +30,7 @@ from dom0.domain.spec import machine_spec
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.errors import BackendError, ConfigError, VmError
+from dom0.model.checks import check_memory_floor
 from dom0.model.config import DomainConfig, parse_cpu_list
 from dom0.model.state import LIVE, PowerState
 from dom0.store.layout import Layout
@@ -92,6 +94,8 @@ class Lifecycle:
         self.check_bootable(cfg)
 
     def check_bootable(self, cfg: DomainConfig) -> None:
+        # also at `xm start`: a managed row may predate the floor
+        check_memory_floor(cfg.memory)
         if not os.path.isfile(cfg.kernel):
             raise ConfigError(f"Kernel image does not exist: {cfg.kernel}")
         if cfg.ramdisk and not os.path.isfile(cfg.ramdisk):
@@ -127,6 +131,7 @@ class Lifecycle:
         nics = self.vifs.prepare(dom, domid)
         run = Running(machine, instance, domid, time.time(), vif_domid=domid)
         dom.running, dom.shutdown_reason, dom.shutdown_request = run, None, None
+        dom.crash_reason = None
         dom.set_state(PowerState.PAUSED)
         dom.launching = True  # until the end: else the next xend rolls it back
         self.table.save_running(dom)
@@ -169,7 +174,9 @@ class Lifecycle:
 
     async def teardown(self, dom: Domain) -> None:
         """Destroy the domain's machine and forget its runtime record (lock held);
-        an unmanaged domain leaves the table."""
+        an unmanaged domain leaves the table.  A domain xend kept crashed had its
+        logs kept for the user: they go with it."""
+        kept = dom.crash_reason is not None
         dom.set_state(PowerState.DYING)
         run = dom.running
         if run is not None:
@@ -177,8 +184,12 @@ class Lifecycle:
             if run.vif_domid is not None:
                 await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
+            if kept:
+                for path in (run.machine.paths.console_log, run.machine.paths.qemu_log):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
         self.hvlog.add(f"Domain {dom.domid} ({dom.name}) destroyed")
-        dom.running = None
+        dom.running, dom.crash_reason = None, None
         dom.set_state(PowerState.HALTED)
         if not dom.managed:
             self.table.forget(dom)
@@ -231,9 +242,16 @@ class Lifecycle:
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) {reason}: {key}={action}")
         try:
             await self._apply_action(dom, run, action)
-        except Exception:
-            log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
-            await self.teardown(dom)
+        except Exception as exc:
+            if action.endswith("destroy"):
+                log.exception("acting on %s of %s failed; destroying it", reason, dom.name)
+                await self.teardown(dom)
+                return
+            # a restart that failed: kept, so that the user sees why (a failed
+            # relaunch has already let go of the old machine's taps)
+            log.exception("acting on %s of %s failed; keeping it crashed", reason, dom.name)
+            await self._keep_crashed(dom, dom.running or dataclasses.replace(run, vif_domid=None),
+                                     f"{key}={action} failed: {exc}")
 
     async def _apply_action(self, dom: Domain, run: Running, action: str) -> None:
         if action.startswith("coredump-"):
@@ -252,12 +270,38 @@ class Lifecycle:
             if dom.last_restart and since < self.settings.minimum_restart_time:
                 log.error("VM %s restarting too fast (%.1f seconds since the last restart). "
                           "Refusing to restart to avoid loops.", dom.name, since)
-                await self.teardown(dom)
+                # Xen destroyed it here, and only its log knew why: we keep it listed
+                await self._keep_crashed(dom, run, (
+                    f"restarting too fast: {dom.shutdown_reason} {since:.1f} s after its last "
+                    f"restart (domain-minimum-restart-time "
+                    f"{self.settings.minimum_restart_time:g} s); not restarted, to avoid loops"))
             else:
                 await self.restart(dom, run)
         elif action == "rename-restart":
             await self._rename_restart(dom)
-        # preserve: stays shut down / crashed until destroyed
+        elif dom.state == PowerState.CRASHED:  # on_crash=preserve
+            if run.machine.still_running():  # its memory stays, for xm dump-core
+                dom.crash_reason = "the guest crashed; on_crash=preserve keeps it"
+                self.table.save_running(dom)
+            else:
+                await self._keep_crashed(dom, run, "QEMU exited unexpectedly; "
+                                                   "on_crash=preserve keeps it")
+        # on_poweroff/on_reboot=preserve: stays shut down until destroyed
+
+    async def _keep_crashed(self, dom: Domain, run: Running, why: str) -> None:
+        """Keep *dom* listed as crashed, saying *why*, until ``xm destroy`` (lock
+        held): its ID, name, record and logs stay, for the user to look at; its
+        machine and taps go (the guest is dead).  The record survives an xend
+        restart (re-adoption keeps a crashed domain whose QEMU is gone)."""
+        dom.crash_reason = why
+        dom.set_state(PowerState.CRASHED)
+        self.table.save_running(dom)  # first: an xend dying in between still keeps it
+        await run.machine.kill()
+        if run.vif_domid is not None:
+            await self.vifs.unplug_all(dom)
+        dom.running = dataclasses.replace(run, vif_domid=None)
+        self.table.save_running(dom)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) kept as crashed: {why}")
 
     async def restart(self, dom: Domain, run: Running) -> None:
         """Restart the guest (lock held): its machine reset, or a new machine when
