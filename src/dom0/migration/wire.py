@@ -58,6 +58,10 @@ class MigrationError(VmError):
     pass
 
 
+class Refused(MigrationError):
+    """The other host said why it refuses (its ``{"status": "error"}`` message)."""
+
+
 async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
     writer.write(json.dumps(message).encode() + b"\n")
     await writer.drain()
@@ -77,7 +81,7 @@ async def receive(reader: asyncio.StreamReader, timeout: float = STEP_TIMEOUT) -
     if not isinstance(message, dict):
         raise MigrationError("the other host does not speak dom0's relocation protocol")
     if message.get("status") == "error":
-        raise MigrationError(str(message.get("message") or "the other host refused"))
+        raise Refused(str(message.get("message") or "the other host refused"))
     return message
 
 
