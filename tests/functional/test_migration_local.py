@@ -12,6 +12,7 @@ import subprocess
 
 from conftest import BIN, GUEST_DIR, Host, keyed, veth
 from test_migration import TICKER, guest_uptime, next_tick
+from test_storage import make_ext4
 
 RELOCATION = "(xend-relocation-server yes)\n"
 
@@ -23,9 +24,14 @@ def listed(host: Host) -> list[tuple[str, str]]:
 
 
 def test_live_migration_to_localhost_keeps_the_guest_and_changes_its_id(make_host) -> None:  # type: ignore[no-untyped-def]
+    """With a writable disk image mounted in the guest: both QEMUs open it during the
+    move (QEMU's image locks stay on: the incoming one takes them when the outgoing
+    one lets go), and the guest goes on writing to it after."""
     h = make_host(RELOCATION, netns=True)
-    before = h.create("ctr")
+    img = make_ext4(h.dir / "data.img", files={"before": "written before\n"})
+    before = h.create("ctr", disk=[f"file:{img},xvdb,w"])
     with h.console("ctr") as con:
+        con.run("mount /dev/xvdb /mnt && echo during > /mnt/during")
         con.run(TICKER)
         uptime_before = guest_uptime(con)
         seen = next_tick(con)
@@ -41,6 +47,11 @@ def test_live_migration_to_localhost_keeps_the_guest_and_changes_its_id(make_hos
     with h.console("ctr") as con:  # the console follows the domain to its new QEMU
         assert next_tick(con) > seen  # counting on, not restarted
         assert guest_uptime(con) > uptime_before
+        con.run("echo after > /mnt/after && sync")
+        assert "written before" in con.run("cat /mnt/before /mnt/during /mnt/after")
+        assert "after" in con.run("cat /mnt/after")
+    h.xm("destroy", "ctr")
+    assert subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True).returncode in (0, 1)
     # the old QEMU is gone, and no tap or record of it is left
     assert "migrating-ctr" not in h.xm("list").stdout
     taps = h.ns_run("ip", "-o", "link").stdout
@@ -130,16 +141,18 @@ def test_a_failed_migration_prints_the_destinations_reason(make_host) -> None:  
     src = a.create("ctr")
     r = a.xm("migrate", "--live", "ctr", "10.99.0.2", check=False)
     assert r.returncode == 1 and r.stdout == "", r
-    assert r.stderr.splitlines()[0] == (f"Error: incoming domain: kernel: {GUEST_DIR / 'vmlinuz'} is "
-                                "outside this host's relocation storage roots "
-                                "(xend-relocation-storage-roots: none configured)"), r.stderr
+    first = r.stderr.splitlines()[0]
+    assert first == (f"Error: incoming domain: kernel: {GUEST_DIR / 'vmlinuz'} is outside "
+                     "this host's relocation storage roots (xend-relocation-storage-roots: "
+                     "none configured)"), r.stderr
     b.xend("stop")
     b.config.write_text(b.config.read_text() + f"(xend-relocation-storage-roots {GUEST_DIR})\n")
     b.xend("start")
     held = b.create("ctr", "-p")  # the same name, another UUID
     r = a.xm("migrate", "--live", "ctr", "10.99.0.2", check=False)
     assert r.returncode == 1
-    assert r.stderr.splitlines()[0] == f"Error: Domain 'ctr' already exists with ID '{held['domid']}'"
+    first = r.stderr.splitlines()[0]
+    assert first == f"Error: Domain 'ctr' already exists with ID '{held['domid']}'"
     # the source got its name back and runs on
     assert listed(a) == [("ctr", str(src["domid"]))]
     assert a.info("ctr")["state"] in ("r-----", "-b----")
