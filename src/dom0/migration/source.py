@@ -180,9 +180,10 @@ REASON_WAIT = 2.0  # s the source waits for the destination's reason after a fai
 
 
 def _ours(exc: BaseException) -> bool:
-    """A failure seen on this side (not the destination's own refusal, not a
-    cancellation), for which the destination may have said why."""
-    return isinstance(exc, Exception) and not isinstance(exc, Refused)
+    """A failure seen on this side (not the destination's own refusal, not our
+    refusal of the destination, not a cancellation), for which the destination
+    may have said why."""
+    return isinstance(exc, Exception) and not isinstance(exc, (Refused, auth.AuthError))
 
 
 async def _their_reason(reader: asyncio.StreamReader) -> str | None:
