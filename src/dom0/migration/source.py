@@ -179,11 +179,16 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
 REASON_WAIT = 2.0  # s the source waits for the destination's reason after a failure
 
 
+class Aborted(MigrationError):
+    """The source gave the migration up itself (the destination only sees its end)."""
+
+
 def _ours(exc: BaseException) -> bool:
     """A failure seen on this side (not the destination's own refusal, not our
-    refusal of the destination, not a cancellation), for which the destination
-    may have said why."""
-    return isinstance(exc, Exception) and not isinstance(exc, (Refused, auth.AuthError))
+    refusal of the destination or our abort, not a cancellation), for which the
+    destination may have said why."""
+    return isinstance(exc, Exception) and \
+        not isinstance(exc, (Refused, Aborted, auth.AuthError))
 
 
 async def _their_reason(reader: asyncio.StreamReader) -> str | None:
@@ -380,7 +385,7 @@ async def _follow(machine: Any, job: MigrationJob, predicted: float | None,
             step += 1
             job.events.append(await machine.escalate_migration(step))
             if step >= 4:
-                raise MigrationError("migration did not converge; aborted after throttling, "
-                                     "a larger downtime and post-copy")
+                raise Aborted("migration did not converge; aborted after throttling, "
+                              "a larger downtime and post-copy")
             next_escalation = now + 5.0
         await asyncio.sleep(0.1)
