@@ -391,12 +391,25 @@ def built_relocation(tmp_path: Path, extra: str) -> list[RelocationServer]:
     return asyncio.run(scenario())
 
 
-def test_no_auth_configured_no_listener_and_the_log_says_why(
+def test_no_auth_configured_the_listener_authenticates_with_xends_own_key(
+        tmp_path: Path) -> None:
+    # issue 13: nothing configured but (xend-relocation-server yes): xend's own key
+    [server] = built_relocation(tmp_path, "")
+    own = tmp_path / "state" / "relocation.key"
+    assert server.credentials.own_key_file == str(own)
+    assert server.credentials.key == own.read_bytes().strip()
+    assert not server.credentials.allow_unauthenticated
+
+
+def test_with_only_a_ca_the_plain_port_still_starts_no_listener(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # a site that trusts certificates gets no key it did not ask for (its TLS peers
+    # would be challenged for one)
     with caplog.at_level(logging.ERROR):
-        assert built_relocation(tmp_path, "") == []
+        assert built_relocation(tmp_path, "(xend-relocation-ca-file /nonexistent/ca.pem)") == []
     assert "no peer authentication is configured" in caplog.text
     assert "(xend-relocation-auth none)" in caplog.text
+    assert not (tmp_path / "state" / "relocation.key").exists()
 
 
 def test_a_world_readable_key_file_starts_no_listener(

@@ -415,6 +415,9 @@ class _Launcher:
         if self.refuse:
             raise VmError(self.refuse)
 
+    def departing(self, uuid: object) -> dict[str, Any] | None:
+        return None  # nothing migrates out of this fake host
+
     async def launch(self, config: dict[str, Any], next_vif_devid: int,
                      receive: Callable[[Any], Awaitable[None]]) -> int:
         from dom0.backends.fake import FakeMachines

@@ -34,7 +34,7 @@ from dom0.domain.manager import DomainManager
 from dom0.domain.network import VifController
 from dom0.domain.security import DomainSecurity
 from dom0.errors import DeviceError
-from dom0.migration.auth import AuthError, Credentials, load_key
+from dom0.migration.auth import AuthError, Credentials, load_key, own_key
 from dom0.migration.destination import RelocationServer
 from dom0.migration.policy import StoragePolicy
 from dom0.security.acm import AccessControl
@@ -213,16 +213,22 @@ def _relocation_credentials(options: XendOptions) -> Credentials:
     """This host's relocation credentials from xend-config (README "Security").  An
     unusable key file is logged and left out: the listeners then refuse to start
     (unless relocation is explicitly unauthenticated)."""
-    key = None
-    if options.xend_relocation_key_file:
-        try:
+    key, own = None, None
+    unauthenticated = options.xend_relocation_auth == "none"
+    try:
+        if options.xend_relocation_key_file:
             key = load_key(options.xend_relocation_key_file)
-        except AuthError as exc:
-            log.error("%s", exc)
+        elif not options.xend_relocation_ca_file and not unauthenticated and \
+                (options.xend_relocation_server or options.xend_relocation_ssl_server):
+            # nothing configured: xend's own key, which only this xend holds, so the
+            # listener starts and authenticates this host's migrations to itself
+            key, own = own_key(options.xend_state_path)
+    except AuthError as exc:
+        log.error("%s", exc)
     return Credentials(key=key, ca_file=options.xend_relocation_ca_file,
                        cert_file=options.xend_relocation_server_ssl_cert_file,
                        key_file=options.xend_relocation_server_ssl_key_file,
-                       allow_unauthenticated=options.xend_relocation_auth == "none")
+                       allow_unauthenticated=unauthenticated, own_key_file=own)
 
 
 def _relocation_tls(credentials: Credentials) -> ssl.SSLContext | None:

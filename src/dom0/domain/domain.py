@@ -63,13 +63,16 @@ class Domain:
     #: its machine is being started: a record still saying so at re-adoption is
     #: a launch cut short by xend's death, rolled back (a create is atomic)
     launching: bool = False
+    #: its guest is being sent away (xm migrate): listed as ``migrating-<name>``, and
+    #: an incoming migration of its UUID to this same xend (localhost) is let in
+    migrating_out: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: bumped on every state change; set when anything waits for one
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def name(self) -> str:
-        return self.config.name
+        return f"migrating-{self.config.name}" if self.migrating_out else self.config.name
 
     @property
     def uuid(self) -> str:

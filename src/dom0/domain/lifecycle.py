@@ -86,11 +86,11 @@ class Lifecycle:
 
     # ---- admission -------------------------------------------------------------------
 
-    def check(self, cfg: DomainConfig) -> None:
+    def check(self, cfg: DomainConfig, migrating_in: bool = False) -> None:
         """Would *cfg* be admitted?  (Refusals come before anything starts.)"""
         cfg.uuid = cfg.uuid or str(uuidlib.uuid4())
         cfg.validate()
-        self.table.check_unique(cfg)
+        self.table.check_unique(cfg, migrating_in=migrating_in)
         self.check_bootable(cfg)
 
     def check_bootable(self, cfg: DomainConfig) -> None:
@@ -102,13 +102,16 @@ class Lifecycle:
             raise ConfigError(f"Kernel ramdisk does not exist: {cfg.ramdisk}")
 
     async def admit(self, cfg: DomainConfig, paused: bool = False,
-                    incoming: Incoming | None = None, next_vif_devid: int = 0) -> Domain:
+                    incoming: Incoming | None = None, next_vif_devid: int = 0,
+                    migrating_in: bool = False, managed: bool = False) -> Domain:
         """A new unmanaged domain from *cfg* (create, restore, incoming migration):
         validate, check unique, check bootable, reserve its name and UUID, launch
-        with its lock held; on any failure it is gone again, table and store."""
-        self.check(cfg)
-        dom = Domain(cfg, next_vif_devid=next_vif_devid)
-        self.table.reserve(dom)
+        with its lock held; on any failure it is gone again, table and store.  One
+        *migrating_in* may take the UUID of a domain migrating out of this xend,
+        and carries on as a *managed* one when that was."""
+        self.check(cfg, migrating_in)
+        dom = Domain(cfg, next_vif_devid=next_vif_devid, managed=managed)
+        self.table.reserve(dom, migrating_in)
         try:
             async with dom.lock:
                 await self.launch(dom, paused, incoming)

@@ -126,8 +126,24 @@ class StateMover:
     async def restore(self, path: str, paused: bool) -> Domain:
         image = await asyncio.to_thread(savefile.verify, path)
         cfg = DomainConfig.from_dict(image.config)
+        held = self.table.get(cfg.uuid) if cfg.uuid else None
+        if held is not None and held.managed and held.config.name == cfg.name:
+            return await self._restore_managed(held, paused, image)
         return await self.lifecycle.admit(cfg, paused, self._from_image(image),
                                           next_free_vif_devid(cfg))
+
+    async def _restore_managed(self, dom: Domain, paused: bool,
+                               image: savefile.SaveImage) -> Domain:
+        """The save file of a managed domain (its name and UUID): it runs again as
+        that domain, as in Xen, which refused only another UUID under the name."""
+        async with dom.lock:
+            if dom.active:
+                raise VmError(f"Domain '{dom.name}' already exists with ID '{dom.domid}'")
+            require(dom.state, (PowerState.HALTED,), f"VM name '{dom.name}' already exists")
+            self.table.check_unique(dom.config, besides=dom)
+            await self._launch_suspended(dom, paused, image)
+            self.table.save(dom)
+        return dom
 
     def _from_image(self, image: savefile.SaveImage) -> Incoming:
         async def feed(machine: Machine) -> None:
@@ -227,12 +243,22 @@ class StateMover:
                 if dom.state not in LIVE:
                     raise VmError("Domain is not running")
                 run = running(dom)
-                await source.send_guest(run.machine, dom.config.to_dict(),
-                                            dom.next_vif_devid, host, port, live, job,
-                                            self.stream_rates, tls,
+                config = dom.config.to_dict()
+                self.table.depart(dom)  # migrating-<name> meanwhile, as in Xen
+                try:
+                    await source.send_guest(run.machine, config, dom.next_vif_devid, host,
+                                            port, live, job, self.stream_rates, tls,
                                             credentials=self.relocation_credentials)
+                except BaseException:
+                    self.table.settle(dom)  # its name back: it runs on here
+                    raise
                 self.hvlog.add(f"Domain {run.domid} ({dom.name}) migrated to {host}:{port}")
+                moved_here = self.table.arrived_here(dom)
                 await self.lifecycle.teardown(dom)
+                if moved_here:  # localhost: the incoming copy is this domain now
+                    self.table.forget(dom)
+                else:
+                    self.table.settle(dom)  # a managed domain stays, halted, by its name
         except Exception as exc:  # reported to xm through the job
             log.warning("migration of %s to %s failed: %s", dom.name, host, exc)
             job.error = str(exc) or type(exc).__name__
@@ -251,12 +277,20 @@ class StateMover:
     # ---- live migration in: the relocation server's launcher ------------------------------
 
     def check(self, config: dict[str, Any]) -> None:
-        self.lifecycle.check(DomainConfig.from_dict(config))
+        self.lifecycle.check(DomainConfig.from_dict(config), migrating_in=True)
+
+    def departing(self, uuid: object) -> dict[str, Any] | None:
+        leaving = self.table.leaving(uuid) if isinstance(uuid, str) else None
+        return leaving.config.to_dict() if leaving is not None else None
 
     async def launch(self, config: dict[str, Any], next_vif_devid: int,
                      receive: destination.Receive) -> int:
-        dom = await self.lifecycle.admit(DomainConfig.from_dict(config), paused=False,
-                                         incoming=receive, next_vif_devid=next_vif_devid)
+        cfg = DomainConfig.from_dict(config)
+        # from this same xend (localhost): a managed domain stays managed
+        leaving = self.table.leaving(cfg.uuid)
+        dom = await self.lifecycle.admit(cfg, paused=False, incoming=receive,
+                                         next_vif_devid=next_vif_devid, migrating_in=True,
+                                         managed=leaving is not None and leaving.managed)
         run = running(dom)
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) migrated in")
         return run.domid

@@ -47,6 +47,8 @@ class DiskController:
         for other in self.domains():
             if other is dom or not other.active:
                 continue
+            if other.migrating_out and other.uuid == dom.uuid:
+                continue  # the same guest migrating to localhost: QEMU hands its disks over
             for spec in other.config.disks:
                 try:
                     used = vbd_mod.parse(spec, check_exists=False)

@@ -32,23 +32,26 @@ class DomainTable:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._by_uuid: dict[str, Domain] = {}
+        #: domains being migrated out (``migrating-<name>``), kept apart so that a
+        #: migration to localhost can bring in the same UUID (see ``depart``)
+        self._leaving: dict[str, Domain] = {}
 
     # ---- lookup ----------------------------------------------------------------
 
     def __iter__(self) -> Iterator[Domain]:
-        return iter(list(self._by_uuid.values()))
+        return iter([*self._by_uuid.values(), *self._leaving.values()])
 
     def get(self, uuid: str) -> Domain | None:
-        return self._by_uuid.get(uuid)
+        return self._by_uuid.get(uuid) or self._leaving.get(uuid)
 
     def lookup(self, ident: str | int) -> Domain:
         """By domain ID, name or UUID (spec: <Domain> is a name or an ID)."""
         text = str(ident)
         if text.isdigit():
-            for dom in self._by_uuid.values():
+            for dom in self:
                 if dom.active and dom.domid == int(text):
                     return dom
-        for dom in self._by_uuid.values():
+        for dom in self:
             if dom.name == text or dom.uuid == text:
                 return dom
         raise InvalidDomain(text)
@@ -56,17 +59,21 @@ class DomainTable:
     def select(self, state: str | None = None, names: list[str] | None = None) -> list[Domain]:
         if names:
             return [self.lookup(n) for n in names]
-        doms = sorted(self._by_uuid.values(), key=lambda d: d.name)
+        doms = sorted(self, key=lambda d: d.name)
         if state and state != "all":
             doms = [d for d in doms if STATE_FILTER[d.state] == state]
         return doms
 
     # ---- who may be added ------------------------------------------------------
 
-    def check_unique(self, cfg: DomainConfig, besides: Domain | None = None) -> None:
-        """Refuse a name or UUID another domain (than *besides*) holds."""
-        for dom in self._by_uuid.values():
-            if dom is besides:
+    def check_unique(self, cfg: DomainConfig, besides: Domain | None = None,
+                     migrating_in: bool = False) -> None:
+        """Refuse a name or UUID another domain (than *besides*) holds.  A domain
+        *migrating_in* may carry the UUID of one migrating out of this xend (a
+        migration to localhost, as Xen allowed): that one is named ``migrating-<name>``
+        meanwhile, so its name is free too."""
+        for dom in self:
+            if dom is besides or (migrating_in and dom.migrating_out and dom.uuid == cfg.uuid):
                 continue
             if dom.name == cfg.name:
                 if dom.active:
@@ -75,11 +82,39 @@ class DomainTable:
             if dom.uuid == cfg.uuid:
                 raise VmError(f"Domain with UUID '{cfg.uuid}' already exists as '{dom.name}'")
 
-    def reserve(self, dom: Domain) -> None:
+    def reserve(self, dom: Domain, migrating_in: bool = False) -> None:
         """Hold *dom*'s name and UUID (checked unique first): from admission on, a
         second create of the same name is refused, even while the first starts."""
-        self.check_unique(dom.config)
+        self.check_unique(dom.config, migrating_in=migrating_in)
         self._by_uuid[dom.uuid] = dom
+
+    # ---- a domain migrating out ---------------------------------------------------
+
+    def depart(self, dom: Domain) -> None:
+        """*dom*'s guest is being sent away: it is listed as ``migrating-<name>``
+        and its UUID may be taken by the same guest coming in (localhost)."""
+        dom.migrating_out = True
+        if self._by_uuid.get(dom.uuid) is dom:
+            del self._by_uuid[dom.uuid]
+        self._leaving[dom.uuid] = dom
+
+    def settle(self, dom: Domain) -> None:
+        """*dom* is no longer migrating out (it failed, or it went to another host and
+        stays as a managed record): its name back, and its UUID, at once or when the
+        incoming copy that holds it meanwhile is forgotten."""
+        dom.migrating_out = False
+        if dom.uuid not in self._by_uuid and self._leaving.get(dom.uuid) is dom:
+            self._by_uuid[dom.uuid] = self._leaving.pop(dom.uuid)
+
+    def arrived_here(self, dom: Domain) -> bool:
+        """After *dom* migrated out: did it come in to this same xend?"""
+        here = self._by_uuid.get(dom.uuid)
+        return here is not None and here is not dom
+
+    def leaving(self, uuid: str) -> Domain | None:
+        """The domain of *uuid* being migrated out of this xend, if any."""
+        dom = self._leaving.get(uuid)
+        return dom if dom is not None and dom.migrating_out else None
 
     def add(self, dom: Domain) -> None:
         self._by_uuid[dom.uuid] = dom
@@ -94,6 +129,11 @@ class DomainTable:
         """Out of the table (its rows are the caller's: see ``drop_managed``)."""
         if self._by_uuid.get(dom.uuid) is dom:
             del self._by_uuid[dom.uuid]
+            back = self._leaving.get(dom.uuid)
+            if back is not None and not back.migrating_out:  # its migration failed
+                self.settle(back)
+        elif self._leaving.get(dom.uuid) is dom:
+            del self._leaving[dom.uuid]
 
     # ---- the store's rows: written here only -------------------------------------
 
@@ -112,7 +152,7 @@ class DomainTable:
         while it runs, and its managed row (config and state) when it is managed."""
         self.save_running(dom)
         if dom.managed:
-            self.store.put_managed(dom.uuid, dom.name, dom.config.to_dict(),
+            self.store.put_managed(dom.uuid, dom.config.name, dom.config.to_dict(),
                                    managed_state(dom))
 
     def drop_running(self, run: Running) -> None:

@@ -15,7 +15,9 @@ ways a relocation peer proves itself, checked on both sides.
   against the CA.  The CA is the trust domain: host names are not checked.
 
 Unauthenticated relocation (Xen's behaviour) must be chosen with
-``(xend-relocation-auth none)``.
+``(xend-relocation-auth none)``.  With neither a key nor a CA configured, xend
+makes a key of its own (``own_key``): no other host holds it, so it authenticates
+only this xend's migrations to itself (``xm migrate <dom> localhost``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Credentials:
     key_file: str | None = None
     #: (xend-relocation-auth none): peers that prove nothing are accepted
     allow_unauthenticated: bool = False
+    #: where ``key`` came from when xend made it itself (only this host holds it)
+    own_key_file: str | None = None
 
     def client_tls(self) -> ssl.SSLContext:
         """The source's TLS context: with a CA, mutual (the destination's certificate
@@ -124,6 +128,28 @@ def load_key(path: str) -> bytes:
     return key
 
 
+OWN_KEY_NAME = "relocation.key"
+
+
+def own_key(state_dir: str) -> tuple[bytes, str]:
+    """xend's own relocation key (and its file) under its state directory: made
+    once, random, 0600 from its first byte, and kept across restarts (a migration
+    to localhost in flight while xend restarts still proves itself)."""
+    path = os.path.join(state_dir, OWN_KEY_NAME)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return load_key(path), path  # made by an earlier start (checked like any key)
+    except OSError as exc:
+        raise AuthError(f"cannot create the relocation key {path}: {exc.strerror}") from None
+    try:
+        os.write(fd, (secrets.token_hex(32) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return load_key(path), path
+
+
 def proof(key: bytes, label: bytes, challenge: str, response: str) -> str:
     """HMAC-SHA256 over the direction's label and both nonces (challenger's first)."""
     message = b"\0".join((label, challenge.encode(), response.encode()))
@@ -184,6 +210,7 @@ async def check_source(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 # ---- the source's side ---------------------------------------------------------------
 
 
+
 async def prove_to_destination(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                creds: Credentials, greeting: dict[str, object],
                                tls_verified: bool) -> None:
@@ -202,11 +229,19 @@ async def prove_to_destination(reader: asyncio.StreamReader, writer: asyncio.Str
     if creds.key is None:
         raise AuthError("the destination requires the shared relocation key; this host has "
                         "none (xend-relocation-key-file)")
+
     theirs = _nonce(greeting.get("nonce"))
     ours = new_nonce()
     await send(writer, {"op": "auth", "nonce": ours,
                         "proof": proof(creds.key, SOURCE_LABEL, theirs, ours)})
-    answer = await receive(reader, AUTH_TIMEOUT)  # an error reply says why we were refused
+    try:
+        answer = await receive(reader, AUTH_TIMEOUT)  # an error reply says why we were refused
+    except MigrationError as exc:
+        if creds.own_key_file:  # our own key is known to no other host: say what to set
+            raise AuthError(f"{exc} (this host has only its own key {creds.own_key_file}, "
+                            "which authenticates migrations to itself; set "
+                            "xend-relocation-key-file)") from None
+        raise
     if answer.get("status") != "authenticated" or not _matches(
             answer.get("proof"), proof(creds.key, DESTINATION_LABEL, ours, theirs)):
         raise AuthError("the destination failed to prove it holds the relocation key; "

@@ -18,7 +18,7 @@ from dom0.backends.machine import Machine
 from dom0.errors import VmError
 from dom0.migration import auth
 from dom0.migration.auth import Credentials
-from dom0.migration.policy import StoragePolicy
+from dom0.migration.policy import StoragePolicy, host_paths
 from dom0.migration.wire import (
     PROTOCOL_VERSION,
     MigrationError,
@@ -50,6 +50,10 @@ class Launcher(Protocol):
 
     def check(self, config: dict[str, Any]) -> None:
         """Refuse (a VmError) a domain that could not be admitted here."""
+
+    def departing(self, uuid: object) -> dict[str, Any] | None:
+        """The config of the domain of *uuid* migrating out of this same xend (a
+        migration to localhost), or None."""
 
     async def launch(self, config: dict[str, Any], next_vif_devid: int,
                      receive: Receive) -> int:
@@ -135,9 +139,8 @@ class RelocationServer:
         try:
             if not host_allowed(self.hosts_allow, await self._peer_names(peer)):
                 log.warning("Rejected connection from %s", peer)
-                await send(writer, {"status": "error",
-                                    "message": f"Host {peer} is not allowed to migrate here "
-                                               "(xend-relocation-hosts-allow)"})
+                await _refuse(reader, writer, f"Host {peer} is not allowed to migrate here "
+                                              "(xend-relocation-hosts-allow)")
                 return
             greeting, nonce = auth.hello(self.credentials)
             await send(writer, greeting)
@@ -147,12 +150,12 @@ class RelocationServer:
             await self._receive(request, reader, writer)
         except auth.AuthError as exc:
             log.warning("Rejected connection from %s: %s", peer, exc)
-            await _refuse(writer, str(exc))
+            await _refuse(reader, writer, str(exc))
         except (TimeoutError, MigrationError, VmError, ConnectionError, OSError) as exc:
             why = str(exc) or ("the source went silent" if isinstance(exc, TimeoutError)
                                else type(exc).__name__)
             log.warning("incoming migration from %s failed: %s", peer, why)
-            await _refuse(writer, why)
+            await _refuse(reader, writer, why)
         finally:
             writer.close()
 
@@ -161,7 +164,10 @@ class RelocationServer:
                        writer: asyncio.StreamWriter) -> None:
         """The destination's conversation after the request."""
         config = request.config
-        self.policy.check(config)  # what the peer may make this host open, before anything
+        # what the peer may make this host open, before anything (the files of a
+        # domain that is only moving within this host are opened already)
+        ours = self.launcher.departing(config.get("uuid"))
+        self.policy.check(config, host_paths(ours) if ours else frozenset())
         self.launcher.check(config)
         rate = await read_probe(reader, request.probe)
         await send(writer, {"status": "probed", "rate": rate})
@@ -173,10 +179,25 @@ class RelocationServer:
         await send(writer, {"status": "running", "domid": domid})
 
 
-async def _refuse(writer: asyncio.StreamWriter, why: str) -> None:
+#: s a refusing destination goes on reading what the source still sends (see _refuse)
+REFUSAL_DRAIN = 10.0
+
+
+async def _refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  why: str) -> None:
+    """Tell the source why, then read and drop whatever it still sends until it
+    closes: a socket closed with unread bytes in it (a probe, a request, QEMU's
+    stream) answers with a reset, and a reset destroys the reason on its way
+    (the source saw only ``Connection reset by peer``)."""
     try:
         await send(writer, {"status": "error", "message": why})
-    except (ConnectionError, OSError):
+        reading(writer, True)  # the stream may have been QEMU's
+        if writer.can_write_eof():
+            writer.write_eof()  # the reason is all we have to say
+        async with asyncio.timeout(REFUSAL_DRAIN):
+            while await reader.read(1 << 20):
+                pass
+    except (ConnectionError, OSError, TimeoutError):
         pass
 
 

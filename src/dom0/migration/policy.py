@@ -12,6 +12,9 @@ authenticated peer may make xend open.
   destination's QEMU connects to them as the source's did.
 - A vif's bridge must exist here; its script must be a bare name (run from this
   host's scripts directory, never a path the peer chose).
+- A migration to localhost brings in a domain this xend already runs: the files
+  the outgoing domain of that UUID uses (``vouched``) are let in wherever they
+  lie, since this host opened them for it already.
 """
 
 from __future__ import annotations
@@ -51,20 +54,22 @@ class StoragePolicy:
             roots.append(os.path.realpath(word))
         return cls(tuple(roots))
 
-    def check(self, config: dict[str, Any]) -> None:
+    def check(self, config: dict[str, Any], vouched: frozenset[str] = frozenset()) -> None:
         """Refuse (PolicyError, one line saying what and why) a domain that names a
-        host path outside the roots, or a bridge or script it may not use."""
+        host path outside the roots (and not *vouched* for: resolved paths this
+        host's own outgoing copy of the domain uses), or a bridge or script it may
+        not use."""
         for name in ("kernel", "ramdisk", "bootloader"):
             value = config.get(name) or ""
             if not isinstance(value, str):
                 raise PolicyError(f"incoming domain: {name} must be a string")
             if value:
-                self.check_path(value, name)
+                self.check_path(value, name, vouched)
         disks = config.get("disks") or []
         if not isinstance(disks, list):
             raise PolicyError("incoming domain: disks must be a list")
         for disk in disks:
-            self.check_disk(disk)
+            self.check_disk(disk, vouched)
         vifs = config.get("vifs") or []
         if not isinstance(vifs, list):
             raise PolicyError("incoming domain: vifs must be a list")
@@ -74,7 +79,7 @@ class StoragePolicy:
                 raise PolicyError("incoming domain: a vif without options")
             self.check_vif(options)
 
-    def check_disk(self, disk: Any) -> None:
+    def check_disk(self, disk: Any, vouched: frozenset[str] = frozenset()) -> None:
         if not isinstance(disk, dict) or not all(
                 isinstance(disk.get(k, ""), str) for k in ("uname", "dev", "mode")):
             raise PolicyError("incoming domain: malformed disk entry")
@@ -85,15 +90,17 @@ class StoragePolicy:
             raise PolicyError(f"incoming domain: disk {spec.uname[:200]}: {exc}") from None
         if parsed.kind in NETWORK_KINDS:
             return
-        self.check_path(parsed.target, f"disk {spec.uname}")
+        self.check_path(parsed.target, f"disk {spec.uname}", vouched)
 
-    def check_path(self, path: str, what: str) -> None:
-        """*path* (realpath'd) must be a root or under one."""
+    def check_path(self, path: str, what: str, vouched: frozenset[str] = frozenset()) -> None:
+        """*path* (realpath'd) must be a root or under one, or *vouched* for."""
         if len(path) > MAX_PATH or "\0" in path:
             raise PolicyError(f"incoming domain: {what[:200]}: not a valid path")
         if not os.path.isabs(path):
             raise PolicyError(f"incoming domain: {what}: {path} is not an absolute path")
         real = os.path.realpath(path)
+        if real in vouched:
+            return
         for root in self.roots:
             if real == root or real.startswith(root.rstrip("/") + "/"):
                 return
@@ -116,3 +123,18 @@ class StoragePolicy:
             if not words or "/" in words[0] or words[0] in (".", ".."):
                 raise PolicyError(f"incoming domain: vif script {str(script)[:80]!r} must be "
                                   "the bare name of a script in this host's scripts directory")
+
+
+def host_paths(config: dict[str, Any]) -> frozenset[str]:
+    """The resolved host files a domain's config (one this xend runs) names: its
+    kernel, ramdisk, bootloader and the targets of its host-path disks."""
+    paths = [config.get(name) or "" for name in ("kernel", "ramdisk", "bootloader")]
+    for disk in config.get("disks") or []:
+        try:
+            parsed = vbd.parse(DiskSpec(disk["uname"], disk["dev"], disk.get("mode", "r")),
+                               check_exists=False)
+        except (XendError, KeyError, TypeError):
+            continue
+        if parsed.kind not in NETWORK_KINDS:
+            paths.append(parsed.target)
+    return frozenset(os.path.realpath(p) for p in paths if isinstance(p, str) and p)

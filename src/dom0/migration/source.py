@@ -40,6 +40,7 @@ from dom0.migration.wire import (
     PROTOCOL_VERSION,
     STEP_TIMEOUT,
     MigrationError,
+    Refused,
     lent_to_qemu,
     probe,
     receive,
@@ -157,7 +158,10 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
     except BaseException as exc:
         if not committed:
             await _recover_source(machine, was_running)
+            reason = await _their_reason(reader) if _ours(exc) else None
             writer.close()
+            if reason is not None:  # the destination's word on what went wrong
+                raise Refused(reason) from None
             if isinstance(exc, (MigrationError, VmError)):
                 raise
             if isinstance(exc, ssl.SSLError):  # TLS 1.3: a refused certificate shows here
@@ -170,6 +174,35 @@ async def send_guest(machine: Machine, config: dict[str, Any], next_vif_devid: i
                              "source copy is kept paused (check the destination)") from None
     writer.close()
     job.total_s = time.monotonic() - job.started
+
+
+REASON_WAIT = 2.0  # s the source waits for the destination's reason after a failure
+
+
+class Aborted(MigrationError):
+    """The source gave the migration up itself (the destination only sees its end)."""
+
+
+def _ours(exc: BaseException) -> bool:
+    """A failure seen on this side (not the destination's own refusal, not our
+    refusal of the destination or our abort, not a cancellation), for which the
+    destination may have said why."""
+    return isinstance(exc, Exception) and \
+        not isinstance(exc, (Refused, Aborted, auth.AuthError))
+
+
+async def _their_reason(reader: asyncio.StreamReader) -> str | None:
+    """After a failure here: the destination's refusal, if it sends one within
+    REASON_WAIT s (a stream cut short here is often a refusal there: its QEMU
+    failed, its disks could not be opened); None if it says nothing."""
+    try:
+        async with asyncio.timeout(REASON_WAIT):
+            while True:
+                await receive(reader, REASON_WAIT)
+    except Refused as exc:
+        return str(exc)
+    except (MigrationError, TimeoutError, OSError, ValueError):
+        return None
 
 
 async def _hello(reader: asyncio.StreamReader, tls: bool) -> dict[str, Any]:
@@ -352,7 +385,7 @@ async def _follow(machine: Any, job: MigrationJob, predicted: float | None,
             step += 1
             job.events.append(await machine.escalate_migration(step))
             if step >= 4:
-                raise MigrationError("migration did not converge; aborted after throttling, "
-                                     "a larger downtime and post-copy")
+                raise Aborted("migration did not converge; aborted after throttling, "
+                              "a larger downtime and post-copy")
             next_escalation = now + 5.0
         await asyncio.sleep(0.1)

@@ -23,6 +23,11 @@ Over TLS (``xm migrate -s``, the SSL relocation server on port 8003) QEMU cannot
 use the socket itself, so xend relays its stream through a local Unix socket on
 each side, in frames (4-byte length, then data; a 0 length ends the stream).
 
+Any step may be answered ``{"status": "error", "message": why}`` instead: the
+destination then reads (and drops) what the source still sends until it closes,
+so the reason is not lost to a connection reset, and the source, failing on its
+side, still reads it and shows it (``Refused``).
+
 The guest runs on exactly one host: the destination runs it only after
 ``commit``; the source destroys its copy only after ``running``.  If anything
 fails before ``commit`` the source resumes and the destination cleans up; if the
@@ -58,6 +63,10 @@ class MigrationError(VmError):
     pass
 
 
+class Refused(MigrationError):
+    """The other host said why it refuses (its ``{"status": "error"}`` message)."""
+
+
 async def send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
     writer.write(json.dumps(message).encode() + b"\n")
     await writer.drain()
@@ -77,7 +86,7 @@ async def receive(reader: asyncio.StreamReader, timeout: float = STEP_TIMEOUT) -
     if not isinstance(message, dict):
         raise MigrationError("the other host does not speak dom0's relocation protocol")
     if message.get("status") == "error":
-        raise MigrationError(str(message.get("message") or "the other host refused"))
+        raise Refused(str(message.get("message") or "the other host refused"))
     return message
 
 
