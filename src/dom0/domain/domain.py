@@ -143,6 +143,7 @@ class Domain:
             "shutdown_reason": self.shutdown_reason,
             "console": run.machine.paths.console_socket if run else None,
             "console_log": m.paths.console_log if m else None,
+            "vnc": run.machine.vnc_location if run else None,
             "pid": m.pid if m else None,
             "config": self.config.to_dict(),
         }

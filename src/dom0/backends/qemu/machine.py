@@ -57,6 +57,7 @@ class QemuMachine:
         self.console = ConsoleRelay(paths.serial_socket, paths.console_socket)
         #: device id -> future resolved by QEMU's DEVICE_DELETED (the guest let go)
         self._deleting: dict[str, asyncio.Future[None]] = {}
+        self.vnc_location: str | None = None
 
     # ---- bringing it up -------------------------------------------------------
 
@@ -70,6 +71,7 @@ class QemuMachine:
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
         try:
             await self.attach(events)
+            await self._set_vnc_password(spec)
             # an incoming guest brings its balloon's state with it
             if spec.memory < spec.maxmem and not incoming:
                 await self.set_balloon(spec.memory)
@@ -97,6 +99,7 @@ class QemuMachine:
         await self.qmp.connect()
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
+        await self._find_vnc()
         try:
             await self.console.start()
         except OSError as exc:  # the guest runs on without a console relay
@@ -175,6 +178,25 @@ class QemuMachine:
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
         await self._exec("dump-guest-memory", timeout=timeout, paging=False,
                          protocol=f"file:{path}")
+
+    # ---- the screen ---------------------------------------------------------------
+
+    async def _set_vnc_password(self, spec: MachineSpec) -> None:
+        """QEMU started with ``password=on`` refuses every VNC client until this."""
+        if spec.display is not None and spec.display.vnc and spec.display.vnc_password:
+            await self._exec("set_password", protocol="vnc",
+                             password=spec.display.vnc_password)
+
+    async def _find_vnc(self) -> None:
+        """Where QEMU's VNC server listens: with ``to=`` it took the first free port."""
+        info = await self._exec("query-vnc")
+        if info.get("enabled") and info.get("service"):
+            host = str(info.get("host", "127.0.0.1"))
+            host = f"[{host}]" if ":" in host else host
+            self.vnc_location = f"{host}:{info['service']}"
+
+    async def screendump(self, path: str) -> None:
+        await self._exec("screendump", filename=path)
 
     # ---- block devices ----------------------------------------------------------
 
