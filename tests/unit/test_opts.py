@@ -136,6 +136,7 @@ GETOPT_BEFORE = {
     "network-list": ("l", ["long"]),
     "dmesg": ("c", ["clear"]),
     "info": ("c", ["config"]),
+    "vncviewer": ("h", ["autopass", "vncviewer-autopass", "help"]),
 }
 
 
