@@ -68,7 +68,8 @@ class QemuMachine:
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         argv = build_argv(spec, self.paths, binary=self.binary, accel=self.accel, paused=True,
                           incoming="defer" if incoming else None)
-        self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
+        self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log,
+                                        env=_display_env(spec))
         try:
             await self.attach(events)
             await self._set_vnc_password(spec)
@@ -481,3 +482,17 @@ class QemuMachine:
 if TYPE_CHECKING:
     # mypy holds QemuMachine to the backend contract
     _contract: type[Machine] = QemuMachine
+
+
+def _display_env(spec: MachineSpec) -> dict[str, str] | None:
+    """An SDL window opens on the X display (and with the authority) the config
+    names, which xm took from the environment it ran in (Xen's display/xauthority)."""
+    d = spec.display
+    if d is None or not d.sdl:
+        return None
+    env = dict(os.environ)
+    if d.x_display:
+        env["DISPLAY"] = d.x_display
+    if d.xauthority:
+        env["XAUTHORITY"] = d.xauthority
+    return env
