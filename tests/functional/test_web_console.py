@@ -109,6 +109,10 @@ def test_log_in_console_screen_and_pause(make_host: Any, browser: Any) -> None:
     page.click('tr[data-name="web1"] .act-save')
     page.wait_for_selector('tr[data-name="web1"] .status.error')
     assert host.xm("list", "web1").stdout.splitlines()[1].split()[4] != "--p---"
+    # xend stops with consoles open: it closes them, and the page says so
+    host.xend("stop")
+    page.wait_for_selector("#console-web1 .role:text('(disconnected)')")
+    page.wait_for_selector("#message:text('xend unreachable')")
 
 
 def test_http_server_is_off_unless_configured(host: Host) -> None:

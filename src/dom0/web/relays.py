@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 
 from aiohttp import WSMsgType, web
 
 log = logging.getLogger(__name__)
 
+#: every console WebSocket open now (closed when xend stops)
+OPEN: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 #: the most a WebSocket message from the browser may carry (keystrokes, pastes, RFB)
 MAX_MESSAGE = 1024 * 1024
 
@@ -28,10 +31,14 @@ class SerialRelays:
         self._attached: dict[str, list[web.WebSocketResponse]] = {}
 
     async def serve(self, request: web.Request, uuid: str, socket_path: str) -> \
-            web.WebSocketResponse:
-        reader, writer = await asyncio.open_unix_connection(socket_path)
+            web.StreamResponse:
+        try:
+            reader, writer = await asyncio.open_unix_connection(socket_path)
+        except OSError as exc:  # the domain stopped meanwhile
+            return _refused(f"the domain's console is gone: {exc.strerror}")
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
+        OPEN.add(ws)
         queue = self._attached.setdefault(uuid, [])
         queue.append(ws)
         await ws.send_str(json.dumps({"role": "writer" if queue[0] is ws else "viewer"}))
@@ -60,6 +67,10 @@ class SerialRelays:
         return ws
 
 
+def _refused(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=409)
+
+
 async def _to_browser(reader: asyncio.StreamReader, ws: web.WebSocketResponse) -> None:
     try:
         while data := await reader.read(65536):
@@ -70,14 +81,18 @@ async def _to_browser(reader: asyncio.StreamReader, ws: web.WebSocketResponse) -
         await ws.close()
 
 
-async def vnc(request: web.Request, location: str) -> web.WebSocketResponse:
+async def vnc(request: web.Request, location: str) -> web.StreamResponse:
     """The browser's noVNC to QEMU's VNC server, byte for byte: QEMU's own VNC
     authentication (the domain's password) happens end to end."""
     host, port = location.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    try:
+        reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    except OSError as exc:
+        return _refused(f"the domain's VNC server is gone: {exc.strerror}")
     ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE,
                                protocols=("binary",))
     await ws.prepare(request)
+    OPEN.add(ws)
     pump = asyncio.create_task(_to_browser(reader, ws))
     try:
         async for msg in ws:

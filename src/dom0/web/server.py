@@ -13,6 +13,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -28,6 +29,8 @@ NOVNC = "/usr/share/novnc"
 XTERM_CSS = "/usr/share/javascript/xterm/xterm.css"
 #: a wrong token is answered this much later (the token is too long to guess anyway)
 LOGIN_DELAY = 0.5
+#: how long xend's stop waits for the page's requests to end (consoles are closed first)
+SHUTDOWN_TIMEOUT = 3.0
 #: what the page's requests carry (a cross-site form cannot set a header)
 REQUEST_HEADER = "X-Dom0-Request"
 PUBLIC = ("/login", "/static/style.css")
@@ -99,6 +102,7 @@ class WebConsole:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._authenticated], client_max_size=64 * 1024)
+        app.on_shutdown.append(self._close_consoles)
         r = app.router
         r.add_get("/login", self._login_page)
         r.add_post("/login", self._login)
@@ -117,13 +121,19 @@ class WebConsole:
         return app
 
     async def start(self) -> None:
-        self.runner = web.AppRunner(self.app(), handle_signals=False, access_log=log)
+        self.runner = web.AppRunner(self.app(), handle_signals=False, access_log=log,
+                                    shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
         await web.TCPSite(self.runner, self.address or None, self.port).start()
 
     async def stop(self) -> None:
         if self.runner:
             await self.runner.cleanup()
+
+    async def _close_consoles(self, app: web.Application) -> None:
+        """Open consoles would otherwise hold xend's stop until they time out."""
+        for ws in list(relays.OPEN):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"xend stopping")
 
     # ---- who may ---------------------------------------------------------------
 
