@@ -80,3 +80,21 @@ def test_top_level_vnc_with_xend_default_password_and_vncviewer(make_host) -> No
     assert "invoking  vncviewer" in out
     assert (host.dir / "args").read_text().split() == ["-autopass", "127.0.0.1:7"]
     assert (host.dir / "stdin").read_text() == "xendpw\n"
+
+
+def test_create_vncviewer_autopass_and_vncconsole(host: Host) -> None:
+    viewer = host.dir / "viewer.sh"
+    viewer.write_text("#!/bin/sh\nname=$(date +%s%N)\n"
+                      f"echo \"$@\" > {host.dir}/args.$name; cat > {host.dir}/stdin.$name\n")
+    viewer.chmod(0o755)
+    host.env["VNCVIEWER"] = str(viewer)
+    cfg = host.write_config("seen", vfb=["vnc=1,vncdisplay=11,vncpasswd=pw"])
+    out = host.xm("create", "-p", "--vncviewer-autopass", str(cfg)).stdout
+    assert "invoking  vncviewer -autopass 127.0.0.1:11" in out
+    host.wait_for(lambda: list(host.dir.glob("stdin.*")) and
+                  list(host.dir.glob("stdin.*"))[0].read_text() == "pw\n", 30, "the viewer")
+    cfg = host.write_config("seen2", vfb=["vnc=1,vncdisplay=12"], vncconsole=1)
+    out = host.xm("create", "-p", str(cfg)).stdout
+    assert "invoking  vncviewer 127.0.0.1:12" in out
+    host.wait_for(lambda: any(p.read_text().split() == ["127.0.0.1:12"]
+                              for p in host.dir.glob("args.*")), 30, "the second viewer")

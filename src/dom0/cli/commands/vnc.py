@@ -31,8 +31,14 @@ def cmd_vncviewer(args: list[str]) -> int:
     info = client.domain_info(dom=rest[0])
     if not info.get("console"):
         raise XendError(f"Domain '{rest[0]}' is not started")
+    return run_viewer(client, info, autopass, wait=True)
+
+
+def run_viewer(client: XendClient, info: dict[str, Any], autopass: bool, wait: bool) -> int:
+    """Run the viewer on the domain's VNC server; *wait* for it (``xm vncviewer``) or
+    leave it running on its own (``xm create --vncviewer``, ``vncconsole=1``)."""
     if not info.get("vnc"):
-        raise XendError(f"Domain '{rest[0]}' has no VNC console")
+        raise XendError(f"Domain '{info['name']}' has no VNC console")
     host, port = str(info["vnc"]).rsplit(":", 1)
     argv = [os.environ.get("VNCVIEWER", "vncviewer")]
     if autopass:
@@ -41,13 +47,14 @@ def cmd_vncviewer(args: list[str]) -> int:
     print("invoking ", " ".join(["vncviewer", *argv[1:]]), flush=True)
     password = vnc_password(client, info) if autopass else None
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if autopass else None)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if autopass else None,
+                                start_new_session=not wait)
     except OSError as exc:
         raise XendError(f"Could not run {argv[0]}: {exc.strerror}") from None
     if password is not None and proc.stdin is not None:
         proc.stdin.write((password + "\n").encode())
         proc.stdin.close()
-    return proc.wait()
+    return proc.wait() if wait else 0
 
 
 def vnc_password(client: XendClient, info: dict[str, Any]) -> str:
