@@ -98,3 +98,16 @@ def test_create_vncviewer_autopass_and_vncconsole(host: Host) -> None:
     assert "invoking  vncviewer 127.0.0.1:12" in out
     host.wait_for(lambda: any(p.read_text().split() == ["127.0.0.1:12"]
                               for p in host.dir.glob("args.*")), 30, "the second viewer")
+
+
+def test_screen_and_password_survive_save_and_restore(host: Host) -> None:
+    host.create("kept", vfb=["vnc=1,vncpasswd=keep1"])
+    host.console("kept").run("echo SAVED-SCREEN > /dev/tty1")
+    image = host.dir / "kept.chk"
+    host.xm("save", "kept", str(image))
+    host.xm("restore", str(image))
+    location = host.info("kept")["vnc"]
+    assert capture(location, "wrong", host.dir / "bad.png").returncode != 0
+    shot = host.dir / "restored.png"
+    assert capture(location, "keep1", shot).returncode == 0
+    assert sum(lit_rows(shot)) > 0  # the guest's screen came back with its memory
