@@ -54,9 +54,9 @@ def web_host(make_host: Any) -> tuple[Host, str, str]:
     return host, match.group(1), token
 
 
-def terminal_lines(page: Any, name: str) -> list[str]:
-    text = page.inner_text(f"#console-{name} .xterm-rows")
-    return [line.strip() for line in text.splitlines()]
+def domid_column(host: Host, name: str) -> str:
+    """The ID column of ``xm list <name>`` (``%-40s %5s``: blank when not running)."""
+    return host.xm("list", name).stdout.splitlines()[1][41:46].strip()
 
 
 def test_log_in_console_screen_and_pause(make_host: Any, browser: Any) -> None:
@@ -65,6 +65,9 @@ def test_log_in_console_screen_and_pause(make_host: Any, browser: Any) -> None:
     host.console("web1").close()  # booted to its shell
 
     page = browser.new_page()
+    # the save button asks for a file, destroy for a confirmation
+    page.on("dialog", lambda d: d.accept("/nonexistent/dir/web1.chk")
+            if d.type == "prompt" else d.accept())
     # without the token: the login page, and nothing else answers
     page.goto(url)
     assert page.url == url + "login"
@@ -105,10 +108,18 @@ def test_log_in_console_screen_and_pause(make_host: Any, browser: Any) -> None:
     page.wait_for_selector('tr[data-name="web1"][data-state="running"]')
     assert "p" not in host.xm("list", "web1").stdout.splitlines()[1].split()[4]
     # an error shows where the person looks: saving to a directory that does not exist
-    page.on("dialog", lambda d: d.accept("/nonexistent/dir/web1.chk"))
     page.click('tr[data-name="web1"] .act-save')
     page.wait_for_selector('tr[data-name="web1"] .status.error')
     assert host.xm("list", "web1").stdout.splitlines()[1].split()[4] != "--p---"
+    # a managed domain: started and destroyed with its buttons, listed halted after
+    host.xm("new", str(host.write_config("web2")))
+    page.click('tr[data-name="web2"][data-state="halted"] .act-start')
+    page.wait_for_selector('tr[data-name="web2"][data-state="running"]', timeout=60000)
+    assert domid_column(host, "web2").isdigit()
+    page.click('tr[data-name="web2"] .act-destroy')
+    page.wait_for_selector('tr[data-name="web2"][data-state="halted"]')
+    assert domid_column(host, "web2") == ""
+
     # xend stops with consoles open: it closes them, and the page says so
     host.xend("stop")
     page.wait_for_selector("#console-web1 .role:text('(disconnected)')")
