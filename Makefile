@@ -11,7 +11,8 @@ GUEST := build/guest
 STAMP := build/stamps
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod xz-utils zstd \
 	iproute2 socat python3-venv procps file dnsmasq-base iptables qemu-block-extra tgt \
-	nfs-ganesha nfs-ganesha-vfs iputils-ping nftables swtpm swtpm-tools
+	nfs-ganesha nfs-ganesha-vfs iputils-ping nftables swtpm swtpm-tools \
+	novnc libjs-xterm node-xterm chromium
 BENCH_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 GUEST_IMAGE_DIR := /var/lib/dom0/guest
 
@@ -91,6 +92,7 @@ bench: setup guest $(STAMP)/bench-apt
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_core.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_devices.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_migration.py
+	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_web.py
 
 clean:
 	rm -rf build $(VENV)

@@ -49,3 +49,9 @@ echo "--- first lines of the console of 'demo' ($log) ---"
 head -n 20 "$log" | tr -d '\r' | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g'
 echo "---"
 echo "Attach with: xm console demo   (Ctrl-] detaches)"
+if grep -q '^(xend-http-server yes)' /etc/xen/xend-config.sxp; then
+	port=$(sed -n 's/^(xend-port \([0-9]*\))$/\1/p' /etc/xen/xend-config.sxp)
+	state=$(sed -n 's/^(xend-state-path \(.*\))$/\1/p' /etc/xen/xend-config.sxp)
+	echo "Web console: http://localhost:${port:-8000}/   access token:" \
+		"$(cat "${state:-/var/lib/xend/state}/web-token")"
+fi

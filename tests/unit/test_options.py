@@ -175,6 +175,8 @@ def test_repository_example_loads_cleanly() -> None:
     assert opts.warnings == []
     assert opts.dom0_min_mem == 196
     assert opts.vnc_listen == "127.0.0.1"
+    # make demo's xend serves the web console, to this machine only
+    assert opts.xend_http_server and (opts.xend_address, opts.xend_port) == ("localhost", 8000)
 
 
 # ---- one source, sliced per consumer -----------------------------------------------

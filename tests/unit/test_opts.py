@@ -137,6 +137,7 @@ GETOPT_BEFORE = {
     "dmesg": ("c", ["clear"]),
     "info": ("c", ["config"]),
     "getpolicy": ("", ["dumpxml"]),
+    "vncviewer": ("h", ["autopass", "vncviewer-autopass", "help"]),
 }
 
 

@@ -62,6 +62,7 @@ class FakeMachine:
         self.host = host
         self.pid: int | None = None
         self.vcpu_threads: list[int] = []
+        self.vnc_location: str | None = None
         self.spec: MachineSpec | None = None
         self.events: MachineEvents | None = None
         #: QEMU's runstate words
@@ -172,6 +173,9 @@ class FakeMachine:
 
     async def set_balloon(self, mib: int) -> None:
         self._check("set_balloon")
+
+    async def screendump(self, path: str) -> None:
+        self._check("screendump")
 
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
         self._check("dump_memory")

@@ -23,6 +23,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Display:
+    """A guest's screen (Xen's vfb, or HVM's vnc/sdl lines), resolved: a standard VGA
+    card, served over VNC and/or shown in an SDL window on an X display."""
+
+    vnc: bool = False
+    vnc_listen: str = "127.0.0.1"
+    #: VNC display N is TCP port 5900+N
+    vnc_display: int = 0
+    #: take the first free display from ``vnc_display`` on (Xen's vncunused)
+    vnc_unused: bool = True
+    #: "" means no VNC authentication (Xen's vncpasswd='')
+    vnc_password: str = ""
+    sdl: bool = False
+    x_display: str | None = None
+    xauthority: str | None = None
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """Everything a backend needs to boot one domain, already resolved."""
 
@@ -39,6 +57,8 @@ class MachineSpec:
     cmdline: str = ""
     disks: tuple[Vbd, ...] = field(default_factory=tuple)
     nics: tuple[Vif, ...] = field(default_factory=tuple)
+    #: None: no screen at all (serial console only)
+    display: Display | None = None
 
 
 class MachineEvents(Protocol):
@@ -61,6 +81,8 @@ class Machine(Protocol):
     paths: DomainPaths
     #: host thread IDs of the vCPUs, in vCPU order (empty when not running)
     vcpu_threads: list[int]
+    #: where its VNC server listens, ``host:port`` (None: no VNC)
+    vnc_location: str | None
 
     # ---- bringing it up and letting go -------------------------------------------
     async def launch(self, spec: MachineSpec, events: MachineEvents,
@@ -89,6 +111,8 @@ class Machine(Protocol):
     async def send_keys(self, *keys: str) -> None: ...
     async def set_balloon(self, mib: int) -> None: ...
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None: ...
+    async def screendump(self, path: str) -> None:
+        """The guest's screen as a PPM file."""
 
     # ---- devices ---------------------------------------------------------------------
     async def attach_disk(self, vbd: Vbd, timeout: float) -> None: ...

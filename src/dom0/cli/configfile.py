@@ -35,6 +35,9 @@ class CreateOptions:
     dryrun: bool = False
     paused: bool = False
     console: bool = False
+    #: --vncviewer / --vncviewer-autopass: a VNC viewer on the new domain's screen
+    vncviewer: bool = False
+    vncviewer_autopass: bool = False
     path: str = ".:/etc/xen"
     defconfig: str | None = None
     sxp_config: str | None = None
@@ -71,6 +74,10 @@ def parse_create_args(argv: list[str]) -> CreateOptions:
             opts.paused = True
         elif opt in ("-c", "--console_autoconnect"):
             opts.console = True
+        elif opt == "--vncviewer":
+            opts.vncviewer = True
+        elif opt == "--vncviewer-autopass":
+            opts.vncviewer = opts.vncviewer_autopass = True
         elif opt in ("-x", "--xmldryrun", "-s", "--skipdtd"):
             raise OptionError("XML configuration is only supported by the Xen-API server")
     for word in rest:

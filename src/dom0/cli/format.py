@@ -76,7 +76,7 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     if d.get("crash_reason"):  # dom0's own: why xend keeps it crashed (not Xen's key)
         out.append(["crash_reason", d["crash_reason"]])
     if cfg:
-        out += cfg.device_sxp()
+        out += _with_vnc_location(cfg.device_sxp(), d.get("vnc"))
     if d.get("console") or d.get("crash_reason"):
         # a domain kept crashed has no console to attach to, but its log is kept
         console: list[Sxp] = ["console", ["protocol", "vt100"]]
@@ -85,6 +85,22 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
         if d.get("console_log"):
             console.append(["log", d["console_log"]])
         out.append(["device", console])
+    return out
+
+
+def _with_vnc_location(devices: list[Sxp], location: str | None) -> list[Sxp]:
+    """Xen's running vfb shows where its VNC server listens: ``(location host:port)``;
+    the password is not shown (Xen's xenstore kept it from unprivileged readers)."""
+    out: list[Sxp] = []
+    for dev in devices:
+        form = dev[1] if isinstance(dev, list) and len(dev) > 1 else None
+        if isinstance(form, list) and form and form[0] == "vfb":
+            form = [c for c in form if not (isinstance(c, list) and c[:1] == ["vncpasswd"])]
+            if location:
+                form.append(["location", location])
+                location = None
+            dev = ["device", form]
+        out.append(dev)
     return out
 
 

@@ -59,6 +59,10 @@ COMMANDS: list[Command] = [
     Command("console", "[-q|--quiet] <Domain>", "Attach to <Domain>'s console.",
             [Option("q", "quiet", "Do not print an error message if the domain does not exist.")],
             common=True),
+    Command("vncviewer", "[--[vncviewer-]autopass] <Domain>",
+            "Attach to <Domain>'s VNC server.",
+            [Option("", "autopass", "Pass VNC password to viewer"),
+             Option("", "vncviewer-autopass", None), Option("h", "help", None)]),
     Command("create", "<ConfigFile> [options] [vars]", "Create a domain based on <ConfigFile>.",
             CREATE_OPTIONS, common=True),
     Command("new", "<ConfigFile> [options] [vars]", "Adds a domain to Xend domain management",
@@ -173,7 +177,7 @@ DEPRECATED = {"balloon": "mem-set", "set-vcpus": "vcpu-set", "vif-list": "networ
 #: the rest are in cli.commands itself
 SUBMODULE = {
     "create": "starting", "new": "starting", "start": "starting", "delete": "starting",
-    "console": "starting",
+    "console": "starting", "vncviewer": "vnc",
     "shutdown": "stopping", "reboot": "stopping", "dump-core": "stopping",
     "save": "moving", "restore": "moving", "suspend": "moving", "resume": "moving",
     "migrate": "moving",

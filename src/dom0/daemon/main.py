@@ -104,6 +104,7 @@ def start(opts: XendOptions) -> int:
         with os.fdopen(rfd) as pipe:
             answer = pipe.read()
         if answer.startswith("ok"):
+            _announce_web_console(opts)
             return 0
         print(answer.strip() or "Xend failed to start; see " + opts.logfile, file=sys.stderr)
         return 1
@@ -120,6 +121,20 @@ def start(opts: XendOptions) -> int:
     os.write(out, f"Xend started at {time.asctime()}.\n".encode())
     os.chdir("/")
     os._exit(_serve(opts, wfd))
+
+
+def _announce_web_console(opts: XendOptions) -> None:
+    """Where the web console is and its token (only root reads the token file, and only
+    root runs ``xend start``); the token goes into the login form, never a URL."""
+    if not opts.xend_http_server:
+        return
+    try:
+        with open(opts.web_token_file()) as f:
+            token = f.read().strip()
+    except OSError:
+        return
+    host = opts.xend_address or "localhost"
+    print(f"Web console: http://{host}:{opts.xend_port}/  access token: {token}")
 
 
 def stop(opts: XendOptions) -> int:

@@ -61,7 +61,8 @@ class XendOptions:
     #: what host paths an incoming domain may use (space-separated); none by default
     xend_relocation_storage_roots: str = _opt("xend-relocation-storage-roots", "")
     xend_port: int = _opt("xend-port", 8000)
-    xend_address: str = _opt("xend-address", "")
+    #: the web console listens on this host only unless told otherwise (Xen: '' = all)
+    xend_address: str = _opt("xend-address", "localhost")
     xend_unix_path: str = _opt("xend-unix-path", "/var/lib/xend/xend-socket")
     xend_domains_path: str = _opt("xend-domains-path", "/var/lib/xend/domains")
     xend_state_path: str = _opt("xend-state-path", "/var/lib/xend/state")
@@ -119,7 +120,12 @@ class XendOptions:
         paths come from ``layout()``."""
         return DomainSettings(minimum_restart_time=self.domain_minimum_restart_time,
                               shutdown_timeout=self.domain_shutdown_timeout,
-                              device_timeout=self.device_timeout)
+                              device_timeout=self.device_timeout,
+                              vnc_listen=self.vnc_listen, vncpasswd=self.vncpasswd)
+
+    def web_token_file(self) -> str:
+        """The web console's access token (0600), kept across restarts."""
+        return os.path.join(self.xend_state_path, "web-token")
 
     def network_options(self) -> NetworkOptions:
         """What plugging vifs needs besides the domain settings: the hook scripts."""

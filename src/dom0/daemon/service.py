@@ -40,6 +40,8 @@ from dom0.migration.policy import StoragePolicy
 from dom0.security.acm import AccessControl
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
+from dom0.web.auth import load_or_make_token
+from dom0.web.server import WebConsole
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class Xend:
     #: the plain relocation server, then the TLS one, as xend-config.sxp enables them
     relocation: list[RelocationServer]
     api: ApiServer | None
+    #: the web console (xend-http-server), when configured
+    web: WebConsole | None = None
 
     async def start(self) -> None:
         await self.network_script("start")
@@ -88,10 +92,15 @@ class Xend:
             log.info("relocation server on %s:%d", server.address or "*", server.port)
         if self.api:
             await self.api.start()
+        if self.web:
+            await self.web.start()
+            log.info("web console on %s", self.web.url)
         await self.manager.autostart()
 
     async def stop(self) -> None:
         """SIGTERM: stop serving, apply on_xend_stop, let go of the rest."""
+        if self.web:
+            await self.web.stop()
         if self.api:
             await self.api.stop()
         for server in self.relocation:
@@ -151,18 +160,21 @@ async def build(options: XendOptions) -> Xend:
     manager.use_security(security)
     if security.acm.active is not None:
         hvlog.add(f"access control: policy {security.acm.active.name} loaded")
-    api = None
-    if options.xend_unix_xmlrpc_server:
-        services: Services[Domain] = Services(
-            domains=manager, host=machine_host, config=options, messages=hvlog,
-            logfile=options.logfile,
-            relocation=RelocationDefaults(ssl=options.xend_relocation_ssl,
-                                          port=options.xend_relocation_port,
-                                          ssl_port=options.xend_relocation_ssl_port),
-            security=security)
-        api = ApiServer(services, options.xend_api_socket)
+    services: Services[Domain] = Services(
+        domains=manager, host=machine_host, config=options, messages=hvlog,
+        logfile=options.logfile,
+        relocation=RelocationDefaults(ssl=options.xend_relocation_ssl,
+                                      port=options.xend_relocation_port,
+                                      ssl_port=options.xend_relocation_ssl_port),
+        security=security)
+    api = ApiServer(services, options.xend_api_socket) \
+        if options.xend_unix_xmlrpc_server else None
+    web = None
+    if options.xend_http_server:  # the token file is made (0600) on first use
+        web = WebConsole(services, options.xend_address, options.xend_port,
+                         load_or_make_token(options.web_token_file()))
     return Xend(options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
-                relocation=relocation, api=api)
+                relocation=relocation, api=api, web=web)
 
 
 def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: HypervisorLog,

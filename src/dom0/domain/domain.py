@@ -155,6 +155,7 @@ class Domain:
             "crash_reason": self.crash_reason,
             "console": console,
             "console_log": m.paths.console_log if m else None,
+            "vnc": run.machine.vnc_location if run else None,
             "pid": m.pid if m else None,
             "config": self.config.to_dict(),
         }

@@ -140,7 +140,7 @@ class Lifecycle:
         self.table.save_running(dom)
         try:
             await self.vifs.plug_all(dom, nics)
-            await machine.launch(machine_spec(dom.config, disks, nics),
+            await machine.launch(machine_spec(dom.config, disks, nics, self.settings),
                                  _Events(self, dom, instance), incoming=incoming is not None)
             if incoming is not None:  # a saved or migrating guest's state, before it runs
                 await incoming(machine)

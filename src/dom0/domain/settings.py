@@ -19,4 +19,7 @@ class DomainSettings:
     device_timeout: float = 100.0
     #: the longest a save or restore stream may take
     save_timeout: float = 600.0
+    #: where VNC servers listen, and their password, unless a config names its own
+    vnc_listen: str = "127.0.0.1"
+    vncpasswd: str | None = None
     host_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)

@@ -41,10 +41,12 @@ from dom0.model.checks import (
 from dom0.model.cpus import format_cpu_list as format_cpu_list  # re-exported
 from dom0.model.cpus import parse_cpu_list as parse_cpu_list  # re-exported
 from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
+from dom0.model.devices import VfbSpec as VfbSpec  # re-exported
 from dom0.model.devices import VifSpec as VifSpec  # re-exported
 from dom0.model.fields import VARS_BY_NAME, XM_VARIABLES, Place, Table, sxp_value, xm
 from dom0.model.jsontypes import check_fields, json_name
 from dom0.model.preprocess import (
+    VFB_VARIABLES,
     cpus_with_cpu,
     disks_from_entries,
     event_action,
@@ -52,6 +54,7 @@ from dom0.model.preprocess import (
     image_videoram,
     ip_from_network,
     root_without_prefix,
+    vfbs_from_entries,
     vifs_with_nics,
 )
 from dom0.model.sxp import Sxp
@@ -124,6 +127,9 @@ class DomainConfig:
         var="disk", derive=disks_from_entries, place=DEVICE, item=DiskSpec))
     vifs: list[VifSpec] = field(default_factory=list, metadata=xm(
         var="vif", reads=("nics",), derive=vifs_with_nics, place=DEVICE, item=VifSpec))
+    #: PV framebuffers (``vfb``, or the top-level ``vnc``/``sdl`` variables of a PV domain)
+    vfbs: list[VfbSpec] = field(default_factory=list, metadata=xm(
+        var="vfb", reads=VFB_VARIABLES, derive=vfbs_from_entries, place=DEVICE, item=VfbSpec))
     #: every other config variable, kept so that later features can read it
     other: dict[str, Any] = field(default_factory=dict, metadata=xm(place=Place.NONE))
 

@@ -63,6 +63,60 @@ class VifSpec:
         return form
 
 
+#: every key a ``vfb = [...]`` entry may carry (spec §2.3 vfb row, §3.5)
+VFB_KEYS = ("type", "vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "display",
+            "xauthority", "vncpasswd", "opengl", "keymap")
+
+
+@dataclass
+class VfbSpec:
+    """One ``vfb = [...]`` entry (a PV framebuffer): its ``key=value`` options in the
+    order given, the legacy ``type=vnc|sdl`` already turned into ``vnc=1``/``sdl=1``."""
+
+    options: dict[str, str] = field(default_factory=dict)
+
+    SXP_KINDS: ClassVar[tuple[str, ...]] = ("vfb",)
+
+    @classmethod
+    def from_options(cls, opts: Mapping[str, str]) -> VfbSpec:
+        return cls(dict(opts))
+
+    def to_sxp(self) -> Sxp:
+        form: list[Sxp] = ["vfb"]
+        form += [[k, v] for k, v in self.options.items()]
+        return form
+
+    def flag(self, key: str) -> bool:
+        return self.options.get(key, "0") not in ("0", "", "no", "n")
+
+    @property
+    def vnc(self) -> bool:
+        return self.flag("vnc")
+
+    @property
+    def sdl(self) -> bool:
+        return self.flag("sdl")
+
+
+def parse_vfb(entry: Any) -> VfbSpec:
+    """``key=value,...`` (spec §3.5); a key outside the grammar is Xen's error."""
+    options: dict[str, str] = {}
+    for item in str(entry).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, value = (s.strip() for s in item.partition("="))
+        if key not in VFB_KEYS:
+            raise OptionError(f"configuration option {key} unknown to vfbs")
+        if key == "type":  # Xen 3.0's spelling: type=vnc means vnc=1
+            if value not in ("vnc", "sdl"):
+                raise OptionError(f"Invalid vfb type: {value}")
+            options[value] = "1"
+            continue
+        options[key] = value
+    return VfbSpec(options)
+
+
 def parse_disk(entry: Any) -> DiskSpec:
     """``uname,dev,mode[,backend]`` (spec §3.1)."""
     if isinstance(entry, (list, tuple)):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dom0.errors import ConfigError, OptionError
-from dom0.model.devices import DiskSpec, VifSpec
+from dom0.model.devices import DiskSpec, VfbSpec, VifSpec
 from dom0.model.sxp import Sxp
 
 # ---- xm variables (spec §2.2-2.3) ----------------------------------------------------
@@ -221,13 +221,13 @@ class Spec:
     xend_default: Any = None
     check: Check | None = None
     #: for Place.DEVICE: the spec class of each item (its SXP kinds, to_sxp, from_options)
-    item: type[DiskSpec] | type[VifSpec] | None = None
+    item: type[DiskSpec] | type[VifSpec] | type[VfbSpec] | None = None
 
 
 def xm(*, var: str | None = None, reads: tuple[str, ...] = (), derive: Derive | None = None,
        sxp: str | None = None, place: Place = Place.TOP, always: bool = False,
        xend_default: Any = None, check: Check | None = None,
-       item: type[DiskSpec] | type[VifSpec] | None = None) -> dict[str, Spec]:
+       item: type[DiskSpec] | type[VifSpec] | type[VfbSpec] | None = None) -> dict[str, Spec]:
     """Dataclass field metadata holding the field's :class:`Spec` (typed keywords, so
     that mypy checks every row of the table)."""
     return {"xm": Spec(var, reads, derive, sxp, place, always, xend_default, check, item)}

@@ -6,12 +6,13 @@ variable's value and returns the field's."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from dom0.errors import OptionError
-from dom0.model.devices import DiskSpec, VifSpec, parse_disk, parse_vif
+from dom0.model.devices import DiskSpec, VfbSpec, VifSpec, parse_disk, parse_vfb, parse_vif
 from dom0.model.fields import VARS_BY_NAME, Derive
 
 _RESTART = {"onreboot": ("destroy", "restart", "destroy"),
@@ -109,3 +110,28 @@ def vifs_with_nics(values: Mapping[str, Any]) -> list[VifSpec]:
               "  vif = [ '' ]\n", file=sys.stderr)
         vifs += [""] * max(0, nics - len(vifs))
     return [parse_vif(v) for v in vifs]
+
+
+#: the top-level variables that describe a PV domain's screen when it has no ``vfb``
+VFB_VARIABLES = ("vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "vncpasswd", "display",
+                 "xauthority")
+
+
+def vfbs_from_entries(values: Mapping[str, Any]) -> list[VfbSpec]:
+    """``vfb`` entries (spec §3.5).  A PV domain without one that says ``vnc=1`` or
+    ``sdl=1`` at the top level gets one from those variables, so that the manual's
+    HVM-style lines also give a kernel guest a screen.  As xm did, an SDL screen
+    carries the X display and authority xm was run with."""
+    vfbs = [parse_vfb(v) for v in entries(values.get("vfb"))]
+    top = {k: str(values[k]) for k in VFB_VARIABLES if values.get(k) not in (None, "")}
+    if not vfbs and values.get("builder") != "hvm" and (
+            top.get("vnc", "0") not in ("0", "no") or top.get("sdl", "0") not in ("0", "no")):
+        vfbs = [VfbSpec({k: ("1" if k in ("vnc", "sdl") and v in ("yes", "y") else v)
+                         for k, v in top.items()})]
+    for vfb in vfbs:
+        if vfb.sdl and "display" not in vfb.options and os.environ.get("DISPLAY"):
+            vfb.options["display"] = os.environ["DISPLAY"]
+        if vfb.sdl and "xauthority" not in vfb.options:
+            vfb.options["xauthority"] = os.environ.get(
+                "XAUTHORITY", os.path.expanduser("~/.Xauthority"))
+    return vfbs

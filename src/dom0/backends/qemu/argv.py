@@ -17,7 +17,7 @@ never from a domain's configuration: Xen's syntax stops at the domain layer.
 
 from __future__ import annotations
 
-from dom0.backends.machine import MachineSpec
+from dom0.backends.machine import Display, MachineSpec
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.store.layout import DomainPaths
@@ -28,6 +28,26 @@ def kernel_append(cmdline: str) -> str:
     if "console=" not in cmdline:
         cmdline = f"console=ttyS0 {cmdline}".strip()
     return cmdline
+
+
+def display_argv(display: Display | None) -> list[str]:
+    """The guest's screen.  A standard VGA card: the kernel's VGA text console (and a
+    framebuffer console, where the kernel has a driver for it) shows on it.  VNC is
+    given a password over QMP after start (``password=on`` refuses every client
+    until then), never on the command line, which any user can read in /proc."""
+    if display is None:
+        return ["-display", "none", "-vga", "none"]
+    argv = ["-vga", "std", "-display", "sdl" if display.sdl else "none"]
+    if display.vnc:
+        host = display.vnc_listen
+        host = f"[{host}]" if ":" in host else host
+        opts = f"{host}:{display.vnc_display}"
+        if display.vnc_unused:  # QEMU tries the next displays up to :99 (Xen's vncunused)
+            opts += ",to=99"
+        if display.vnc_password:
+            opts += ",password=on"
+        argv += ["-vnc", opts]
+    return argv
 
 
 def build_argv(
@@ -50,8 +70,7 @@ def build_argv(
         "-smp", f"{spec.vcpus},maxcpus={spec.vcpus}",
         "-nodefaults",
         "-no-user-config",
-        "-display", "none",
-        "-vga", "none",
+        *display_argv(spec.display),
         "-kernel", spec.kernel,
     ]
     if spec.ramdisk:

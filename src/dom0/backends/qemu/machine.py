@@ -57,6 +57,7 @@ class QemuMachine:
         self.console = ConsoleRelay(paths.serial_socket, paths.console_socket)
         #: device id -> future resolved by QEMU's DEVICE_DELETED (the guest let go)
         self._deleting: dict[str, asyncio.Future[None]] = {}
+        self.vnc_location: str | None = None
 
     # ---- bringing it up -------------------------------------------------------
 
@@ -67,9 +68,11 @@ class QemuMachine:
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         argv = build_argv(spec, self.paths, binary=self.binary, accel=self.accel, paused=True,
                           incoming="defer" if incoming else None)
-        self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
+        self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log,
+                                        env=_display_env(spec))
         try:
             await self.attach(events)
+            await self._set_vnc_password(spec)
             # an incoming guest brings its balloon's state with it
             if spec.memory < spec.maxmem and not incoming:
                 await self.set_balloon(spec.memory)
@@ -97,6 +100,7 @@ class QemuMachine:
         await self.qmp.connect()
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
+        await self._find_vnc()
         try:
             await self.console.start()
         except OSError as exc:  # the guest runs on without a console relay
@@ -175,6 +179,25 @@ class QemuMachine:
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
         await self._exec("dump-guest-memory", timeout=timeout, paging=False,
                          protocol=f"file:{path}")
+
+    # ---- the screen ---------------------------------------------------------------
+
+    async def _set_vnc_password(self, spec: MachineSpec) -> None:
+        """QEMU started with ``password=on`` refuses every VNC client until this."""
+        if spec.display is not None and spec.display.vnc and spec.display.vnc_password:
+            await self._exec("set_password", protocol="vnc",
+                             password=spec.display.vnc_password)
+
+    async def _find_vnc(self) -> None:
+        """Where QEMU's VNC server listens: with ``to=`` it took the first free port."""
+        info = await self._exec("query-vnc")
+        if info.get("enabled") and info.get("service"):
+            host = str(info.get("host", "127.0.0.1"))
+            host = f"[{host}]" if ":" in host else host
+            self.vnc_location = f"{host}:{info['service']}"
+
+    async def screendump(self, path: str) -> None:
+        await self._exec("screendump", filename=path)
 
     # ---- block devices ----------------------------------------------------------
 
@@ -459,3 +482,17 @@ class QemuMachine:
 if TYPE_CHECKING:
     # mypy holds QemuMachine to the backend contract
     _contract: type[Machine] = QemuMachine
+
+
+def _display_env(spec: MachineSpec) -> dict[str, str] | None:
+    """An SDL window opens on the X display (and with the authority) the config
+    names, which xm took from the environment it ran in (Xen's display/xauthority)."""
+    d = spec.display
+    if d is None or not d.sdl:
+        return None
+    env = dict(os.environ)
+    if d.x_display:
+        env["DISPLAY"] = d.x_display
+    if d.xauthority:
+        env["XAUTHORITY"] = d.xauthority
+    return env

@@ -16,7 +16,8 @@ from dom0.waiting import poll_until
 log = logging.getLogger(__name__)
 
 
-async def launch(argv: list[str], pidfile: str, qemu_log: str, timeout: float = 30.0) -> int:
+async def launch(argv: list[str], pidfile: str, qemu_log: str, timeout: float = 30.0,
+                 env: dict[str, str] | None = None) -> int:
     """Run a ``-daemonize`` QEMU; return the daemon's pid once it is initialised.
 
     On failure the BackendError carries QEMU's exit status and its own message,
@@ -29,6 +30,7 @@ async def launch(argv: list[str], pidfile: str, qemu_log: str, timeout: float = 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
+        env=env,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout)

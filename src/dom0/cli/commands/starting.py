@@ -50,6 +50,8 @@ def _create_or_new(args: list[str], managed: bool) -> int:
     info = client.domain_create(config=cfg.to_dict(), paused=opts.paused or opts.console)
     if not opts.quiet:
         print(f"Started domain {info['name']} (id={info['domid']})")
+    if opts.vncviewer or str(cfg.other.get("vncconsole", "0")) not in ("0", "no", "n"):
+        _vnc_viewer(client, info, opts.vncviewer_autopass)
     if opts.console:
         return _console_then_unpause(client, info, keep_paused=opts.paused)
     return 0
@@ -70,6 +72,13 @@ def _console_then_unpause(client: XendClient, info: dict[str, Any], keep_paused:
     return console.attach(info["console"], retry_for=10.0)
 
 
+def _vnc_viewer(client: XendClient, info: dict[str, Any], autopass: bool) -> None:
+    """--vncviewer[-autopass] and ``vncconsole=1``: a viewer of its own, left running."""
+    from dom0.cli.commands.vnc import run_viewer
+
+    run_viewer(client, info, autopass, wait=False)
+
+
 def cmd_start(args: list[str]) -> int:
     opts, rest = parse_args(args, "start")
     nargs("start", rest, 1)
@@ -77,6 +86,8 @@ def cmd_start(args: list[str]) -> int:
     paused = "paused" in opts
     console = "console_autoconnect" in opts
     info = client.domain_start(dom=rest[0], paused=paused or console)
+    if "vncviewer" in opts or "vncviewer-autopass" in opts:
+        _vnc_viewer(client, info, "vncviewer-autopass" in opts)
     if console:
         return _console_then_unpause(client, info, keep_paused=paused)
     return 0
