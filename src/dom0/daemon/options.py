@@ -90,6 +90,8 @@ class XendOptions:
     domain_shutdown_timeout: float = _opt("domain-shutdown-timeout", 60.0)
     #: how long a hot-plugged disk or vif may take to appear in (or leave) the guest
     device_timeout: float = _opt("device-timeout", 100.0)
+    #: the CPU scheduler, named after Xen's boot parameter sched=credit|sedf
+    sched: str = _opt("sched", "credit")
 
     #: messages about the file itself, logged once logging is up
     warnings: list[str] = field(default_factory=list, metadata={"sxp": None})
@@ -119,7 +121,7 @@ class XendOptions:
         paths come from ``layout()``."""
         return DomainSettings(minimum_restart_time=self.domain_minimum_restart_time,
                               shutdown_timeout=self.domain_shutdown_timeout,
-                              device_timeout=self.device_timeout)
+                              device_timeout=self.device_timeout, scheduler=self.sched)
 
     def network_options(self) -> NetworkOptions:
         """What plugging vifs needs besides the domain settings: the hook scripts."""
@@ -208,6 +210,8 @@ def load(path: str | None = None) -> XendOptions:
         if not os.path.isabs(root):
             raise OptionsError(f"invalid xend config xend-relocation-storage-roots: {root} "
                                "is not an absolute path")
+    if opts.sched not in ("credit", "sedf"):
+        raise OptionsError(f"invalid xend config sched: {opts.sched} (expected credit or sedf)")
     if opts.qemu_accel not in ("auto", "kvm", "tcg"):
         raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
     return opts

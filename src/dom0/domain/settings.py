@@ -19,4 +19,6 @@ class DomainSettings:
     device_timeout: float = 100.0
     #: the longest a save or restore stream may take
     save_timeout: float = 600.0
+    #: the CPU scheduler whose parameters domains take (xend-config's ``sched``)
+    scheduler: str = "credit"
     host_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)

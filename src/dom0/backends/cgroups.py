@@ -1,0 +1,272 @@
+"""The host's CPU controller: one cgroup per domain holding its QEMU vCPU threads.
+
+Xen's schedulers share the physical CPUs between domains; here the Linux CFS
+scheduler does, and a cgroup per domain is where its share and its ceiling are set.
+Both cgroup versions are supported and told apart from the mount table:
+
+- **v1** (a ``cgroup`` mount with the ``cpu`` option, e.g. ``/sys/fs/cgroup/cpu``):
+  ``<mount>/dom0/<uuid>/`` holds the vCPU threads (written one by one to ``tasks``:
+  v1 places threads, not only processes); the rest of QEMU stays where it was.
+  Weight -> ``cpu.shares``, cap -> ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``.
+- **v2** (a ``cgroup2`` mount whose ``cgroup.controllers`` offers ``cpu``): a thread
+  may leave its process's cgroup only inside a threaded subtree, so ``<mount>/dom0``
+  is a threaded root holding the QEMU processes (their I/O and helper threads) and
+  ``<mount>/dom0/<uuid>`` (``cgroup.type`` threaded) holds the vCPU threads
+  (``cgroup.threads``).  Weight -> ``cpu.weight``, cap -> ``cpu.max``.
+
+Only the vCPU threads are placed, so what is weighed and capped is the guest's own
+CPU time, as under Xen (whose device models ran in domain 0): QEMU's I/O threads do
+the guest's disk and network work and are not charged to it.
+
+The parameters are given in Xen's units (``CpuShare``: a credit weight 1..65535,
+a quota and period in microseconds); each version converts them into its files.
+Everything here is plain file I/O under a root directory, so a temporary tree shaped
+like cgroupfs tests it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+#: the directory under the controller's mount holding one cgroup per domain
+PREFIX = "dom0"
+#: CFS period used for a credit cap (the kernel's default)
+DEFAULT_PERIOD_US = 100_000
+#: the default credit weight: what a domain without cpu_weight gets
+DEFAULT_WEIGHT = 256
+
+
+@dataclass(frozen=True)
+class CpuShare:
+    """What a domain's cgroup is set to, in scheduler-neutral units."""
+
+    #: relative share, on Xen's credit scale (1..65535, 256 the default)
+    weight: int = DEFAULT_WEIGHT
+    #: CPU time allowed per period, microseconds; None = no ceiling
+    quota_us: int | None = None
+    period_us: int = DEFAULT_PERIOD_US
+
+
+class CgroupError(OSError):
+    pass
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+class CpuCgroups:
+    """One cgroup per domain under ``<mount>/dom0``; the version-specific parts are
+    the subclasses' (file names, value scales, how threads are placed)."""
+
+    version = 0
+
+    def __init__(self, mount: str) -> None:
+        self.mount = mount
+        self.root = os.path.join(mount, PREFIX)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    # ---- what a domain's cgroup is ------------------------------------------------
+
+    def place(self, name: str, pid: int, tids: list[int], share: CpuShare) -> str:
+        """Create (or re-use) the cgroup *name*, set *share*, move the threads *tids*
+        of process *pid* into it.  Returns its path.  Idempotent: re-adoption, a
+        changed share and a hot-plugged vCPU call it again."""
+        self._prepare_root()
+        self._take_process(pid)
+        path = self.path(name)
+        try:
+            self._make(path)
+        except FileExistsError:
+            pass
+        self.apply(name, share)
+        for tid in tids:
+            try:
+                self._add_thread(path, tid)
+            except ProcessLookupError:
+                pass  # a vCPU thread that just ended (its QEMU stopping): nothing to place
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+        return path
+
+    def apply(self, name: str, share: CpuShare) -> None:
+        raise NotImplementedError
+
+    def read(self, name: str) -> CpuShare:
+        raise NotImplementedError
+
+    def threads(self, name: str) -> list[int]:
+        raise NotImplementedError
+
+    def remove(self, name: str) -> bool:
+        """Remove the cgroup *name*; False when it still holds threads (another QEMU
+        of the same domain: the destination of a migration on this host) or is gone."""
+        try:
+            os.rmdir(self.path(name))
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                return False
+            raise
+
+    def sweep(self) -> list[str]:
+        """Remove every empty domain cgroup (domains that ended while no xend
+        watched); the names removed."""
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        return [n for n in names if os.path.isdir(self.path(n)) and not self.threads(n)
+                and self.remove(n)]
+
+    # ---- version-specific ------------------------------------------------------------
+
+    def _prepare_root(self) -> None:
+        try:
+            os.mkdir(self.root)
+        except FileExistsError:
+            pass
+
+    def _make(self, path: str) -> None:
+        os.mkdir(path)
+
+    def _take_process(self, pid: int) -> None:
+        """v1 moves single threads anywhere: the process stays where it is."""
+
+    def _add_thread(self, path: str, tid: int) -> None:
+        raise NotImplementedError
+
+
+class CgroupV1(CpuCgroups):
+    """The v1 ``cpu`` controller: shares scale 256 <-> 1024 (Xen's default weight is
+    the kernel's default share)."""
+
+    version = 1
+    MIN_SHARES, MAX_SHARES = 2, 262144
+
+    @staticmethod
+    def shares(weight: int) -> int:
+        return max(CgroupV1.MIN_SHARES, min(CgroupV1.MAX_SHARES, weight * 4))
+
+    def apply(self, name: str, share: CpuShare) -> None:
+        path = self.path(name)
+        _write(os.path.join(path, "cpu.shares"), str(self.shares(share.weight)))
+        # the quota first: a period below the current quota's would be refused
+        _write(os.path.join(path, "cpu.cfs_quota_us"), "-1")
+        _write(os.path.join(path, "cpu.cfs_period_us"), str(share.period_us))
+        if share.quota_us is not None:
+            _write(os.path.join(path, "cpu.cfs_quota_us"), str(share.quota_us))
+
+    def read(self, name: str) -> CpuShare:
+        path = self.path(name)
+        quota = int(_read(os.path.join(path, "cpu.cfs_quota_us")))
+        return CpuShare(weight=int(_read(os.path.join(path, "cpu.shares"))) // 4,
+                        quota_us=None if quota < 0 else quota,
+                        period_us=int(_read(os.path.join(path, "cpu.cfs_period_us"))))
+
+    def threads(self, name: str) -> list[int]:
+        return _ids(os.path.join(self.path(name), "tasks"))
+
+    def _add_thread(self, path: str, tid: int) -> None:
+        _write(os.path.join(path, "tasks"), str(tid))
+
+
+class CgroupV2(CpuCgroups):
+    """The v2 ``cpu`` controller: Xen's weight 1..65535 mapped linearly onto
+    ``cpu.weight`` 1..10000 (the kernel's 100 is not Xen's 256: the scales differ,
+    the proportions between domains are what carries over)."""
+
+    version = 2
+
+    @staticmethod
+    def weight(xen_weight: int) -> int:
+        w = max(1, min(65535, xen_weight))
+        return 1 + round((w - 1) * 9999 / 65534)
+
+    @staticmethod
+    def xen_weight(cpu_weight: int) -> int:
+        return 1 + round((cpu_weight - 1) * 65534 / 9999)
+
+    def _prepare_root(self) -> None:
+        """``dom0`` holds the QEMU processes and lets its children take the cpu
+        controller; the mount's root must hand it down first."""
+        super()._prepare_root()
+        for parent in (self.mount, self.root):
+            control = os.path.join(parent, "cgroup.subtree_control")
+            if "cpu" not in _read(control).split():
+                _write(control, "+cpu")
+
+    def _make(self, path: str) -> None:
+        os.mkdir(path)
+        _write(os.path.join(path, "cgroup.type"), "threaded")
+
+    def apply(self, name: str, share: CpuShare) -> None:
+        path = self.path(name)
+        _write(os.path.join(path, "cpu.weight"), str(self.weight(share.weight)))
+        quota = "max" if share.quota_us is None else str(share.quota_us)
+        _write(os.path.join(path, "cpu.max"), f"{quota} {share.period_us}")
+
+    def read(self, name: str) -> CpuShare:
+        path = self.path(name)
+        quota, _, period = _read(os.path.join(path, "cpu.max")).partition(" ")
+        return CpuShare(weight=self.xen_weight(int(_read(os.path.join(path, "cpu.weight")))),
+                        quota_us=None if quota == "max" else int(quota),
+                        period_us=int(period or DEFAULT_PERIOD_US))
+
+    def threads(self, name: str) -> list[int]:
+        return _ids(os.path.join(self.path(name), "cgroup.threads"))
+
+    def _take_process(self, pid: int) -> None:
+        """The whole QEMU process into the threaded root, from where its vCPU threads
+        can enter its domain's cgroup (v2 moves threads only within a subtree)."""
+        if pid not in _ids(os.path.join(self.root, "cgroup.procs")):
+            _write(os.path.join(self.root, "cgroup.procs"), str(pid))
+
+    def _add_thread(self, path: str, tid: int) -> None:
+        _write(os.path.join(path, "cgroup.threads"), str(tid))
+
+
+def _ids(path: str) -> list[int]:
+    try:
+        return [int(x) for x in _read(path).split()]
+    except FileNotFoundError:
+        return []
+
+
+def detect(mounts: str = "/proc/self/mounts") -> CpuCgroups | None:
+    """The CPU controller of this host: v1 when a v1 hierarchy has ``cpu`` (a hybrid
+    host binds it there, and v2 then cannot have it), else v2 when the unified
+    hierarchy offers it; None when neither (domains then run unweighed)."""
+    try:
+        with open(mounts) as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) >= 4 and row[2] == "cgroup" and "cpu" in row[3].split(","):
+            return CgroupV1(row[1])
+    for row in rows:
+        if len(row) >= 3 and row[2] == "cgroup2":
+            try:
+                controllers = _read(os.path.join(row[1], "cgroup.controllers")).split()
+            except OSError:
+                continue
+            if "cpu" in controllers:
+                return CgroupV2(row[1])
+    return None
