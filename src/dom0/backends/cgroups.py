@@ -61,6 +61,13 @@ def _write(path: str, value: str) -> None:
         f.write(value)
 
 
+def _append(path: str, value: str) -> None:
+    """A thread or process into a cgroup: ``echo TID >> tasks``, as the kernel's
+    documentation writes it (and on a plain file, the list grows)."""
+    with open(path, "a") as f:
+        f.write(value + "\n")
+
+
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
@@ -104,7 +111,21 @@ class CpuCgroups:
         return path
 
     def apply(self, name: str, share: CpuShare) -> None:
+        for file, value in self.files(share).items():
+            _write(os.path.join(self.path(name), file), value)
+
+    def files(self, share: CpuShare) -> dict[str, str]:
+        """The controller's files and what *share* writes into them, in order."""
         raise NotImplementedError
+
+    def holds(self, name: str, share: CpuShare) -> bool:
+        """Does the cgroup hold exactly what *share* writes?  (A read back through
+        ``read`` may round: v2's weight scale is coarser than Xen's.)"""
+        try:
+            return all(_read(os.path.join(self.path(name), f)) == v
+                       for f, v in self.files(share).items())
+        except OSError:
+            return False
 
     def read(self, name: str) -> CpuShare:
         raise NotImplementedError
@@ -165,13 +186,14 @@ class CgroupV1(CpuCgroups):
         return max(CgroupV1.MIN_SHARES, min(CgroupV1.MAX_SHARES, weight * 4))
 
     def apply(self, name: str, share: CpuShare) -> None:
-        path = self.path(name)
-        _write(os.path.join(path, "cpu.shares"), str(self.shares(share.weight)))
-        # the quota first: a period below the current quota's would be refused
-        _write(os.path.join(path, "cpu.cfs_quota_us"), "-1")
-        _write(os.path.join(path, "cpu.cfs_period_us"), str(share.period_us))
-        if share.quota_us is not None:
-            _write(os.path.join(path, "cpu.cfs_quota_us"), str(share.quota_us))
+        # no quota first: the kernel refuses a period that would break the old quota
+        _write(os.path.join(self.path(name), "cpu.cfs_quota_us"), "-1")
+        super().apply(name, share)
+
+    def files(self, share: CpuShare) -> dict[str, str]:
+        return {"cpu.shares": str(self.shares(share.weight)),
+                "cpu.cfs_period_us": str(share.period_us),
+                "cpu.cfs_quota_us": "-1" if share.quota_us is None else str(share.quota_us)}
 
     def read(self, name: str) -> CpuShare:
         path = self.path(name)
@@ -184,7 +206,7 @@ class CgroupV1(CpuCgroups):
         return _ids(os.path.join(self.path(name), "tasks"))
 
     def _add_thread(self, path: str, tid: int) -> None:
-        _write(os.path.join(path, "tasks"), str(tid))
+        _append(os.path.join(path, "tasks"), str(tid))
 
 
 class CgroupV2(CpuCgroups):
@@ -216,11 +238,10 @@ class CgroupV2(CpuCgroups):
         os.mkdir(path)
         _write(os.path.join(path, "cgroup.type"), "threaded")
 
-    def apply(self, name: str, share: CpuShare) -> None:
-        path = self.path(name)
-        _write(os.path.join(path, "cpu.weight"), str(self.weight(share.weight)))
+    def files(self, share: CpuShare) -> dict[str, str]:
         quota = "max" if share.quota_us is None else str(share.quota_us)
-        _write(os.path.join(path, "cpu.max"), f"{quota} {share.period_us}")
+        return {"cpu.weight": str(self.weight(share.weight)),
+                "cpu.max": f"{quota} {share.period_us}"}
 
     def read(self, name: str) -> CpuShare:
         path = self.path(name)
@@ -236,10 +257,10 @@ class CgroupV2(CpuCgroups):
         """The whole QEMU process into the threaded root, from where its vCPU threads
         can enter its domain's cgroup (v2 moves threads only within a subtree)."""
         if pid not in _ids(os.path.join(self.root, "cgroup.procs")):
-            _write(os.path.join(self.root, "cgroup.procs"), str(pid))
+            _append(os.path.join(self.root, "cgroup.procs"), str(pid))
 
     def _add_thread(self, path: str, tid: int) -> None:
-        _write(os.path.join(path, "cgroup.threads"), str(tid))
+        _append(os.path.join(path, "cgroup.threads"), str(tid))
 
 
 def _ids(path: str) -> list[int]:

@@ -126,9 +126,9 @@ COMMANDS: list[Command] = [
              Option("s", "slice", "Worst-case execution time(ms). (slice < period)", value="MS"),
              Option("l", "latency", "Scaled period (ms) when domain performs heavy I/O",
                     value="MS"),
-             Option("e", "extra", "Flag (0 or 1) controls if domain can run in extra time.",
+             # xm's help said --extra, its code parsed --extratime (which --extra abbreviates)
+             Option("e", "extratime", "Flag (0 or 1) controls if domain can run in extra time.",
                     value="FLAG"),
-             Option("", "extratime", None, value="FLAG"),  # the name xm's code parsed
              Option("w", "weight", "CPU Period/slice (do not set with --period/--slice)",
                     value="FLOAT")]),
     Command("block-attach", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",

@@ -118,9 +118,8 @@ def sedf_values(opts: dict[str, str]) -> dict[str, int]:
     for key in ("period", "slice", "latency"):
         if key in opts:
             out[key] = int(float(opts[key]) * NS_PER_MS)
-    for key in ("extra", "extratime"):
-        if key in opts:
-            out["extratime"] = int(opts[key])
+    if "extratime" in opts:
+        out["extratime"] = int(opts["extratime"])
     if "weight" in opts:
         out["weight"] = int(float(opts["weight"]))
     return out
