@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,11 @@ class CpuCgroups:
                 return False
             raise
 
+    def in_use(self, name: str, besides: Collection[int] = ()) -> bool:
+        """Does a live thread other than *besides* use the cgroup?  (A killed QEMU's
+        threads take a moment to exit, and keep rmdir refusing meanwhile.)"""
+        return any(_alive(tid) for tid in self.threads(name) if tid not in besides)
+
     def sweep(self) -> list[str]:
         """Remove every empty domain cgroup (domains that ended while no xend
         watched); the names removed."""
@@ -261,6 +267,14 @@ class CgroupV2(CpuCgroups):
 
     def _add_thread(self, path: str, tid: int) -> None:
         _append(os.path.join(path, "cgroup.threads"), str(tid))
+
+
+def _alive(tid: int) -> bool:
+    try:
+        with open(f"/proc/{tid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def _ids(path: str) -> list[int]:

@@ -145,7 +145,7 @@ class Lifecycle:
         except BaseException:
             dom.launching = False
             await machine.kill()
-            self.sched.release(dom)
+            await self.sched.release(dom)
             await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
             dom.running = None
@@ -174,7 +174,7 @@ class Lifecycle:
         run = dom.running
         if run is not None:
             await run.machine.kill()
-            self.sched.release(dom)
+            await self.sched.release(dom)
             if run.vif_domid is not None:
                 await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
@@ -272,7 +272,7 @@ class Lifecycle:
         """A new machine for *dom*, whose QEMU died: a new domain ID and new taps, as
         Xen restarts a domain as a new domain."""
         await run.machine.kill()  # removes what the dead QEMU left in its run dir
-        self.sched.release(dom)
+        await self.sched.release(dom)
         if run.vif_domid is not None:
             await self.vifs.unplug_all(dom)
         self.table.drop_running(run)

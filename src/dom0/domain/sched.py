@@ -19,7 +19,9 @@ or re-adopted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,8 @@ SCHEDULERS = ("credit", "sedf")
 MS = 1_000_000  # ns
 #: CFS accepts periods from 1 ms to 1 s
 PERIOD_RANGE_NS = (1 * MS, 1000 * MS)
+#: how often (every 20 ms) a dead domain's cgroup removal is tried before the sweep's turn
+RELEASE_TRIES = 250
 #: Xen's SEDF defaults for a guest: best effort, 100 ms period, no slice, extra time
 SEDF_PERIOD_NS = 100 * MS
 
@@ -148,14 +152,23 @@ class Scheduler:
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) CPU weight and cap not "
                            f"applied: {exc}")
 
-    def release(self, dom: Domain) -> None:
-        """*dom*'s machine is gone: its cgroup goes too (unless another QEMU of the
-        same domain still uses it: a migration's destination on this host)."""
-        if self.cgroups is not None:
-            try:
-                self.cgroups.remove(dom.uuid)
-            except OSError as exc:
-                log.warning("cgroup of domain %s not removed: %s", dom.name, exc)
+    async def release(self, dom: Domain) -> None:
+        """*dom*'s machine is gone: its cgroup goes too, once the kernel has let go of
+        the dead QEMU's threads (unless another QEMU of the same domain uses it: a
+        migration's destination on this host).  What is left, the next sweep takes."""
+        if self.cgroups is None:
+            return
+        dying = set(dom.running.machine.vcpu_threads) if dom.running else set()
+        try:
+            for _ in range(RELEASE_TRIES):
+                if self.cgroups.remove(dom.uuid) or \
+                        self.cgroups.in_use(dom.uuid, besides=dying) or \
+                        not os.path.isdir(self.cgroups.path(dom.uuid)):
+                    return
+                await asyncio.sleep(0.02)
+            log.warning("cgroup of domain %s still busy; left to the next sweep", dom.name)
+        except OSError as exc:
+            log.warning("cgroup of domain %s not removed: %s", dom.name, exc)
 
     def sweep(self) -> None:
         if self.cgroups is not None:
