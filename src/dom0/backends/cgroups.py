@@ -83,6 +83,8 @@ class CpuCgroups:
     def __init__(self, mount: str) -> None:
         self.mount = mount
         self.root = os.path.join(mount, PREFIX)
+        #: the mount options naming its controllers (v1: ``cpu,cpuacct``)
+        self.options: list[str] = []
 
     def path(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -93,6 +95,17 @@ class CpuCgroups:
         """Create (or re-use) the cgroup *name*, set *share*, move the threads *tids*
         of process *pid* into it.  Returns its path.  Idempotent: re-adoption, a
         changed share and a hot-plugged vCPU call it again."""
+        for attempt in range(3):
+            try:
+                return self._place(name, pid, tids, share)
+            except FileNotFoundError:
+                # removed between our mkdir and our writes: the end of another QEMU of
+                # the same domain (a migration's source on this host) took it away
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _place(self, name: str, pid: int, tids: list[int], share: CpuShare) -> str:
         self._prepare_root()
         self._take_process(pid)
         path = self.path(name)
@@ -287,7 +300,25 @@ def _ids(path: str) -> list[int]:
 def detect(mounts: str = "/proc/self/mounts") -> CpuCgroups | None:
     """The CPU controller of this host: v1 when a v1 hierarchy has ``cpu`` (a hybrid
     host binds it there, and v2 then cannot have it), else v2 when the unified
-    hierarchy offers it; None when neither (domains then run unweighed)."""
+    hierarchy offers it; None when neither (domains then run unweighed).
+
+    An xend started by ``ip netns exec`` has a mount namespace of its own with a fresh
+    /sys, without the cgroup mounts: the host's hierarchy (found in init's mount table)
+    is then mounted again, privately, at ``PRIVATE_MOUNT`` (a second mount of a
+    hierarchy is the same hierarchy: the same cgroups, seen by both)."""
+    found = _detect(mounts)
+    if found is None and mounts == "/proc/self/mounts":
+        host = _detect("/proc/1/mounts", probe=False)
+        if host is not None:
+            found = _mount_again(host)
+    return found
+
+
+#: where a host's CPU hierarchy is mounted again when this mount namespace lacks it
+PRIVATE_MOUNT = "/run/dom0-cgroup-cpu"
+
+
+def _detect(mounts: str, probe: bool = True) -> CpuCgroups | None:
     try:
         with open(mounts) as f:
             rows = [line.split() for line in f]
@@ -295,13 +326,38 @@ def detect(mounts: str = "/proc/self/mounts") -> CpuCgroups | None:
         return None
     for row in rows:
         if len(row) >= 4 and row[2] == "cgroup" and "cpu" in row[3].split(","):
-            return CgroupV1(row[1])
+            found = CgroupV1(row[1])
+            found.options = [o for o in row[3].split(",") if o not in MOUNT_FLAGS]
+            return found
     for row in rows:
         if len(row) >= 3 and row[2] == "cgroup2":
             try:
-                controllers = _read(os.path.join(row[1], "cgroup.controllers")).split()
+                controllers = _read(os.path.join(row[1], "cgroup.controllers")).split() \
+                    if probe else ["cpu"]
             except OSError:
                 continue
             if "cpu" in controllers:
                 return CgroupV2(row[1])
     return None
+
+
+MOUNT_FLAGS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec"}
+
+
+def _mount_again(host: CpuCgroups) -> CpuCgroups | None:
+    import subprocess
+
+    os.makedirs(PRIVATE_MOUNT, exist_ok=True)
+    if isinstance(host, CgroupV1):
+        argv = ["mount", "-t", "cgroup", "-o", ",".join(host.options), "cgroup", PRIVATE_MOUNT]
+    else:
+        argv = ["mount", "-t", "cgroup2", "cgroup2", PRIVATE_MOUNT]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.error("cannot mount the cgroup CPU controller: %s", exc)
+        return None
+    if done.returncode != 0:
+        log.error("cannot mount the cgroup CPU controller: %s", done.stderr.strip())
+        return None
+    return type(host)(PRIVATE_MOUNT)
