@@ -238,3 +238,20 @@ def test_sedf_errors(sedf: Xend, capsys: CaptureFixture) -> None:
     assert (status, err.splitlines()[0]) == (1, "Error: Domain 'nosuch' does not exist.")
     status, out, err = xm(capsys, "sched-credit")
     assert (status, out, err) == (1, "", "Error: Xen is running with the sedf scheduler\n")
+
+
+# ---- xend-config's (sched ...) ------------------------------------------------------------
+
+
+def test_sched_option(tmp_path: Path) -> None:
+    from dom0.daemon import options
+
+    path = tmp_path / "xend-config.sxp"
+    assert options.load(str(path)).domain_settings().scheduler == "credit"  # the default
+    path.write_text("(sched sedf)\n")
+    loaded = options.load(str(path))
+    assert loaded.sched == "sedf" and loaded.domain_settings().scheduler == "sedf"
+    assert ("sched", "sedf") in loaded.items()
+    path.write_text("(sched bvt)\n")
+    with pytest.raises(options.OptionsError, match="invalid xend config sched: bvt"):
+        options.load(str(path))
