@@ -93,6 +93,7 @@ bench: setup guest $(STAMP)/bench-apt
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_devices.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_migration.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_web.py
+	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_sched.py
 
 clean:
 	rm -rf build $(VENV)

@@ -139,6 +139,22 @@ class FakeDomains:
     async def network_list(self, ident: str) -> list[dict[str, Any]]:
         return []
 
+    scheduler = "credit"
+
+    def sched_credit_get(self, ident: str) -> dict[str, int]:
+        self.lookup(ident)
+        return {"weight": 256, "cap": 0}
+
+    async def sched_credit_set(self, ident: str, weight: int | None, cap: int | None) -> None:
+        self._did("sched_credit_set", ident, weight, cap)
+
+    def sched_sedf_get(self, ident: str) -> dict[str, int]:
+        self.lookup(ident)
+        return {"period": 100_000_000, "slice": 0, "latency": 0, "extratime": 1, "weight": 0}
+
+    async def sched_sedf_set(self, ident: str, values: dict[str, int]) -> None:
+        self._did("sched_sedf_set", ident, values)
+
 
 class FakeHost:
     def dom0_info(self) -> dict[str, Any]:

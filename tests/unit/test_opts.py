@@ -132,6 +132,8 @@ GETOPT_BEFORE = {
     "save": ("c", ["checkpoint"]),
     "shutdown": ("awHRh", ["all", "wait", "halt", "reboot", "help"]),
     "uptime": ("s", ["short"]),
+    "sched-credit": ("d:w:c:", ["domain=", "weight=", "cap="]),
+    "sched-sedf": ("p:s:l:e:w:", ["period=", "slice=", "latency=", "extratime=", "weight="]),
     "block-list": ("l", ["long"]),
     "network-list": ("l", ["long"]),
     "dmesg": ("c", ["clear"]),

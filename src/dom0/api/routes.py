@@ -268,6 +268,36 @@ async def network_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, An
     return await x.domains.network_list(a["dom"])
 
 
+# ---- CPU scheduling -----------------------------------------------------------------
+
+SEDF_PARAMS = ("period", "slice", "latency", "extratime", "weight")
+
+
+@route("domain.sched_credit_get", "A domain's credit scheduler weight and cap", ("dom",),
+       dom="string")
+async def sched_credit_get(x: Services[Any], a: dict[str, Any]) -> dict[str, int]:
+    return x.domains.sched_credit_get(a["dom"])
+
+
+@route("domain.sched_credit_set", "Set a domain's credit weight and/or cap (kept in its config)",
+       ("dom",), dom="string", weight="integer", cap="integer")
+async def sched_credit_set(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.sched_credit_set(a["dom"], a.get("weight"), a.get("cap"))
+
+
+@route("domain.sched_sedf_get", "A domain's SEDF parameters (times in ns)", ("dom",),
+       dom="string")
+async def sched_sedf_get(x: Services[Any], a: dict[str, Any]) -> dict[str, int]:
+    return x.domains.sched_sedf_get(a["dom"])
+
+
+@route("domain.sched_sedf_set", "Set a domain's SEDF parameters (times in ns; the others kept)",
+       ("dom",), dom="string", period="integer", slice="integer", latency="integer",
+       extratime="integer", weight="integer")
+async def sched_sedf_set(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.sched_sedf_set(a["dom"], {k: a[k] for k in SEDF_PARAMS if k in a})
+
+
 # ---- the host ------------------------------------------------------------
 
 

@@ -120,6 +120,21 @@ COMMANDS: list[Command] = [
     Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
             [Option("s", "short", "Print a short uptime")], common=True),
     Command("vcpu-list", "[Domain, ...]", "List the VCPUs for all/some domains.", common=True),
+    Command("sched-credit", "[-d <Domain> [-w[=WEIGHT]|-c[=CAP]]]",
+            "Get/set credit scheduler parameters.",
+            [Option("d", "domain", "Domain to modify", value="DOMAIN"),
+             Option("w", "weight", "Weight (int)", value="WEIGHT"),
+             Option("c", "cap", "Cap (int)", value="CAP")]),
+    Command("sched-sedf", "<Domain> [options]", "Get/set EDF parameters.",
+            [Option("p", "period", "Relative deadline(ms)", value="MS"),
+             Option("s", "slice", "Worst-case execution time(ms). (slice < period)", value="MS"),
+             Option("l", "latency", "Scaled period (ms) when domain performs heavy I/O",
+                    value="MS"),
+             # xm's help said --extra, its code parsed --extratime (which --extra abbreviates)
+             Option("e", "extratime", "Flag (0 or 1) controls if domain can run in extra time.",
+                    value="FLAG"),
+             Option("w", "weight", "CPU Period/slice (do not set with --period/--slice)",
+                    value="FLOAT")]),
     Command("block-attach", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
             "Create a new virtual block device."),
     Command("block-configure", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
@@ -189,6 +204,7 @@ SUBMODULE = {
     "dumppolicy": "security", "setpolicy": "security", "getpolicy": "security",
     "resetpolicy": "security", "makepolicy": "security", "loadpolicy": "security",
     "cfgbootpolicy": "security",
+    "sched-credit": "sched", "sched-sedf": "sched",
 }
 
 

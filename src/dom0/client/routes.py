@@ -144,6 +144,27 @@ class XendApi:
         """A domain's vifs."""
         return self.call("domain.network_list", dom=dom)
 
+    def domain_sched_credit_get(self, *, dom: str) -> dict[str, Any]:
+        """A domain's credit scheduler weight and cap."""
+        return self.call("domain.sched_credit_get", dom=dom)
+
+    def domain_sched_credit_set(self, *, dom: str, weight: int | None = None,
+                                cap: int | None = None) -> None:
+        """Set a domain's credit weight and/or cap (kept in its config)."""
+        self.call("domain.sched_credit_set", dom=dom, weight=weight, cap=cap)
+
+    def domain_sched_sedf_get(self, *, dom: str) -> dict[str, Any]:
+        """A domain's SEDF parameters (times in ns)."""
+        return self.call("domain.sched_sedf_get", dom=dom)
+
+    def domain_sched_sedf_set(
+            self, *, dom: str, period: int | None = None, slice: int | None = None,
+            latency: int | None = None, extratime: int | None = None,
+            weight: int | None = None) -> None:
+        """Set a domain's SEDF parameters (times in ns; the others kept)."""
+        self.call("domain.sched_sedf_set", dom=dom, period=period, slice=slice,
+                  latency=latency, extratime=extratime, weight=weight)
+
     def node_info(self) -> list[list[Any]]:
         """Host information rows (xm info)."""
         return self.call("node.info")

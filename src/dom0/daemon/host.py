@@ -122,7 +122,7 @@ def node_info(qemu_binary: str, accel: str, free_for_guests_kib: int) -> list[tu
         ("xen_minor", minor),
         ("xen_extra", "." + extra if extra else ""),
         ("xen_caps", f"qemu-{accel}-x86_64"),
-        ("xen_scheduler", "credit"),
+        ("xen_scheduler", "credit"),  # the default; service.Host puts xend-config's (sched)
         ("xen_pagesize", os.sysconf("SC_PAGE_SIZE")),
         ("platform_params", f"accel={accel}"),
         ("xen_changeset", f"dom0 {__version__}"),

@@ -91,6 +91,8 @@ class XendOptions:
     domain_shutdown_timeout: float = _opt("domain-shutdown-timeout", 60.0)
     #: how long a hot-plugged disk or vif may take to appear in (or leave) the guest
     device_timeout: float = _opt("device-timeout", 100.0)
+    #: the CPU scheduler, named after Xen's boot parameter sched=credit|sedf
+    sched: str = _opt("sched", "credit")
 
     #: messages about the file itself, logged once logging is up
     warnings: list[str] = field(default_factory=list, metadata={"sxp": None})
@@ -121,7 +123,8 @@ class XendOptions:
         return DomainSettings(minimum_restart_time=self.domain_minimum_restart_time,
                               shutdown_timeout=self.domain_shutdown_timeout,
                               device_timeout=self.device_timeout,
-                              vnc_listen=self.vnc_listen, vncpasswd=self.vncpasswd)
+                              vnc_listen=self.vnc_listen, vncpasswd=self.vncpasswd,
+                              scheduler=self.sched)
 
     def web_token_file(self) -> str:
         """The web console's access token (0600), kept across restarts."""
@@ -214,6 +217,8 @@ def load(path: str | None = None) -> XendOptions:
         if not os.path.isabs(root):
             raise OptionsError(f"invalid xend config xend-relocation-storage-roots: {root} "
                                "is not an absolute path")
+    if opts.sched not in ("credit", "sedf"):
+        raise OptionsError(f"invalid xend config sched: {opts.sched} (expected credit or sedf)")
     if opts.qemu_accel not in ("auto", "kvm", "tcg"):
         raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
     return opts

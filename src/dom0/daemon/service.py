@@ -21,6 +21,7 @@ from typing import Any
 
 from dom0.api.server import ApiServer
 from dom0.api.services import RelocationDefaults, Services
+from dom0.backends import cgroups
 from dom0.backends.machine import Machine
 from dom0.backends.qemu.machine import QemuMachine
 from dom0.backends.qemu.process import probe_kvm
@@ -49,9 +50,10 @@ log = logging.getLogger(__name__)
 class Host:
     """Host-side answers bound to this xend's QEMU binary and accelerator."""
 
-    def __init__(self, qemu_binary: str, accel: str) -> None:
+    def __init__(self, qemu_binary: str, accel: str, scheduler: str = "credit") -> None:
         self.qemu_binary = qemu_binary
         self.accel = accel
+        self.scheduler = scheduler
 
     def dom0_info(self) -> dict[str, Any]:
         return host.dom0_info()
@@ -60,7 +62,9 @@ class Host:
         return host.dom0_vcpus()
 
     def node_info(self) -> list[tuple[str, Any]]:
-        return host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
+        rows = host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
+        # xen_scheduler is xend-config's (sched ...), as Xen's was its boot parameter's
+        return [(k, self.scheduler if k == "xen_scheduler" else v) for k, v in rows]
 
 
 @dataclass
@@ -151,7 +155,7 @@ async def build(options: XendOptions) -> Xend:
     hvlog = HypervisorLog()
     hvlog.add(f"dom0 xend starting; guests run under QEMU with {accel}")
     log.info("accelerator: %s", accel)
-    machine_host = Host(options.qemu_binary, accel)
+    machine_host = Host(options.qemu_binary, accel, options.sched)
     manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
     security = DomainSecurity(
         AccessControl(options.xend_security_path),
@@ -186,8 +190,13 @@ def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: Hyp
         return QemuMachine(paths, options.qemu_binary, accel)
 
     settings = options.domain_settings()
+    cpu = cgroups.detect()
+    if cpu is None:
+        hvlog.add("no cgroup CPU controller: domains' CPU weight and cap are not enforced")
+    else:
+        log.info("CPU weight and cap through cgroup v%d at %s", cpu.version, cpu.root)
     manager = DomainManager(store, layout, machines, settings, hvlog,
-                            VifController(options.network_options(), settings))
+                            VifController(options.network_options(), settings), cpu)
     credentials = _relocation_credentials(options)
     manager.mover.relocation_credentials = credentials
     policy = StoragePolicy.from_option(options.xend_relocation_storage_roots)

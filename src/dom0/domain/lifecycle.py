@@ -24,6 +24,7 @@ from dom0.backends.machine import Machine, MachineFactory
 from dom0.domain.domain import Domain, Running, next_free_vif_devid
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
+from dom0.domain.sched import Scheduler
 from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
 from dom0.domain.spec import machine_spec
@@ -72,7 +73,7 @@ class _Events:
 class Lifecycle:
     def __init__(self, table: DomainTable, layout: Layout, machines: MachineFactory,
                  settings: DomainSettings, hvlog: HypervisorLog, vifs: VifController,
-                 disks: DiskController) -> None:
+                 disks: DiskController, sched: Scheduler) -> None:
         self.table = table
         self.layout = layout
         self.machines = machines
@@ -82,6 +83,8 @@ class Lifecycle:
         self.disks = disks
         #: the access control policy (sHype/ACM), consulted at every launch
         self.security: DomainSecurity | None = None
+        #: each machine's vCPU threads in its domain's cgroup (weight, cap, SEDF)
+        self.sched = sched
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- admission -------------------------------------------------------------------
@@ -145,6 +148,7 @@ class Lifecycle:
             if incoming is not None:  # a saved or migrating guest's state, before it runs
                 await incoming(machine)
             self._pin_vcpus(dom, machine)
+            self.sched.place(dom)
             if not paused:
                 await machine.cont()
                 dom.set_state(PowerState.RUNNING)
@@ -154,6 +158,7 @@ class Lifecycle:
         except BaseException:
             dom.launching = False
             await machine.kill()
+            await self.sched.release(dom)
             await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
             dom.running = None
@@ -184,6 +189,7 @@ class Lifecycle:
         run = dom.running
         if run is not None:
             await run.machine.kill()
+            await self.sched.release(dom)
             if run.vif_domid is not None:
                 await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
@@ -318,6 +324,7 @@ class Lifecycle:
         """A new machine for *dom*, whose QEMU died: a new domain ID and new taps, as
         Xen restarts a domain as a new domain."""
         await run.machine.kill()  # removes what the dead QEMU left in its run dir
+        await self.sched.release(dom)
         if run.vif_domid is not None:
             await self.vifs.unplug_all(dom)
         self.table.drop_running(run)
@@ -417,6 +424,7 @@ class Lifecycle:
         managed domains that are not running."""
         for rec in self.table.running_records():
             await self._adopt(rec)
+        self.sched.sweep()  # the cgroups of domains that ended while xend was away
         for cfg, state in self.table.managed_rows():
             existing = self.table.get(cfg.uuid)
             if existing is not None:
@@ -455,6 +463,7 @@ class Lifecycle:
             await machine.detach()
             return
         self.table.add(dom)
+        self.sched.place(dom)  # its weight and cap in force again, from its config
         log.info("adopted domain %s (id %s, pid %s, %s)", dom.name, run.domid, machine.pid,
                  runstate)
         if runstate == "shutdown" and dom.state in LIVE:

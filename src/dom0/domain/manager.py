@@ -16,12 +16,14 @@ import os
 import uuid as uuidlib
 from typing import Any
 
+from dom0.backends.cgroups import CpuCgroups
 from dom0.backends.machine import MachineFactory
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.lifecycle import Lifecycle, running
 from dom0.domain.mover import StateMover, not_dom0
 from dom0.domain.network import VifController
+from dom0.domain.sched import Scheduler
 from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
 from dom0.domain.storage import DiskController
@@ -38,14 +40,17 @@ log = logging.getLogger(__name__)
 
 class DomainManager:
     def __init__(self, store: Store, layout: Layout, machines: MachineFactory,
-                 settings: DomainSettings, hvlog: HypervisorLog, vifs: VifController) -> None:
+                 settings: DomainSettings, hvlog: HypervisorLog, vifs: VifController,
+                 cgroups: CpuCgroups | None = None) -> None:
         self.settings = settings
         self.hvlog = hvlog
         self.table = DomainTable(store)
         self.vifs = vifs
         self.disks = DiskController(lambda: iter(self.table), settings)
+        #: *cgroups* None: a host without the CPU controller (domains run unweighed)
+        self.sched = Scheduler(settings.scheduler, cgroups, self.table, hvlog)
         self.lifecycle = Lifecycle(self.table, layout, machines, settings, hvlog, vifs,
-                                   self.disks)
+                                   self.disks, self.sched)
         self.mover = StateMover(self.table, self.lifecycle, layout, settings, hvlog)
         self.security: DomainSecurity | None = None
 
@@ -254,6 +259,30 @@ class DomainManager:
             elif reset:
                 await self.lifecycle.restart_in_place(dom, run)
         return path
+
+    # ---- CPU scheduling (domain/sched.py) ---------------------------------------------
+
+    @property
+    def scheduler(self) -> str:
+        return self.sched.name
+
+    def sched_credit_get(self, ident: str) -> dict[str, int]:
+        if str(ident) in ("0", "Domain-0"):
+            return self.sched.dom0_credit()
+        return self.sched.credit_get(self.lookup(ident))
+
+    async def sched_credit_set(self, ident: str, weight: int | None, cap: int | None) -> None:
+        not_dom0(ident, "set the scheduling of")
+        await self.sched.credit_set(self.lookup(ident), weight, cap)
+
+    def sched_sedf_get(self, ident: str) -> dict[str, int]:
+        if str(ident) in ("0", "Domain-0"):
+            return self.sched.dom0_sedf()
+        return self.sched.sedf_get(self.lookup(ident))
+
+    async def sched_sedf_set(self, ident: str, values: dict[str, int]) -> None:
+        not_dom0(ident, "set the scheduling of")
+        await self.sched.sedf_set(self.lookup(ident), values)
 
     def vcpu_info(self, dom: Domain) -> list[dict[str, Any]]:
         run = dom.running

@@ -22,4 +22,6 @@ class DomainSettings:
     #: where VNC servers listen, and their password, unless a config names its own
     vnc_listen: str = "127.0.0.1"
     vncpasswd: str | None = None
+    #: the CPU scheduler whose parameters domains take (xend-config's ``sched``)
+    scheduler: str = "credit"
     host_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)

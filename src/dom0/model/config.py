@@ -104,6 +104,13 @@ class DomainConfig:
         var="cpu_cap", sxp="cpu_cap", check=check_cpu_cap))
     cpu_weight: int | None = field(default=None, metadata=xm(
         var="cpu_weight", sxp="cpu_weight", check=check_cpu_weight))
+    #: SEDF parameters (ns, as Xen's interface had them), set by ``xm sched-sedf``;
+    #: None = SEDF's default (domain/sched.py)
+    sedf_period: int | None = field(default=None, metadata=xm(sxp="sedf_period"))
+    sedf_slice: int | None = field(default=None, metadata=xm(sxp="sedf_slice"))
+    sedf_latency: int | None = field(default=None, metadata=xm(sxp="sedf_latency"))
+    sedf_extratime: int | None = field(default=None, metadata=xm(sxp="sedf_extratime"))
+    sedf_weight: int | None = field(default=None, metadata=xm(sxp="sedf_weight"))
     bootloader: str = field(default="", metadata=xm(var="bootloader", sxp="bootloader"))
     builder: str = field(default="linux", metadata=xm(
         var="builder", place=Place.IMAGE_TAG,
