@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dom0.api.services import Services
+from dom0.api.services import Services, snapshot
 from dom0.errors import ConfigError, VmError
 from dom0.model.config import DomainConfig
 from dom0.model.state import STATE_FILTER_NAMES
@@ -290,6 +290,11 @@ async def node_log(x: Services[Any], a: dict[str, Any]) -> str:
             return f.read()
     except OSError as exc:
         raise VmError(f"Cannot read {x.logfile}: {exc.strerror}") from None
+
+
+@route("node.figures", "Every domain's figures in one snapshot (xm top)")
+async def node_figures(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await snapshot(x.host, x.domains)).to_dict()
 
 
 def openapi() -> dict[str, Any]:

@@ -7,11 +7,13 @@ into xend stays visible in one page."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from dom0.model.config import DomainConfig
+from dom0.model.figures import DomainFigures, HostFigures, Snapshot
 
 
 class DomainView(Protocol):
@@ -70,6 +72,8 @@ class DomainService(Protocol[D]):
     async def network_detach(self, ident: str, devid: int, force: bool) -> None: ...
     async def network_list(self, ident: str) -> list[dict[str, Any]]: ...
 
+    async def figures(self) -> list[DomainFigures]: ...
+
 
 class HostInfo(Protocol):
     """The host seen as domain 0 and as ``xm info``'s physical machine."""
@@ -77,6 +81,8 @@ class HostInfo(Protocol):
     def dom0_info(self) -> dict[str, Any]: ...
     def dom0_vcpus(self) -> list[dict[str, Any]]: ...
     def node_info(self) -> list[tuple[str, Any]]: ...
+    def figures(self) -> HostFigures: ...
+    def dom0_figures(self) -> DomainFigures: ...
 
 
 class ConfigRows(Protocol):
@@ -111,3 +117,10 @@ class Services(Generic[D]):
     messages: MessageRing
     logfile: str
     relocation: RelocationDefaults
+
+
+async def snapshot(host: HostInfo, domains: DomainService[Any]) -> Snapshot:
+    """Every domain's figures, Domain-0 first (``xm top``, the metrics exporter)."""
+    doms = await domains.figures()
+    return Snapshot(taken=time.monotonic(), wall=time.time(), host=host.figures(),
+                    domains=(host.dom0_figures(), *doms))

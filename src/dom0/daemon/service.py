@@ -36,6 +36,7 @@ from dom0.errors import DeviceError
 from dom0.migration.auth import AuthError, Credentials, load_key
 from dom0.migration.destination import RelocationServer
 from dom0.migration.policy import StoragePolicy
+from dom0.model.figures import DomainFigures, HostFigures
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
 
@@ -48,6 +49,7 @@ class Host:
     def __init__(self, qemu_binary: str, accel: str) -> None:
         self.qemu_binary = qemu_binary
         self.accel = accel
+        self._version: str | None = None
 
     def dom0_info(self) -> dict[str, Any]:
         return host.dom0_info()
@@ -57,6 +59,14 @@ class Host:
 
     def node_info(self) -> list[tuple[str, Any]]:
         return host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
+
+    def figures(self) -> HostFigures:
+        if self._version is None:  # asking QEMU costs a process: once per xend
+            self._version = host.qemu_version(self.qemu_binary)
+        return host.host_figures(self._version)
+
+    def dom0_figures(self) -> DomainFigures:
+        return host.dom0_figures()
 
 
 @dataclass

@@ -23,11 +23,13 @@ from dom0.domain.lifecycle import Lifecycle, running
 from dom0.domain.mover import StateMover, not_dom0
 from dom0.domain.network import VifController
 from dom0.domain.settings import DomainSettings
+from dom0.domain.stats import StatsCollector
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.errors import VmError
 from dom0.model.checks import check_name
 from dom0.model.config import DiskSpec, DomainConfig, parse_cpu_list
+from dom0.model.figures import DomainFigures
 from dom0.model.state import LIVE, PowerState, require
 from dom0.store.db import Store
 from dom0.store.layout import Layout
@@ -46,6 +48,7 @@ class DomainManager:
         self.lifecycle = Lifecycle(self.table, layout, machines, settings, hvlog, vifs,
                                    self.disks)
         self.mover = StateMover(self.table, self.lifecycle, layout, settings, hvlog)
+        self.stats = StatsCollector(vifs)
 
     # ---- lookup ----------------------------------------------------------------
 
@@ -55,6 +58,10 @@ class DomainManager:
     def select(self, state: str | None = None,
                names: list[str] | None = None) -> list[Domain]:
         return self.table.select(state, names)
+
+    async def figures(self) -> list[DomainFigures]:
+        """Every live domain's figures (xm top, the metrics exporter), measured at once."""
+        return await self.stats.collect(self.table)
 
     # ---- start and stop of xend ------------------------------------------------
 
