@@ -132,6 +132,8 @@ GETOPT_BEFORE = {
     "save": ("c", ["checkpoint"]),
     "shutdown": ("awHRh", ["all", "wait", "halt", "reboot", "help"]),
     "uptime": ("s", ["short"]),
+    "top": ("bd:i:nxvrf", ["batch", "delay=", "iterations=", "networks", "vbds", "vcpus",
+                           "repeat-header", "full-name"]),
     "block-list": ("l", ["long"]),
     "network-list": ("l", ["long"]),
     "dmesg": ("c", ["clear"]),
