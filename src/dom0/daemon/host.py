@@ -160,4 +160,5 @@ def dom0_figures() -> DomainFigures:
     info = dom0_info()
     return DomainFigures(name="Domain-0", uuid=info["uuid"], domid=0, state=info["state"],
                          cpu_seconds=info["cpu_time"], memory_kib=info["memory"] * 1024,
-                         maxmem_kib=None, vcpus=info["vcpus"])
+                         maxmem_kib=None, vcpus=info["vcpus"],
+                         vcpu_seconds=tuple(v["cpu_time"] for v in dom0_vcpus()))

@@ -26,6 +26,7 @@ from dom0.backends.qemu.machine import QemuMachine
 from dom0.backends.qemu.process import probe_kvm
 from dom0.daemon import host
 from dom0.daemon import options as options_mod
+from dom0.daemon.metrics import MetricsServer
 from dom0.daemon.options import XendOptions
 from dom0.devices import hotplug
 from dom0.domain.domain import Domain
@@ -81,6 +82,8 @@ class Xend:
     #: the plain relocation server, then the TLS one, as xend-config.sxp enables them
     relocation: list[RelocationServer]
     api: ApiServer | None
+    #: the Prometheus exporter, when xend-metrics-server is on
+    metrics: MetricsServer | None = None
 
     async def start(self) -> None:
         await self.network_script("start")
@@ -90,10 +93,15 @@ class Xend:
             log.info("relocation server on %s:%d", server.address or "*", server.port)
         if self.api:
             await self.api.start()
+        if self.metrics:
+            await self.metrics.start()
+            log.info("metrics on %s:%d", self.metrics.address or "*", self.metrics.port)
         await self.manager.autostart()
 
     async def stop(self) -> None:
         """SIGTERM: stop serving, apply on_xend_stop, let go of the rest."""
+        if self.metrics:
+            await self.metrics.stop()
         if self.api:
             await self.api.stop()
         for server in self.relocation:
@@ -155,8 +163,12 @@ async def build(options: XendOptions) -> Xend:
                                           port=options.xend_relocation_port,
                                           ssl_port=options.xend_relocation_ssl_port))
         api = ApiServer(services, options.xend_api_socket)
+    metrics = None
+    if options.xend_metrics_server:
+        metrics = MetricsServer(machine_host, manager, options.xend_metrics_address,
+                                options.xend_metrics_port, options.xend_metrics_hosts_allow)
     return Xend(options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
-                relocation=relocation, api=api)
+                relocation=relocation, api=api, metrics=metrics)
 
 
 def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: HypervisorLog,
