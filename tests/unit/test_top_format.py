@@ -178,7 +178,7 @@ def test_screen_shows_the_table_and_answers_xentops_keys() -> None:
             await pilot.press("n")
             assert "Net0 RX:" in str(app.query_one("#details", Static).render())
             await app.refresh_figures()  # a second snapshot: CPU(%) over the interval
-            row = table.get_row(f"uuid-guest1:3")
+            row = table.get_row("uuid-guest1:3")
             assert row[topformat.HEADERS.index("CPU(%)")] == "100.0"
             await pilot.press("d")
             box = app.query_one("#delay", Input)
