@@ -225,3 +225,35 @@ def test_metrics_are_off_and_local_by_default() -> None:
     assert not metrics.peer_allowed(allow, "10.0.0.5")
     assert not metrics.peer_allowed(allow, None)
     assert metrics.peer_allowed(r"^10\.0\.0\.", "10.0.0.5")
+
+
+# ---- measuring: the domain layer over FakeMachine ---------------------------------------
+
+
+def test_figures_of_live_domains_through_the_domain_manager(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from test_lifecycle_policy import World
+
+    from dom0.model.config import DiskSpec, VifSpec
+
+    async def scenario() -> None:
+        world = World(tmp_path)
+        image = tmp_path / "disk.img"
+        image.write_bytes(b"\0" * 4096)
+        await world.manager.create(world.config(
+            "a", memory=96, maxmem=128, vcpus=2, disks=[DiskSpec(f"file:{image}", "xvdb", "r")],
+            vifs=[VifSpec({"bridge": "xenbr0"})]))
+        await world.manager.create(world.config("b", memory=64), paused=True)
+        await world.manager.new(world.config("halted"))  # no machine: no row
+        figs = {f.name: f for f in await world.manager.figures()}
+        assert sorted(figs) == ["a", "b"]
+        a, b = figs["a"], figs["b"]
+        assert (a.memory_kib, a.maxmem_kib, a.vcpus) == (96 * 1024, 128 * 1024, 2)
+        assert [(v.dev, v.rd_ops) for v in a.vbds] == [("xvdb", 0)]
+        assert [n.vifname for n in a.nets] == [f"vif{a.domid}.0"]
+        assert a.state == "r-----" and b.state == "--p---"
+        # a machine that does not answer shows its configured figures
+        world.machines.alive.discard(world.machine(world.manager.lookup("b")).pid or 0)
+        b2 = next(f for f in await world.manager.figures() if f.name == "b")
+        assert b2.memory_kib == 64 * 1024
+
+    asyncio.run(scenario())
