@@ -257,3 +257,24 @@ def test_figures_of_live_domains_through_the_domain_manager(tmp_path) -> None:  
         assert b2.memory_kib == 64 * 1024
 
     asyncio.run(scenario())
+
+
+def test_figures_are_frozen_records_without_dataclasses() -> None:
+    import subprocess
+    import sys
+
+    n = NetFigures(0, "vif1.0", tx_bytes=5)
+    assert n == NetFigures(devid=0, vifname="vif1.0", tx_bytes=5) and n != NetFigures(1, "x")
+    assert hash(n) == hash(NetFigures(0, "vif1.0", tx_bytes=5))
+    assert repr(n).startswith("NetFigures(devid=0, vifname='vif1.0', tx_bytes=5,")
+    with pytest.raises(AttributeError):
+        n.tx_bytes = 6  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        NetFigures(0)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        NetFigures(0, "v", colour=1)  # type: ignore[call-arg]
+    # xm top's start does not pay for dataclasses (inspect, re, enum)
+    code = "import sys, dom0.cli.commands.top; print('dataclasses' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

@@ -13,8 +13,13 @@ host-side vif counters the same way)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # mypy takes it as true: it checks the real dataclasses
+
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any
+else:  # xm top's start: the same records without importing dataclasses (model/records.py)
+    from dom0.model.records import dataclass
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,13 @@ class DomainFigures:
     def flag(self, letter: str) -> bool:
         return letter in self.state
 
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(vars(self))
+        out["vcpu_seconds"] = list(self.vcpu_seconds)
+        out["nets"] = [dict(vars(n)) for n in self.nets]
+        out["vbds"] = [dict(vars(v)) for v in self.vbds]
+        return out
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DomainFigures:
         d = dict(d)
@@ -119,10 +131,12 @@ class Snapshot:
     #: wall-clock time of the same moment (the header's HH:MM:SS)
     wall: float
     host: HostFigures
-    domains: tuple[DomainFigures, ...] = field(default_factory=tuple)
+    domains: tuple[DomainFigures, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """For the wire (JSON): nested records as objects."""
+        return {"taken": self.taken, "wall": self.wall, "host": dict(vars(self.host)),
+                "domains": [d.to_dict() for d in self.domains]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Snapshot:
