@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 GUEST = Path(os.environ.get("DOM0_GUEST_DIR", REPO / "build" / "guest"))
 MANY = 50
 MEM = 32  # MiB: the guest never runs (paused), so it need not boot
-REPS = 7
+REPS = 15
 
 
 def main() -> int:
