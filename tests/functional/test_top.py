@@ -86,9 +86,10 @@ def test_cpu_figures_agree_with_the_vcpu_threads_in_proc(top_host: Host) -> None
     assert first["CPU(%)"] == "0.0"  # xentop's first screen has no interval yet
     assert int(cpu0) <= int(second["CPU(sec)"]) <= int(cpu1)
     rate = (cpu1 - cpu0) / (t1 - t0) * 100
-    assert rate > 30, f"the guest's busy loop got only {rate:.0f}% of a CPU"
+    assert rate > 20, f"the guest's busy loop got only {rate:.0f}% of a CPU"
     assert abs(float(second["CPU(%)"]) - rate) < 25, (second, rate)
-    assert second["STATE"] == "-----r" and second["VCPUS"] == "1"
+    # running; a TCG vCPU thread may be caught waiting for QEMU's lock: then blocked
+    assert second["STATE"] in ("-----r", "--b---") and second["VCPUS"] == "1"
     assert second["NETS"] == "1" and second["VBDS"] == "1"
     assert frames[1]["Domain-0"]["MAXMEM(k)"] == "no-limit"
 
