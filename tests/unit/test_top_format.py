@@ -278,3 +278,23 @@ def test_figures_are_frozen_records_without_dataclasses() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_screen_ends_after_its_iterations() -> None:
+    from dom0.cli.top_screen import TopApp
+
+    calls: list[float] = []
+
+    def fetch() -> Snapshot:
+        calls.append(time.monotonic())
+        return snap(float(len(calls)), guest())
+
+    async def scenario() -> int | None:
+        app = TopApp(fetch, delay=0.05, iterations=3)
+        async with app.run_test() as pilot:
+            while app.is_running:
+                await pilot.pause(0.05)
+        return app.return_value
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 20)) == 0
+    assert 3 <= len(calls) <= 4  # a tick already under way when it ends may fetch once more

@@ -45,8 +45,12 @@ class TopApp(App[int]):
     ]
 
     def __init__(self, fetch: Fetch, delay: float = 3.0, networks: bool = False,
-                 vbds: bool = False, vcpus: bool = False, full_name: bool = False) -> None:
+                 vbds: bool = False, vcpus: bool = False, full_name: bool = False,
+                 iterations: int = 0) -> None:
         super().__init__()
+        #: -i: refreshes to show before ending (0: until q)
+        self.iterations = iterations
+        self.shown = 0
         self.fetch = fetch
         self.delay = delay
         self.sort = 0
@@ -85,6 +89,9 @@ class TopApp(App[int]):
         self.error = None
         self.prev, self.snap = self.snap, snap
         self.redraw()
+        self.shown += 1
+        if self.iterations and self.shown >= self.iterations:
+            self.exit(0)
 
     def redraw(self) -> None:
         if self.snap is None:
@@ -159,5 +166,6 @@ class TopApp(App[int]):
 
 def run(fetch: Fetch, options: Any) -> int:
     app = TopApp(fetch, delay=options.delay, networks=options.networks, vbds=options.vbds,
-                 vcpus=options.vcpus, full_name=options.full_name)
+                 vcpus=options.vcpus, full_name=options.full_name,
+                 iterations=options.iterations)
     return app.run() or 0
