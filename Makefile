@@ -94,6 +94,7 @@ bench: setup guest $(STAMP)/bench-apt
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_migration.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_web.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_sched.py
+	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_top.py
 
 clean:
 	rm -rf build $(VENV)

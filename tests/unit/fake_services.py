@@ -13,6 +13,7 @@ from dom0.api.services import RelocationDefaults, Services
 from dom0.domain.security import DomainSecurity
 from dom0.errors import InvalidDomain
 from dom0.model.config import DomainConfig
+from dom0.model.figures import DomainFigures, HostFigures
 from dom0.security.acm import AccessControl
 
 
@@ -154,6 +155,11 @@ class FakeDomains:
 
     async def sched_sedf_set(self, ident: str, values: dict[str, int]) -> None:
         self._did("sched_sedf_set", ident, values)
+    async def figures(self) -> list[DomainFigures]:
+        return [DomainFigures(name=d.name, uuid=f"uuid-{d.name}", domid=d.domid or 0,
+                              state="-b----", cpu_seconds=1.5, memory_kib=98304,
+                              maxmem_kib=98304, vcpus=1)
+                for d in self.domains.values() if d.active]
 
 
 class FakeHost:
@@ -165,6 +171,15 @@ class FakeHost:
 
     def node_info(self) -> list[tuple[str, Any]]:
         return [("host", "fake")]
+
+    def figures(self) -> HostFigures:
+        return HostFigures(hostname="fake", version="7.2.0", mem_total_kib=8 << 20,
+                           mem_free_kib=4 << 20, cpus=2, cpu_mhz=2000)
+
+    def dom0_figures(self) -> DomainFigures:
+        return DomainFigures(name="Domain-0", uuid="0" * 32, domid=0, state="r-----",
+                             cpu_seconds=100.0, memory_kib=8 << 20, maxmem_kib=None,
+                             vcpus=2)
 
 
 class FakeConfig:

@@ -134,6 +134,8 @@ GETOPT_BEFORE = {
     "uptime": ("s", ["short"]),
     "sched-credit": ("d:w:c:", ["domain=", "weight=", "cap="]),
     "sched-sedf": ("p:s:l:e:w:", ["period=", "slice=", "latency=", "extratime=", "weight="]),
+    "top": ("bd:i:nxvrf", ["batch", "delay=", "iterations=", "networks", "vbds", "vcpus",
+                           "repeat-header", "full-name"]),
     "block-list": ("l", ["long"]),
     "network-list": ("l", ["long"]),
     "dmesg": ("c", ["clear"]),

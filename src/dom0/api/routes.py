@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from dom0.api.services import Services
+from dom0.api.services import Services, snapshot
 from dom0.errors import ConfigError, VmError
 from dom0.model.config import DomainConfig
 from dom0.model.state import STATE_FILTER_NAMES
@@ -383,6 +383,11 @@ async def security_resource_label_get(x: Services[Any], a: dict[str, Any]) -> st
        ("config",), config="object")
 async def security_dry_run(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
     return x.security.dry_run(_config(a))
+
+
+@route("node.figures", "Every domain's figures in one snapshot (xm top)")
+async def node_figures(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
+    return (await snapshot(x.host, x.domains)).to_dict()
 
 
 def openapi() -> dict[str, Any]:

@@ -7,11 +7,13 @@ into xend stays visible in one page."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from dom0.model.config import DomainConfig
+from dom0.model.figures import DomainFigures, HostFigures, Snapshot
 
 
 class DomainView(Protocol):
@@ -78,6 +80,7 @@ class DomainService(Protocol[D]):
     async def sched_credit_set(self, ident: str, weight: int | None, cap: int | None) -> None: ...
     def sched_sedf_get(self, ident: str) -> dict[str, int]: ...
     async def sched_sedf_set(self, ident: str, values: dict[str, int]) -> None: ...
+    async def figures(self) -> list[DomainFigures]: ...
 
 
 class HostInfo(Protocol):
@@ -86,6 +89,8 @@ class HostInfo(Protocol):
     def dom0_info(self) -> dict[str, Any]: ...
     def dom0_vcpus(self) -> list[dict[str, Any]]: ...
     def node_info(self) -> list[tuple[str, Any]]: ...
+    def figures(self) -> HostFigures: ...
+    def dom0_figures(self) -> DomainFigures: ...
 
 
 class ConfigRows(Protocol):
@@ -136,3 +141,10 @@ class Services(Generic[D]):
     logfile: str
     relocation: RelocationDefaults
     security: SecurityService
+
+
+async def snapshot(host: HostInfo, domains: DomainService[Any]) -> Snapshot:
+    """Every domain's figures, Domain-0 first (``xm top``, the metrics exporter)."""
+    doms = await domains.figures()
+    return Snapshot(taken=time.monotonic(), wall=time.time(), host=host.figures(),
+                    domains=(host.dom0_figures(), *doms))

@@ -265,6 +265,16 @@ class FakeMachine:
     def blocked(self) -> bool:
         return False
 
+    # ---- xm top and the metrics exporter ----------------------------------------------
+
+    async def block_stats(self, timeout: float) -> list[contract.BlockStats]:
+        self._check("block_stats")
+        return [contract.BlockStats(device_id=d.device_id) for d in self.disks]
+
+    async def balloon_bytes(self, timeout: float) -> int | None:
+        self._check("balloon_bytes")
+        return (self.spec.memory << 20) if self.spec else None
+
 
 def _is_a_machine(machine: FakeMachine) -> contract.Machine:
     """mypy checks here that FakeMachine implements the contract."""

@@ -61,6 +61,19 @@ class MachineSpec:
     display: Display | None = None
 
 
+@dataclass(frozen=True)
+class BlockStats:
+    """QEMU's counters of one guest disk (``query-blockstats``), for ``xm top``."""
+
+    #: the disk's device id (``Vbd.device_id``)
+    device_id: str
+    rd_ops: int = 0
+    wr_ops: int = 0
+    rd_bytes: int = 0
+    wr_bytes: int = 0
+    failed_ops: int = 0
+
+
 class MachineEvents(Protocol):
     """What a machine tells its owner, unasked."""
 
@@ -144,6 +157,12 @@ class Machine(Protocol):
         """(CPU seconds, last host CPU, thread state) per vCPU."""
     def blocked(self) -> bool:
         """Xen's 'b': every vCPU is idle."""
+
+    # ---- xm top and the metrics exporter -------------------------------------------------
+    async def block_stats(self, timeout: float) -> list[BlockStats]:
+        """Counters of every guest disk."""
+    async def balloon_bytes(self, timeout: float) -> int | None:
+        """The guest's current size as the balloon reports it (None: no balloon)."""
 
 
 #: builds the machine for one launch, from its runtime paths

@@ -116,6 +116,18 @@ COMMANDS: list[Command] = [
              Option("h", "help", None)], common=True),
     Command("suspend", "<DomainName>", "Suspend a Xend managed domain"),
     Command("sysrq", "<Domain> <letter>", "Send a sysrq to a domain."),
+    Command("top", "[-b] [-d SECONDS] [-i N] [-n] [-x] [-v] [-r] [-f]",
+            "Monitor a host and the domains in real time.",
+            [Option("b", "batch", "Output in batch mode, no user input accepted"),
+             Option("d", "delay", "Seconds between updates (default 3)", value="SECONDS"),
+             Option("i", "iterations", "Number of iterations to display before ending",
+                    value="N"),
+             Option("n", "networks", "Output vif network data"),
+             Option("x", "vbds", "Output vbd block device data"),
+             Option("v", "vcpus", "Output vcpu data"),
+             Option("r", "repeat-header", "Repeat table header before each domain"),
+             Option("f", "full-name", "Output the full domain name (not truncated)")],
+            common=True),
     Command("unpause", "<Domain>", "Unpause a paused domain.", common=True),
     Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
             [Option("s", "short", "Print a short uptime")], common=True),
@@ -205,6 +217,7 @@ SUBMODULE = {
     "resetpolicy": "security", "makepolicy": "security", "loadpolicy": "security",
     "cfgbootpolicy": "security",
     "sched-credit": "sched", "sched-sedf": "sched",
+    "top": "top",
 }
 
 

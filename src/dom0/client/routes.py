@@ -177,6 +177,10 @@ class XendApi:
         """xend's message ring (xm dmesg)."""
         return self.call("node.dmesg", clear=clear)
 
+    def node_figures(self) -> dict[str, Any]:
+        """Every domain's figures in one snapshot (xm top)."""
+        return self.call("node.figures")
+
     def node_log(self) -> str:
         """The xend log file (xm log)."""
         return self.call("node.log")

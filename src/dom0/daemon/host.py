@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from dom0 import __version__
+from dom0.model.figures import DomainFigures, HostFigures
 
 XEND_CONFIG_FORMAT = 4
 
@@ -136,3 +137,28 @@ def node_info(qemu_binary: str, accel: str, free_for_guests_kib: int) -> list[tu
 
 def free_memory_kib() -> int:
     return _meminfo()["MemAvailable"]
+
+
+# ---- xm top and the metrics exporter ---------------------------------------------
+
+
+def qemu_version(binary: str) -> str:
+    """The QEMU version alone (``7.2.19``): what xentop's title calls Xen's version."""
+    return (_qemu_version(binary).split() or ["unknown"])[0]
+
+
+def host_figures(version: str) -> HostFigures:
+    """xentop's header: host memory (free is what guests may still get) and CPUs."""
+    mem = _meminfo()
+    return HostFigures(hostname=platform.node(), version=version,
+                       mem_total_kib=mem["MemTotal"], mem_free_kib=free_memory_kib(),
+                       cpus=os.cpu_count() or 1, cpu_mhz=_cpu_mhz())
+
+
+def dom0_figures() -> DomainFigures:
+    """Domain-0's row: the host itself, as ``xm list`` shows it."""
+    info = dom0_info()
+    return DomainFigures(name="Domain-0", uuid=info["uuid"], domid=0, state=info["state"],
+                         cpu_seconds=info["cpu_time"], memory_kib=info["memory"] * 1024,
+                         maxmem_kib=None, vcpus=info["vcpus"],
+                         vcpu_seconds=tuple(v["cpu_time"] for v in dom0_vcpus()))

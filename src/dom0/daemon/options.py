@@ -93,6 +93,11 @@ class XendOptions:
     device_timeout: float = _opt("device-timeout", 100.0)
     #: the CPU scheduler, named after Xen's boot parameter sched=credit|sedf
     sched: str = _opt("sched", "credit")
+    # dom0's own: the Prometheus exporter (README "Monitoring"), off and local by default
+    xend_metrics_server: bool = _opt("xend-metrics-server", False)
+    xend_metrics_port: int = _opt("xend-metrics-port", 9101)
+    xend_metrics_address: str = _opt("xend-metrics-address", "localhost")
+    xend_metrics_hosts_allow: str = _opt("xend-metrics-hosts-allow", DEFAULT_HOSTS_ALLOW)
 
     #: messages about the file itself, logged once logging is up
     warnings: list[str] = field(default_factory=list, metadata={"sxp": None})
@@ -219,6 +224,12 @@ def load(path: str | None = None) -> XendOptions:
                                "is not an absolute path")
     if opts.sched not in ("credit", "sedf"):
         raise OptionsError(f"invalid xend config sched: {opts.sched} (expected credit or sedf)")
+    for pattern in opts.xend_metrics_hosts_allow.split():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise OptionsError(f"invalid xend config xend-metrics-hosts-allow: {pattern}: "
+                               f"{exc}") from None
     if opts.qemu_accel not in ("auto", "kvm", "tcg"):
         raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
     return opts

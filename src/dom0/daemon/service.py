@@ -27,6 +27,7 @@ from dom0.backends.qemu.machine import QemuMachine
 from dom0.backends.qemu.process import probe_kvm
 from dom0.daemon import host
 from dom0.daemon import options as options_mod
+from dom0.daemon.metrics import MetricsServer
 from dom0.daemon.options import XendOptions
 from dom0.devices import hotplug
 from dom0.domain.domain import Domain
@@ -38,6 +39,7 @@ from dom0.errors import DeviceError
 from dom0.migration.auth import AuthError, Credentials, load_key, own_key
 from dom0.migration.destination import RelocationServer
 from dom0.migration.policy import StoragePolicy
+from dom0.model.figures import DomainFigures, HostFigures
 from dom0.security.acm import AccessControl
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
@@ -54,6 +56,7 @@ class Host:
         self.qemu_binary = qemu_binary
         self.accel = accel
         self.scheduler = scheduler
+        self._version: str | None = None
 
     def dom0_info(self) -> dict[str, Any]:
         return host.dom0_info()
@@ -65,6 +68,14 @@ class Host:
         rows = host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
         # xen_scheduler is xend-config's (sched ...), as Xen's was its boot parameter's
         return [(k, self.scheduler if k == "xen_scheduler" else v) for k, v in rows]
+
+    def figures(self) -> HostFigures:
+        if self._version is None:  # asking QEMU costs a process: once per xend
+            self._version = host.qemu_version(self.qemu_binary)
+        return host.host_figures(self._version)
+
+    def dom0_figures(self) -> DomainFigures:
+        return host.dom0_figures()
 
 
 @dataclass
@@ -81,6 +92,8 @@ class Xend:
     api: ApiServer | None
     #: the web console (xend-http-server), when configured
     web: WebConsole | None = None
+    #: the Prometheus exporter, when xend-metrics-server is on
+    metrics: MetricsServer | None = None
 
     async def start(self) -> None:
         await self.network_script("start")
@@ -99,12 +112,17 @@ class Xend:
         if self.web:
             await self.web.start()
             log.info("web console on %s", self.web.url)
+        if self.metrics:
+            await self.metrics.start()
+            log.info("metrics on %s:%d", self.metrics.address or "*", self.metrics.port)
         await self.manager.autostart()
 
     async def stop(self) -> None:
         """SIGTERM: stop serving, apply on_xend_stop, let go of the rest."""
         if self.web:
             await self.web.stop()
+        if self.metrics:
+            await self.metrics.stop()
         if self.api:
             await self.api.stop()
         for server in self.relocation:
@@ -177,8 +195,12 @@ async def build(options: XendOptions) -> Xend:
     if options.xend_http_server:  # the token file is made (0600) on first use
         web = WebConsole(services, options.xend_address, options.xend_port,
                          load_or_make_token(options.web_token_file()))
+    metrics = None
+    if options.xend_metrics_server:
+        metrics = MetricsServer(machine_host, manager, options.xend_metrics_address,
+                                options.xend_metrics_port, options.xend_metrics_hosts_allow)
     return Xend(options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
-                relocation=relocation, api=api, web=web)
+                relocation=relocation, api=api, web=web, metrics=metrics)
 
 
 def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: HypervisorLog,

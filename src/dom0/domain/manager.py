@@ -26,11 +26,13 @@ from dom0.domain.network import VifController
 from dom0.domain.sched import Scheduler
 from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
+from dom0.domain.stats import StatsCollector
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.errors import VmError
 from dom0.model.checks import check_name
 from dom0.model.config import DiskSpec, DomainConfig, parse_cpu_list
+from dom0.model.figures import DomainFigures
 from dom0.model.state import LIVE, PowerState, require
 from dom0.store.db import Store
 from dom0.store.layout import Layout
@@ -53,6 +55,7 @@ class DomainManager:
                                    self.disks, self.sched)
         self.mover = StateMover(self.table, self.lifecycle, layout, settings, hvlog)
         self.security: DomainSecurity | None = None
+        self.stats = StatsCollector(vifs)
 
     def use_security(self, security: DomainSecurity) -> None:
         """Enforce the access control policy at every launch, vif and disk."""
@@ -71,6 +74,10 @@ class DomainManager:
     def select(self, state: str | None = None,
                names: list[str] | None = None) -> list[Domain]:
         return self.table.select(state, names)
+
+    async def figures(self) -> list[DomainFigures]:
+        """Every live domain's figures (xm top, the metrics exporter), measured at once."""
+        return await self.stats.collect(self.table)
 
     # ---- start and stop of xend ------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dom0.backends import ramsample
-from dom0.backends.machine import MachineEvents, MachineSpec
+from dom0.backends.machine import BlockStats, MachineEvents, MachineSpec
 from dom0.backends.qemu import process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
@@ -458,6 +458,31 @@ class QemuMachine:
         if not self.vcpu_threads or not self.pid:
             return False
         return all(process.thread_state(self.pid, t) in ("S", "D") for t in self.vcpu_threads)
+
+    # ---- xm top and the metrics exporter -------------------------------------------
+
+    async def block_stats(self, timeout: float) -> list[BlockStats]:
+        out = []
+        for entry in await self._exec("query-blockstats", timeout=timeout):
+            # -blockdev disks have no legacy drive name: the guest device names them
+            qdev = str(entry.get("qdev") or "")
+            device_id = qdev.split("/")[3] if qdev.startswith("/machine/peripheral/") else qdev
+            if not device_id:
+                continue
+            st = entry.get("stats", {})
+            out.append(BlockStats(
+                device_id=device_id, rd_ops=int(st.get("rd_operations", 0)),
+                wr_ops=int(st.get("wr_operations", 0)), rd_bytes=int(st.get("rd_bytes", 0)),
+                wr_bytes=int(st.get("wr_bytes", 0)),
+                failed_ops=int(st.get("failed_rd_operations", 0))
+                + int(st.get("failed_wr_operations", 0))))
+        return out
+
+    async def balloon_bytes(self, timeout: float) -> int | None:
+        try:
+            return int((await self._exec("query-balloon", timeout=timeout))["actual"])
+        except (BackendError, KeyError, TypeError):
+            return None
 
     # ---- tearing down ----------------------------------------------------------
 
