@@ -87,7 +87,8 @@ class ProtocolError(XendError):
 
 _WIRE_CLASSES = {
     c.__name__: c
-    for c in (XendError, VmError, ConfigError, DeviceError, BackendError, OptionError, UsageError)
+    for c in (XendError, VmError, ConfigError, DeviceError, BackendError, OptionError, UsageError,
+              XendNotRunning)
 }
 
 

@@ -19,7 +19,7 @@ USED_BY_XM = {
     "domain.list", "domain.info", "domain.create", "domain.new", "domain.delete",
     "domain.start", "domain.destroy", "domain.shutdown", "domain.reset", "domain.pause",
     "domain.unpause", "domain.rename", "domain.sysrq", "domain.dump", "domain.vcpus",
-    "node.info", "node.config", "node.dmesg", "node.log",
+    "node.info", "node.config", "node.dmesg", "node.log", "domain.trigger", "node.debug_keys",
 }
 
 

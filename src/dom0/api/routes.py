@@ -292,6 +292,21 @@ async def node_log(x: Services[Any], a: dict[str, Any]) -> str:
         raise VmError(f"Cannot read {x.logfile}: {exc.strerror}") from None
 
 
+# ---- host commands: trigger, debug-keys --------------------------------------
+
+
+@route("domain.trigger", "Send a trigger (nmi, reset, init, s3resume, power) to a domain",
+       ("dom", "trigger"), dom="string", trigger="string", vcpu="integer")
+async def domain_trigger(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.trigger(a["dom"], a["trigger"], a.get("vcpu", 0))
+
+
+@route("node.debug_keys", "Run debug keys; their output goes to xm dmesg", ("keys",),
+       keys="string")
+async def node_debug_keys(x: Services[Any], a: dict[str, Any]) -> None:
+    x.domains.debug_keys(a["keys"])
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI description of ``ROUTES`` (kept as docs/openapi.json, tested)."""
     paths: dict[str, Any] = {}

@@ -104,6 +104,7 @@ COMMANDS: list[Command] = [
             "Save a domain state to restore later.",
             [Option("c", "checkpoint", "Leave domain running after creating snapshot")],
             common=True),
+    Command("shell", "", "Launch an interactive shell."),
     Command("shutdown", "<Domain> [-waRH]", "Shutdown a domain.",
             [Option("a", "all", "Shutdown all guest domains"),
              Option("w", "wait", "Wait for guest domain to shutdown"),
@@ -112,6 +113,8 @@ COMMANDS: list[Command] = [
              Option("h", "help", None)], common=True),
     Command("suspend", "<DomainName>", "Suspend a Xend managed domain"),
     Command("sysrq", "<Domain> <letter>", "Send a sysrq to a domain."),
+    Command("trigger", "<Domain> <nmi|reset|init|s3resume|power> [<VCPU>]",
+            "Send a trigger to a domain."),
     Command("unpause", "<Domain>", "Unpause a paused domain.", common=True),
     Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
             [Option("s", "short", "Print a short uptime")], common=True),
@@ -132,11 +135,13 @@ COMMANDS: list[Command] = [
             "Destroy a domain's virtual network device."),
     Command("network-list", "<Domain> [--long]", "List virtual network interfaces for a domain.",
             [_LONG]),
+    Command("debug-keys", "<Keys>", "Send debug keys to Xen."),
     Command("dmesg", "[-c|--clear]", "Read and/or clear xend's message buffer.",
             [Option("c", "clear", "Clear the message buffer after reading")]),
     Command("info", "[-c|--config]", "Get information about Xen host.",
             [Option("c", "config", "List Xend configuration parameters")], common=True),
     Command("log", "", "Print Xend log"),
+    Command("serve", "", "Proxy Xend XMLRPC over stdio."),
     Command("help", "[--long] [<Command>]", "Display this message."),
 ]
 BY_NAME = {c.name: c for c in COMMANDS}
@@ -158,6 +163,7 @@ SUBMODULE = {
     "block-attach": "devices", "block-configure": "devices", "block-detach": "devices",
     "block-list": "devices", "network-attach": "devices", "network-detach": "devices",
     "network-list": "devices",
+    "trigger": "host", "debug-keys": "host", "serve": "host", "shell": "host",
 }
 
 

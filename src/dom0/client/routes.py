@@ -154,3 +154,11 @@ class XendApi:
     def node_log(self) -> str:
         """The xend log file (xm log)."""
         return self.call("node.log")
+
+    def domain_trigger(self, *, dom: str, trigger: str, vcpu: int | None = None) -> None:
+        """Send a trigger (nmi, reset, init, s3resume, power) to a domain."""
+        self.call("domain.trigger", dom=dom, trigger=trigger, vcpu=vcpu)
+
+    def node_debug_keys(self, *, keys: str) -> None:
+        """Run debug keys; their output goes to xm dmesg."""
+        self.call("node.debug_keys", keys=keys)
