@@ -7,6 +7,7 @@ handler may trust that a "string" is a str and an optional value is absent or se
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -267,7 +268,9 @@ async def network_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, An
 
 @route("node.info", "Host information rows (xm info)")
 async def node_info(x: Services[Any], a: dict[str, Any]) -> list[list[Any]]:
-    return [list(r) for r in x.host.node_info()]
+    # in a thread: the first call asks QEMU and dpkg (build provenance), which must not
+    # hold up the other requests
+    return [list(r) for r in await asyncio.to_thread(x.host.node_info)]
 
 
 @route("node.config", "xend's configuration (xm info -c)")
