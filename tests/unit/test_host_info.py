@@ -69,7 +69,8 @@ def test_figures_are_the_hosts(rows: list[tuple[str, object]]) -> None:
     meminfo = Path("/proc/meminfo").read_text()
     total_kib = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))  # type: ignore[union-attr]
     assert info["total_memory"] == total_kib // 1024
-    assert info["nr_cpus"] * 1 >= info["cores_per_socket"]  # type: ignore[operator]
+    per_socket = info["cores_per_socket"] * info["threads_per_core"]  # type: ignore[operator]
+    assert info["nr_cpus"] % per_socket == 0  # type: ignore[operator]
     if Path("/sys/devices/system/node/node0/cpulist").exists():
         cpus = Path("/sys/devices/system/node/node0/cpulist").read_text().strip()
         assert str(info["node_to_cpu"]).startswith(f"node0:{cpus}")

@@ -276,7 +276,7 @@ def node_info(qemu_binary: str, accel: str, free_for_guests_kib: int) -> list[tu
         ("xen_minor", minor),
         ("xen_extra", "." + extra if extra else ""),
         ("xen_caps", xen_caps(uname.machine)),
-        ("xen_scheduler", "credit"),
+        ("xen_scheduler", "credit"),  # the default; service.Host puts xend-config's (sched)
         ("xen_pagesize", os.sysconf("SC_PAGE_SIZE")),
         ("platform_params", f"virt_start={virt_start():#x}"),
         ("xen_changeset", build.changeset),
