@@ -7,14 +7,12 @@ its Content-Length.  ``xm serve`` (spec §1.2: "proxy between stdio and
 /var/run/xend/xmlrpc.sock") forwards each request to xend's root-only socket, one
 connection per request as xm itself makes them, and re-frames the reply.
 
-Imported only when a command is configured or ``xm serve`` runs, so xm's start-up
-path does not pay for subprocess."""
+Imported only when a command is configured or ``xm serve`` runs, and subprocess only
+by the side that runs a command: xm's start-up path pays for neither."""
 
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 
 from dom0.client import wire
 from dom0.errors import ProtocolError, XendNotRunning
@@ -22,6 +20,7 @@ from dom0.errors import ProtocolError, XendNotRunning
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs xm ~2 ms
 
 if TYPE_CHECKING:
+    import subprocess
     from typing import IO
 
 ENV = "DOM0_XEND_COMMAND"
@@ -86,6 +85,9 @@ class CommandTransport:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def exchange(self, request: bytes) -> bytes:
+        import shlex
+        import subprocess  # here: `xm serve`, the other end, never needs it
+
         if self.proc is None or self.proc.poll() is not None:
             try:
                 self.proc = subprocess.Popen(shlex.split(self.command), stdin=subprocess.PIPE,
@@ -107,6 +109,8 @@ class CommandTransport:
         return reply
 
     def close(self) -> None:
+        import subprocess
+
         if self.proc is not None:
             if self.proc.stdin:
                 self.proc.stdin.close()
