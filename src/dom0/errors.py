@@ -94,7 +94,7 @@ class ProtocolError(XendError):
 _WIRE_CLASSES = {
     c.__name__: c
     for c in (XendError, VmError, ConfigError, DeviceError, BackendError, OptionError, UsageError,
-              SecurityError)
+              SecurityError, XendNotRunning)
 }
 
 

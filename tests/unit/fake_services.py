@@ -94,6 +94,12 @@ class FakeDomains:
         self._did("relabel", ident, label, policy)
         return self.lookup(ident)
 
+    async def trigger(self, ident: str, name: str, vcpu: int = 0) -> None:
+        self._did("trigger", ident, name, vcpu)
+
+    def debug_keys(self, keys: str) -> None:
+        self._did("debug_keys", keys)
+
     async def dump_core(self, ident: str, filename: str | None, live: bool, crash: bool,
                         reset: bool) -> str:
         self._did("dump_core", ident, filename, live, crash, reset)

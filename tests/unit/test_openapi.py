@@ -19,7 +19,8 @@ USED_BY_XM = {
     "domain.list", "domain.info", "domain.create", "domain.new", "domain.delete",
     "domain.start", "domain.destroy", "domain.shutdown", "domain.reset", "domain.pause",
     "domain.unpause", "domain.rename", "domain.sysrq", "domain.dump", "domain.vcpus",
-    "node.info", "node.config", "node.dmesg", "node.log", "node.figures",
+    "node.info", "node.config", "node.dmesg", "node.log", "node.figures", "domain.trigger",
+    "node.debug_keys",
 }
 
 

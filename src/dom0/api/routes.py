@@ -7,6 +7,7 @@ handler may trust that a "string" is a str and an optional value is absent or se
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -303,7 +304,9 @@ async def sched_sedf_set(x: Services[Any], a: dict[str, Any]) -> None:
 
 @route("node.info", "Host information rows (xm info)")
 async def node_info(x: Services[Any], a: dict[str, Any]) -> list[list[Any]]:
-    return [list(r) for r in x.host.node_info()]
+    # in a thread: the first call asks QEMU and dpkg (build provenance), which must not
+    # hold up the other requests
+    return [list(r) for r in await asyncio.to_thread(x.host.node_info)]
 
 
 @route("node.config", "xend's configuration (xm info -c)")
@@ -388,6 +391,21 @@ async def security_dry_run(x: Services[Any], a: dict[str, Any]) -> dict[str, Any
 @route("node.figures", "Every domain's figures in one snapshot (xm top)")
 async def node_figures(x: Services[Any], a: dict[str, Any]) -> dict[str, Any]:
     return (await snapshot(x.host, x.domains)).to_dict()
+
+
+# ---- host commands: trigger, debug-keys --------------------------------------
+
+
+@route("domain.trigger", "Send a trigger (nmi, reset, init, s3resume, power) to a domain",
+       ("dom", "trigger"), dom="string", trigger="string", vcpu="integer")
+async def domain_trigger(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.trigger(a["dom"], a["trigger"], a.get("vcpu", 0))
+
+
+@route("node.debug_keys", "Run debug keys; their output goes to xm dmesg", ("keys",),
+       keys="string")
+async def node_debug_keys(x: Services[Any], a: dict[str, Any]) -> None:
+    x.domains.debug_keys(a["keys"])
 
 
 def openapi() -> dict[str, Any]:

@@ -166,6 +166,13 @@ class FakeMachine:
             # a real guest takes a moment to shut down: the event comes later
             asyncio.get_running_loop().call_soon(self.guest_stops, "poweroff")
 
+    async def trigger(self, name: str) -> None:
+        self._check("trigger " + name)
+        if name == "power" and not self.ignore_powerdown:
+            asyncio.get_running_loop().call_soon(self.guest_stops, "poweroff")
+        elif name in ("reset", "init"):
+            self.state = "running"
+
     async def send_keys(self, *keys: str) -> None:
         self._check("send_keys " + "-".join(keys))
         if keys == ("ctrl", "alt", "delete") and not self.ignore_powerdown:

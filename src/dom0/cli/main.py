@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 
 def _handler(name: str) -> Callable[[list[str]], int]:
+    if name == "shell":  # the shell runs each line through this very dispatcher
+        from dom0.cli.commands.host import shell
+
+        return lambda args: shell(main, args)
     from dom0.cli import commands
 
     module = commands

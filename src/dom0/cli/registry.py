@@ -108,6 +108,7 @@ COMMANDS: list[Command] = [
             "Save a domain state to restore later.",
             [Option("c", "checkpoint", "Leave domain running after creating snapshot")],
             common=True),
+    Command("shell", "", "Launch an interactive shell."),
     Command("shutdown", "<Domain> [-waRH]", "Shutdown a domain.",
             [Option("a", "all", "Shutdown all guest domains"),
              Option("w", "wait", "Wait for guest domain to shutdown"),
@@ -128,6 +129,8 @@ COMMANDS: list[Command] = [
              Option("r", "repeat-header", "Repeat table header before each domain"),
              Option("f", "full-name", "Output the full domain name (not truncated)")],
             common=True),
+    Command("trigger", "<Domain> <nmi|reset|init|s3resume|power> [<VCPU>]",
+            "Send a trigger to a domain."),
     Command("unpause", "<Domain>", "Unpause a paused domain.", common=True),
     Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
             [Option("s", "short", "Print a short uptime")], common=True),
@@ -163,11 +166,13 @@ COMMANDS: list[Command] = [
             "Destroy a domain's virtual network device."),
     Command("network-list", "<Domain> [--long]", "List virtual network interfaces for a domain.",
             [_LONG]),
+    Command("debug-keys", "<Keys>", "Send debug keys to Xen."),
     Command("dmesg", "[-c|--clear]", "Read and/or clear xend's message buffer.",
             [Option("c", "clear", "Clear the message buffer after reading")]),
     Command("info", "[-c|--config]", "Get information about Xen host.",
             [Option("c", "config", "List Xend configuration parameters")], common=True),
     Command("log", "", "Print Xend log"),
+    Command("serve", "", "Proxy Xend XMLRPC over stdio."),
     Command("help", "[--long] [<Command>]", "Display this message."),
     # access control (sHype/ACM, spec §8.1)
     Command("labels", "[policy] [type=dom|res|any]",
@@ -218,6 +223,7 @@ SUBMODULE = {
     "cfgbootpolicy": "security",
     "sched-credit": "sched", "sched-sedf": "sched",
     "top": "top",
+    "trigger": "host", "debug-keys": "host", "serve": "host", "shell": "host",
 }
 
 

@@ -36,12 +36,25 @@ class XendClient(XendApi):
     def __init__(self, path: str | None = None, timeout: float | None = 1200.0) -> None:
         self.path = path or server_path()
         self.timeout = timeout
+        #: $DOM0_XEND_COMMAND's transport (a remote xend through ``xm serve``), made on
+        #: first use; never for an explicit socket path
+        self._command: Any = None
+        if path is None and os.environ.get("DOM0_XEND_COMMAND"):
+            from dom0.client.stdio import CommandTransport, configured_command
+
+            self._command = CommandTransport(configured_command() or "")
 
     def call(self, _route: str, /, **args: Any) -> Any:
         body = wire.dumps(args).encode()
         request = (f"POST /api/{_route} HTTP/1.1\r\nHost: xend\r\n"
                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                    "Connection: close\r\n\r\n").encode() + body
+        if self._command is not None:
+            return self._parse(self._command.exchange(request))
+        return self._parse(self.exchange(request))
+
+    def exchange(self, request: bytes) -> bytes:
+        """One request on a fresh connection to xend's socket; the raw reply."""
         # _socket rather than socket: the socket module imports enum (a few ms)
         sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
@@ -64,7 +77,7 @@ class XendClient(XendApi):
                 chunks.append(chunk)
         finally:
             sock.close()
-        return self._parse(b"".join(chunks))
+        return b"".join(chunks)
 
     @staticmethod
     def _parse(raw: bytes) -> Any:

@@ -225,3 +225,11 @@ class XendApi:
     def security_dry_run(self, *, config: dict[str, Any]) -> dict[str, Any]:
         """Would a domain and its disks be permitted? (xm dry-run)."""
         return self.call("security.dry_run", config=config)
+
+    def domain_trigger(self, *, dom: str, trigger: str, vcpu: int | None = None) -> None:
+        """Send a trigger (nmi, reset, init, s3resume, power) to a domain."""
+        self.call("domain.trigger", dom=dom, trigger=trigger, vcpu=vcpu)
+
+    def node_debug_keys(self, *, keys: str) -> None:
+        """Run debug keys; their output goes to xm dmesg."""
+        self.call("node.debug_keys", keys=keys)

@@ -18,6 +18,7 @@ from typing import Any
 
 from dom0.backends.cgroups import CpuCgroups
 from dom0.backends.machine import MachineFactory
+from dom0.domain.debugkeys import run_keys
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.lifecycle import Lifecycle, running
@@ -38,6 +39,9 @@ from dom0.store.db import Store
 from dom0.store.layout import Layout
 
 log = logging.getLogger(__name__)
+
+#: ``xm trigger``'s names (spec §1.2)
+TRIGGERS = ("nmi", "reset", "init", "s3resume", "power")
 
 
 class DomainManager:
@@ -248,6 +252,22 @@ class DomainManager:
         async with dom.lock:
             require(dom.state, LIVE, "Domain is not running")
             await running(dom).machine.send_keys("alt", "sysrq", key.lower())
+
+    async def trigger(self, ident: str, name: str, vcpu: int = 0) -> None:
+        """Xen's send_trigger; see the machine's ``trigger`` for what each one is."""
+        not_dom0(ident, "send a trigger to")
+        if name.lower() not in TRIGGERS:
+            raise VmError(f"Invalid trigger: {name}")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            require(dom.state, LIVE, f"Domain '{ident}' is not started")
+            if not 0 <= vcpu < dom.config.vcpus:
+                raise VmError(f"Invalid VCPU: {vcpu} (the domain has {dom.config.vcpus})")
+            await running(dom).machine.trigger(name.lower())
+
+    def debug_keys(self, keys: str) -> None:
+        """Xen's debug keys, answered by dumping our own state into ``xm dmesg``."""
+        run_keys(keys, list(self.table), self.hvlog.add)
 
     async def dump_core(self, ident: str, filename: str | None, live: bool, crash: bool,
                         reset: bool) -> str:

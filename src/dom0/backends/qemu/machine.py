@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 RUNSTATE_PAUSED = {"paused", "prelaunch", "inmigrate", "suspended", "debug", "restore-vm",
                    "save-vm", "watchdog", "io-error"}
 
+#: xm trigger's names that are one QMP command each
+QMP_TRIGGERS = {"nmi": "inject-nmi", "power": "system_powerdown", "s3resume": "system_wakeup"}
+
 #: seconds after a reset during which a guest reset is not reported as a reboot
 RESET_GRACE = 2.0
 
@@ -169,6 +172,18 @@ class QemuMachine:
     async def powerdown(self) -> None:
         """The ACPI power button."""
         await self._exec("system_powerdown")
+
+    async def trigger(self, name: str) -> None:
+        """``nmi``: QEMU's inject-nmi (on x86 every vCPU gets it).  ``reset``: a machine
+        reset in place, as hard_reset.  ``init``: QMP cannot INIT one vCPU; a machine
+        reset, which INITs every vCPU and resets the devices, is the nearest.
+        ``power``: the ACPI power button.  ``s3resume``: wake from ACPI S3."""
+        if name in ("reset", "init"):
+            await self.hard_reset()
+        elif name in QMP_TRIGGERS:
+            await self._exec(QMP_TRIGGERS[name])
+        else:
+            raise BackendError(f"Invalid trigger: {name}")
 
     async def send_keys(self, *keys: str) -> None:
         await self._exec("send-key", keys=[{"type": "qcode", "data": k} for k in keys])
