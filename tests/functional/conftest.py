@@ -83,6 +83,7 @@ class Host:
 (xend-log-path {self.dir}/log)
 (xend-state-path {self.dir}/state)
 (xend-domains-path {self.dir}/domains)
+(xend-security-path {self.dir}/security)
 (xend-dump-path {self.dir}/dump)
 (qemu-accel tcg)
 (domain-minimum-restart-time 20)
