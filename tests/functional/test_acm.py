@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 from conftest import REPO, Host
+from test_migration import two_hosts  # noqa: F401 (a fixture)
 
 EXAMPLE = REPO / "examples" / "acm" / "dom0" / "example-security_policy.xml"
 P = "dom0.example"
@@ -106,3 +107,19 @@ def test_managed_domains_are_relabelled_and_listed_with_labels(make_host) -> Non
     assert host.xm("rmlabel", "mgt", "m").stdout.strip() == \
         "Successfully removed label from domain m."
     assert host.xm("getlabel", "mgt", "m").stdout.strip() == "unlabeled"
+
+
+def test_an_incoming_migration_is_judged_by_the_destinations_policy(two_hosts) -> None:  # type: ignore[no-untyped-def]
+    """The destination checks against *its* policy and running domains: a domain its
+    policy does not admit is refused, the reason reaches xm migrate, the source runs on."""
+    a, b = two_hosts()
+    (b.dir / "dom0").mkdir()
+    shutil.copy(EXAMPLE, b.dir / "dom0" / "example-security_policy.xml")
+    b.xm("setpolicy", "ACM", P)  # the source has no policy: anything runs there
+    a.create("mover")
+    r = a.xm("migrate", "--live", "mover", "10.99.0.2", check=False)
+    assert r.returncode == 1 and "VM is not authorized to run." in r.stderr, r.stderr
+    assert a.info("mover")["state"] in ("r-----", "-b----")
+    with a.console("mover") as con:
+        assert con.run("echo still-here").strip().endswith("still-here")
+    assert b.xm("domid", "mover", check=False).returncode == 3
