@@ -109,7 +109,7 @@ def test_managed_domains_are_relabelled_and_listed_with_labels(make_host) -> Non
     assert host.xm("getlabel", "mgt", "m").stdout.strip() == "unlabeled"
 
 
-def test_an_incoming_migration_is_judged_by_the_destinations_policy(two_hosts) -> None:  # type: ignore[no-untyped-def]
+def test_an_incoming_migration_is_judged_by_the_destinations_policy(two_hosts) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The destination checks against *its* policy and running domains: a domain its
     policy does not admit is refused, the reason reaches xm migrate, the source runs on."""
     a, b = two_hosts()
