@@ -59,8 +59,10 @@ class BackendError(VmError):
     """QEMU failed: carries its exit status, argv and its own output."""
 
 
-class SecurityError(XendError):
-    """The access control policy (sHype/ACM) refuses, or a policy or label is invalid."""
+class SecurityError(VmError):
+    """The access control policy (sHype/ACM) refuses, or a policy or label is invalid.
+    (A VmError: wherever a domain may be refused, a policy refusal is one, e.g. the
+    relocation server sends it back to the migrating host.)"""
 
     show_usage = False
 
