@@ -116,6 +116,13 @@ COMMANDS: list[Command] = [
     Command("uptime", "[-s|--short] [Domain, ...]", "Print uptime for all/some domains.",
             [Option("s", "short", "Print a short uptime")], common=True),
     Command("vcpu-list", "[Domain, ...]", "List the VCPUs for all/some domains.", common=True),
+    # vCPUs and memory (issue 10; cli/commands/resources.py)
+    Command("vcpu-pin", "<Domain> <VCPU|all> <CPUs|all>", "Set which CPUs a VCPU can use."),
+    Command("vcpu-set", "<Domain> <vCPUs>",
+            "Set the number of active VCPUs for allowed for the domain.", common=True),
+    Command("mem-max", "<Domain> <Mem>", "Set the maximum amount reservation for a domain."),
+    Command("mem-set", "<Domain> <Mem>", "Set the current memory usage for a domain.",
+            common=True),
     Command("block-attach", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
             "Create a new virtual block device."),
     Command("block-configure", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
@@ -158,6 +165,8 @@ SUBMODULE = {
     "block-attach": "devices", "block-configure": "devices", "block-detach": "devices",
     "block-list": "devices", "network-attach": "devices", "network-detach": "devices",
     "network-list": "devices",
+    "vcpu-pin": "resources", "vcpu-set": "resources", "mem-max": "resources",
+    "mem-set": "resources",
 }
 
 

@@ -119,7 +119,9 @@ class XendOptions:
         paths come from ``layout()``."""
         return DomainSettings(minimum_restart_time=self.domain_minimum_restart_time,
                               shutdown_timeout=self.domain_shutdown_timeout,
-                              device_timeout=self.device_timeout)
+                              device_timeout=self.device_timeout,
+                              dom0_min_mem=self.dom0_min_mem,
+                              dom0_ballooning=self.ballooning())
 
     def network_options(self) -> NetworkOptions:
         """What plugging vifs needs besides the domain settings: the hook scripts."""

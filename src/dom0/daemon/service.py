@@ -45,9 +45,12 @@ log = logging.getLogger(__name__)
 class Host:
     """Host-side answers bound to this xend's QEMU binary and accelerator."""
 
-    def __init__(self, qemu_binary: str, accel: str) -> None:
+    def __init__(self, qemu_binary: str, accel: str,
+                 free_kib: Callable[[], int] = host.free_memory_kib) -> None:
         self.qemu_binary = qemu_binary
         self.accel = accel
+        #: memory free for guests: the domain manager's account of every domain
+        self.free_kib = free_kib
 
     def dom0_info(self) -> dict[str, Any]:
         return host.dom0_info()
@@ -56,7 +59,7 @@ class Host:
         return host.dom0_vcpus()
 
     def node_info(self) -> list[tuple[str, Any]]:
-        return host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
+        return host.node_info(self.qemu_binary, self.accel, self.free_kib())
 
 
 @dataclass
@@ -134,8 +137,8 @@ async def build(options: XendOptions) -> Xend:
     hvlog = HypervisorLog()
     hvlog.add(f"dom0 xend starting; guests run under QEMU with {accel}")
     log.info("accelerator: %s", accel)
-    machine_host = Host(options.qemu_binary, accel)
     manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
+    machine_host = Host(options.qemu_binary, accel, manager.free_memory_kib)
     api = None
     if options.xend_unix_xmlrpc_server:
         services: Services[Domain] = Services(

@@ -12,5 +12,5 @@ from dom0.model.config import DomainConfig
 def machine_spec(cfg: DomainConfig, disks: list[Vbd], nics: list[Vif]) -> MachineSpec:
     return MachineSpec(
         name=cfg.name, uuid=cfg.uuid, memory=cfg.memory, maxmem=cfg.max_memory,
-        vcpus=cfg.vcpus, kernel=cfg.kernel, ramdisk=cfg.ramdisk,
+        vcpus=cfg.online_vcpus, maxvcpus=cfg.max_vcpus, kernel=cfg.kernel, ramdisk=cfg.ramdisk,
         cmdline=cfg.kernel_cmdline(), disks=tuple(disks), nics=tuple(nics))

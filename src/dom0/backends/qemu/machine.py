@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dom0.backends import ramsample
 from dom0.backends.machine import MachineEvents, MachineSpec
-from dom0.backends.qemu import process
+from dom0.backends.qemu import cpuslots, process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
@@ -52,6 +52,7 @@ class QemuMachine:
         self.pid: int | None = None
         self.qmp: QMPSession | None = None
         self.vcpu_threads: list[int] = []
+        self.balloon_now: int | None = None
         self._watch: asyncio.Task[None] | None = None
         self._restore_action: asyncio.Task[None] | None = None
         self.console = ConsoleRelay(paths.serial_socket, paths.console_socket)
@@ -88,8 +89,14 @@ class QemuMachine:
     async def attach(self, events: MachineEvents) -> None:
         def on_qmp_event(event: str, data: dict[str, Any]) -> None:
             log.debug("%s: QMP event %s %s", self.paths.qmp_socket, event, data)
-            if event == "DEVICE_DELETED" and data.get("device"):
-                self.device_deleted(data["device"])
+            if event == "DEVICE_DELETED":
+                # by id, and by QOM path: a boot vCPU has no id, and CPUs are unplugged
+                # by path
+                for key in (data.get("device"), data.get("path")):
+                    if key:
+                        self.device_deleted(key)
+            elif event == "BALLOON_CHANGE" and "actual" in data:
+                self.balloon_now = int(data["actual"]) >> 20
             elif (reason := guest_stop_reason(event, data)) is not None:
                 events.guest_stopped(reason)
 
@@ -97,6 +104,8 @@ class QemuMachine:
         await self.qmp.connect()
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
+        with contextlib.suppress(BackendError):  # a machine without a balloon device
+            await self.balloon_mib()
         try:
             await self.console.start()
         except OSError as exc:  # the guest runs on without a console relay
@@ -435,6 +444,40 @@ class QemuMachine:
         if not self.vcpu_threads or not self.pid:
             return False
         return all(process.thread_state(self.pid, t) in ("S", "D") for t in self.vcpu_threads)
+
+    # ---- vCPUs and memory (issue 10) --------------------------------------------
+
+    async def set_vcpu_count(self, count: int, timeout: float) -> int:
+        slots = await self._exec("query-hotpluggable-cpus")
+        add, remove = cpuslots.plan(slots, count)
+        try:
+            for vcpu, slot in add:
+                await self._exec_args("device_add", cpuslots.plug_args(slot, vcpu))
+            for path in remove:
+                if not await self._delete_device(path, timeout):
+                    break  # the guest keeps it (busy, or no ACPI hot-plug): stop here
+        finally:
+            await self.refresh_vcpus()
+        return len(self.vcpu_threads)
+
+    async def _delete_device(self, device: str, timeout: float) -> bool:
+        """``device_del`` (id or QOM path); True once QEMU reports it gone."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[device] = fut
+        await self._exec("device_del", id=device)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._deleting.pop(device, None)
+            return False
+        return True
+
+    async def balloon_mib(self) -> int:
+        self.balloon_now = int((await self._exec("query-balloon"))["actual"]) >> 20
+        return self.balloon_now
+
+    async def ram_mib(self) -> int:
+        return await self.ram_bytes() >> 20
 
     # ---- tearing down ----------------------------------------------------------
 
