@@ -288,7 +288,7 @@ class FakeMachine:
         return 0.0
 
     def vcpu_figures(self) -> list[tuple[float, int, str]]:
-        return []
+        return [(0.0, 0, "S") for _ in self.vcpu_threads]  # idle vCPUs on host CPU 0
 
     def blocked(self) -> bool:
         return False

@@ -204,8 +204,8 @@ class ResourceController:
                 cfg.memory = mib
                 self._store(dom)
                 return mib
-            if mib > cfg.memory:
-                self.account(besides=dom).require(mib * 1024)
+            if mib > cfg.memory:  # as Xen: the growth must be free
+                self.account().require((mib - cfg.memory) * 1024)
             await run.machine.set_balloon(mib)
             cfg.memory = mib
             self._store(dom)
