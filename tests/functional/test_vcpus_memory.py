@@ -108,10 +108,17 @@ def test_vcpu_set_and_pin_seen_in_the_guest_and_on_the_host(host: Host) -> None:
         assert all(r[3] in ("0", "1") and r[4] in ("r--", "-b-") for r in rows)
         assert list_row(host, "vs")[3] == "2"
 
-        host.xm("vcpu-set", "vs", "1")
-        host.wait_for(lambda: online(con) == "0", 60, "vCPU 1 gone from the guest")
+        host.xm("vcpu-set", "vs", "1")  # returns once QEMU has let go of the vCPU
         assert vcpu_thread(pid, 1) is None
+        host.wait_for(lambda: online(con) == "0", 60, "vCPU 1 gone from the guest")
         assert vcpu_rows(host, "vs")[1][2:5] == ["1", "-", "--p"]
+
+        # again: under TCG each plug costs QEMU a translator context for good
+        for _ in range(2):
+            host.xm("vcpu-set", "vs", "2")
+            host.wait_for(lambda: online(con) == "0-1", 60, "vCPU 1 online again")
+            host.xm("vcpu-set", "vs", "1")
+            host.wait_for(lambda: online(con) == "0", 60, "vCPU 1 gone again")
 
         # Xen's refusals, and the guest unchanged by them
         assert error(host, "vcpu-set", "vs", "3") == \

@@ -140,10 +140,13 @@ async def test_mem_max_within_what_the_machine_has(world: World) -> None:
 
 
 @run
-async def test_a_domain_without_maxmem_cannot_grow(world: World) -> None:
-    await world.manager.create(world.config(memory=100))
+async def test_a_domain_without_maxmem_cannot_grow_but_can_come_back(world: World) -> None:
+    dom = await world.manager.create(world.config(memory=100))
     with pytest.raises(VmError, match="^memory_dynamic_max must be less than"):
         await world.manager.mem_set("guest", 101)
+    await world.manager.mem_set("guest", 50)
+    assert dom.config.maxmem == 100  # the ceiling stays the RAM it was started with
+    assert await world.manager.mem_set("guest", 100) == 100
 
 
 # ---- xm's memory argument (spec §1.1) ----------------------------------------------------

@@ -199,6 +199,8 @@ class ResourceController:
         async with dom.lock:
             cfg = dom.config
             self._check(cfg, memory=mib)
+            # without maxmem the ceiling is the memory: it stays where it was
+            cfg.maxmem = cfg.max_memory
             run = dom.running if dom.active else None
             if run is None:
                 cfg.memory = mib

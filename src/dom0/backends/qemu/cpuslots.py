@@ -11,7 +11,52 @@ empty the highest filled ones: the present vCPUs stay 0..count-1, as in Xen.
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import asdict, dataclass
 from typing import Any
+
+#: QEMU's TCG gives each vCPU thread it ever starts a translator context of its own and
+#: never takes it back (QEMU 7.2 aborts, "n < tcg_max_ctxs", when none is left); it has
+#: one per slot.  So a TCG machine that can hot-plug gets this many slots more than its
+#: domain may use, each spare good for one plug after an unplug.
+TCG_SPARE_SLOTS = 8
+
+
+def qemu_maxcpus(vcpus: int, maxvcpus: int, accel: str) -> int:
+    """The ``maxcpus`` QEMU is started with (see TCG_SPARE_SLOTS)."""
+    top = max(vcpus, maxvcpus)
+    return top + TCG_SPARE_SLOTS if accel == "tcg" and top > vcpus else top
+
+
+@dataclass
+class Budget:
+    """What a machine may still plug, kept in its run directory (it outlives xend)."""
+
+    #: the domain's vCPU slots (the spares above are never filled as such)
+    max: int
+    #: plugs left before QEMU would abort (None: no limit, KVM)
+    plugs_left: int | None
+
+    @classmethod
+    def at_launch(cls, vcpus: int, maxvcpus: int, accel: str) -> Budget:
+        top = max(vcpus, maxvcpus)
+        left = qemu_maxcpus(vcpus, maxvcpus, accel) - vcpus if accel == "tcg" else None
+        return cls(top, left)
+
+    @classmethod
+    def load(cls, path: str) -> Budget | None:
+        try:
+            with open(path) as f:
+                return cls(**json.load(f))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def save(self, path: str) -> None:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(asdict(self), f)
+        os.replace(tmp, path)
 
 #: topology properties, most significant first
 _TOPOLOGY = ("node-id", "socket-id", "die-id", "cluster-id", "core-id", "thread-id")
@@ -29,10 +74,12 @@ def plug_args(slot: Slot, vcpu: int) -> dict[str, Any]:
     return {"driver": slot["type"], "id": f"vcpu{vcpu}", **slot.get("props", {})}
 
 
-def plan(slots: list[Slot], count: int) -> tuple[list[tuple[int, Slot]], list[str]]:
+def plan(slots: list[Slot], count: int,
+         limit: int | None = None) -> tuple[list[tuple[int, Slot]], list[str]]:
     """What brings the present vCPUs to *count*: (vCPU number, slot) pairs to fill,
-    and the QOM paths to empty, highest first.  vCPU 0 is never removed."""
-    slots = ordered(slots)
+    and the QOM paths to empty, highest first.  vCPU 0 is never removed; only the
+    first *limit* slots are the domain's."""
+    slots = ordered(slots)[:limit]
     filled = [i for i, s in enumerate(slots) if s.get("qom-path")]
     empty = [i for i, s in enumerate(slots) if not s.get("qom-path")]
     count = max(1, min(count, len(slots)))

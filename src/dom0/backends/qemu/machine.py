@@ -69,6 +69,7 @@ class QemuMachine:
         argv = build_argv(spec, self.paths, binary=self.binary, accel=self.accel, paused=True,
                           incoming="defer" if incoming else None)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
+        cpuslots.Budget.at_launch(spec.vcpus, spec.maxvcpus, self.accel).save(self._budget_path)
         try:
             await self.attach(events)
             # an incoming guest brings its balloon's state with it
@@ -90,8 +91,7 @@ class QemuMachine:
         def on_qmp_event(event: str, data: dict[str, Any]) -> None:
             log.debug("%s: QMP event %s %s", self.paths.qmp_socket, event, data)
             if event == "DEVICE_DELETED":
-                # by id, and by QOM path: a boot vCPU has no id, and CPUs are unplugged
-                # by path
+                # by id, and by QOM path (a device without an id)
                 for key in (data.get("device"), data.get("path")):
                     if key:
                         self.device_deleted(key)
@@ -447,30 +447,43 @@ class QemuMachine:
 
     # ---- vCPUs and memory (issue 10) --------------------------------------------
 
+    @property
+    def _budget_path(self) -> str:
+        return os.path.join(self.paths.run_dir, "vcpus.json")
+
     async def set_vcpu_count(self, count: int, timeout: float) -> int:
         slots = await self._exec("query-hotpluggable-cpus")
-        add, remove = cpuslots.plan(slots, count)
+        # a machine of an older xend has no budget: all its slots, and no TCG plug
+        budget = cpuslots.Budget.load(self._budget_path) or cpuslots.Budget(
+            len(slots), 0 if self.accel == "tcg" else None)
+        add, remove = cpuslots.plan(slots, count, budget.max)
         try:
             for vcpu, slot in add:
+                if budget.plugs_left == 0:
+                    raise BackendError(
+                        "QEMU (TCG) cannot plug another vCPU into this machine: each vCPU it "
+                        "ever started kept a translator context; restart the domain")
                 await self._exec_args("device_add", cpuslots.plug_args(slot, vcpu))
+                if budget.plugs_left is not None:
+                    budget.plugs_left -= 1
+                    budget.save(self._budget_path)
             for path in remove:
-                if not await self._delete_device(path, timeout):
+                if not await self._cpu_removed(path, timeout):
                     break  # the guest keeps it (busy, or no ACPI hot-plug): stop here
         finally:
             await self.refresh_vcpus()
         return len(self.vcpu_threads)
 
-    async def _delete_device(self, device: str, timeout: float) -> bool:
-        """``device_del`` (id or QOM path); True once QEMU reports it gone."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._deleting[device] = fut
-        await self._exec("device_del", id=device)
-        try:
-            await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            self._deleting.pop(device, None)
-            return False
-        return True
+    async def _cpu_removed(self, path: str, timeout: float) -> bool:
+        """``device_del`` of a vCPU; True once its slot is empty.  (QEMU 7.2 sends no
+        DEVICE_DELETED for a CPU: its slot is watched instead.)"""
+        await self._exec("device_del", id=path)
+
+        async def gone() -> bool:
+            slots = await self._exec("query-hotpluggable-cpus")
+            return all(s.get("qom-path") != path for s in slots)
+
+        return await poll_until(gone, timeout, interval=0.05)
 
     async def balloon_mib(self) -> int:
         self.balloon_now = int((await self._exec("query-balloon"))["actual"]) >> 20
