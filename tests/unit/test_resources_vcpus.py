@@ -52,20 +52,16 @@ def test_plan_empties_the_highest_slots_and_never_vcpu_0() -> None:
 
 
 def test_plan_keeps_to_the_domains_slots() -> None:
-    slots = [slot(n, n == 0) for n in range(10)]  # 2 of the domain's and 8 TCG spares
+    slots = [slot(n, n == 0) for n in range(4)]
     assert [n for n, _ in cpuslots.plan(slots, 5, limit=2)[0]] == [1]
 
 
-def test_tcg_machines_that_can_plug_get_spare_slots_and_a_budget(tmp_path: Path) -> None:
-    assert cpuslots.qemu_maxcpus(2, 2, "tcg") == 2  # nothing to plug: no spares
-    assert cpuslots.qemu_maxcpus(1, 2, "kvm") == 2
-    assert cpuslots.qemu_maxcpus(1, 2, "tcg") == 2 + cpuslots.TCG_SPARE_SLOTS
-    budget = cpuslots.Budget.at_launch(1, 2, "tcg")
-    assert budget == cpuslots.Budget(2, 1 + cpuslots.TCG_SPARE_SLOTS)
-    assert cpuslots.Budget.at_launch(1, 2, "kvm").plugs_left is None
-    budget.plugs_left = 3
-    budget.save(str(tmp_path / "vcpus.json"))
-    assert cpuslots.Budget.load(str(tmp_path / "vcpus.json")) == cpuslots.Budget(2, 3)
+def test_the_machines_vcpu_record_outlives_xend(tmp_path: Path) -> None:
+    path = str(tmp_path / "vcpus.json")
+    cpuslots.Budget(2).save(path)
+    assert cpuslots.Budget.load(path) == cpuslots.Budget(2, True)
+    cpuslots.Budget(2, can_plug=False).save(path)
+    assert cpuslots.Budget.load(path) == cpuslots.Budget(2, False)
     assert cpuslots.Budget.load(str(tmp_path / "none.json")) is None
 
 

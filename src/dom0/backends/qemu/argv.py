@@ -10,8 +10,7 @@ Choices that matter:
 * The serial console is a socket chardev with ``logfile=``: QEMU itself keeps the
   console log, so nothing is lost while xend is down.
 * RAM is sized to maxmem; virtio-balloon brings the guest down to ``memory``.
-* ``-smp vcpus,maxcpus=maxvcpus``: the slots above ``vcpus`` are for CPU hot-plug (under
-  TCG a few spare slots more: see cpuslots.TCG_SPARE_SLOTS).
+* ``-smp vcpus,maxcpus=maxvcpus``: the slots above ``vcpus`` are for CPU hot-plug.
 
 It is built from a ``MachineSpec`` (resolved devices, a finished command line),
 never from a domain's configuration: Xen's syntax stops at the domain layer.
@@ -20,7 +19,6 @@ never from a domain's configuration: Xen's syntax stops at the domain layer.
 from __future__ import annotations
 
 from dom0.backends.machine import MachineSpec
-from dom0.backends.qemu.cpuslots import qemu_maxcpus
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.store.layout import DomainPaths
@@ -50,7 +48,7 @@ def build_argv(
         "-accel", accel,
         "-cpu", "host" if accel == "kvm" else "qemu64",
         "-m", f"{spec.maxmem}M",
-        "-smp", f"{spec.vcpus},maxcpus={qemu_maxcpus(spec.vcpus, spec.maxvcpus, accel)}",
+        "-smp", f"{spec.vcpus},maxcpus={max(spec.maxvcpus, spec.vcpus)}",
         "-nodefaults",
         "-no-user-config",
         "-display", "none",

@@ -16,33 +16,23 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: QEMU's TCG gives each vCPU thread it ever starts a translator context of its own and
-#: never takes it back (QEMU 7.2 aborts, "n < tcg_max_ctxs", when none is left); it has
-#: one per slot.  So a TCG machine that can hot-plug gets this many slots more than its
-#: domain may use, each spare good for one plug after an unplug.
-TCG_SPARE_SLOTS = 8
-
-
-def qemu_maxcpus(vcpus: int, maxvcpus: int, accel: str) -> int:
-    """The ``maxcpus`` QEMU is started with (see TCG_SPARE_SLOTS)."""
-    top = max(vcpus, maxvcpus)
-    return top + TCG_SPARE_SLOTS if accel == "tcg" and top > vcpus else top
+#: Under TCG, QEMU 7.2 dies (an assertion in tcg_register_thread, or a crash) when a
+#: vCPU is plugged into a machine that has had one unplugged, in whatever slot and
+#: however many slots it has.  xend refuses that plug instead: the guest keeps running
+#: with the vCPUs it has, and a restart of the domain lifts the limit.
+TCG_REPLUG = ("QEMU (TCG) cannot plug a vCPU into a machine it has unplugged one from "
+              "(QEMU 7.2 would abort); restart the domain to have more vCPUs")
 
 
 @dataclass
 class Budget:
-    """What a machine may still plug, kept in its run directory (it outlives xend)."""
+    """The machine's vCPU slots and whether it may still plug, kept in its run
+    directory (it outlives xend)."""
 
     #: the domain's vCPU slots (the spares above are never filled as such)
     max: int
-    #: plugs left before QEMU would abort (None: no limit, KVM)
-    plugs_left: int | None
-
-    @classmethod
-    def at_launch(cls, vcpus: int, maxvcpus: int, accel: str) -> Budget:
-        top = max(vcpus, maxvcpus)
-        left = qemu_maxcpus(vcpus, maxvcpus, accel) - vcpus if accel == "tcg" else None
-        return cls(top, left)
+    #: a vCPU may be plugged (false under TCG once one was unplugged: TCG_REPLUG)
+    can_plug: bool = True
 
     @classmethod
     def load(cls, path: str) -> Budget | None:

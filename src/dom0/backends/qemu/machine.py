@@ -69,7 +69,7 @@ class QemuMachine:
         argv = build_argv(spec, self.paths, binary=self.binary, accel=self.accel, paused=True,
                           incoming="defer" if incoming else None)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log)
-        cpuslots.Budget.at_launch(spec.vcpus, spec.maxvcpus, self.accel).save(self._budget_path)
+        cpuslots.Budget(max(spec.vcpus, spec.maxvcpus)).save(self._budget_path)
         try:
             await self.attach(events)
             # an incoming guest brings its balloon's state with it
@@ -453,21 +453,19 @@ class QemuMachine:
 
     async def set_vcpu_count(self, count: int, timeout: float) -> int:
         slots = await self._exec("query-hotpluggable-cpus")
-        # a machine of an older xend has no budget: all its slots, and no TCG plug
+        # a machine of an older xend has no record: all its slots, and no TCG plug
         budget = cpuslots.Budget.load(self._budget_path) or cpuslots.Budget(
-            len(slots), 0 if self.accel == "tcg" else None)
+            len(slots), self.accel != "tcg")
         add, remove = cpuslots.plan(slots, count, budget.max)
+        if add and not budget.can_plug:
+            raise BackendError(cpuslots.TCG_REPLUG)
         try:
             for vcpu, slot in add:
-                if budget.plugs_left == 0:
-                    raise BackendError(
-                        "QEMU (TCG) cannot plug another vCPU into this machine: each vCPU it "
-                        "ever started kept a translator context; restart the domain")
                 await self._exec_args("device_add", cpuslots.plug_args(slot, vcpu))
-                if budget.plugs_left is not None:
-                    budget.plugs_left -= 1
-                    budget.save(self._budget_path)
             for path in remove:
+                if self.accel == "tcg" and budget.can_plug:
+                    budget.can_plug = False  # written before: xend may die in between
+                    budget.save(self._budget_path)
                 if not await self._cpu_removed(path, timeout):
                     break  # the guest keeps it (busy, or no ACPI hot-plug): stop here
         finally:
@@ -475,13 +473,14 @@ class QemuMachine:
         return len(self.vcpu_threads)
 
     async def _cpu_removed(self, path: str, timeout: float) -> bool:
-        """``device_del`` of a vCPU; True once its slot is empty.  (QEMU 7.2 sends no
-        DEVICE_DELETED for a CPU: its slot is watched instead.)"""
+        """``device_del`` of a vCPU; True once QEMU's vCPU list no longer has it.
+        (QEMU 7.2 sends DEVICE_DELETED only for the CPU's lapic, and empties the slot
+        of query-hotpluggable-cpus before the vCPU is gone from query-cpus-fast.)"""
         await self._exec("device_del", id=path)
 
         async def gone() -> bool:
-            slots = await self._exec("query-hotpluggable-cpus")
-            return all(s.get("qom-path") != path for s in slots)
+            cpus = await self._exec("query-cpus-fast")
+            return all(c.get("qom-path") != path for c in cpus)
 
         return await poll_until(gone, timeout, interval=0.05)
 
