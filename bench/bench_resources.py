@@ -13,7 +13,9 @@ would see it inside the guest: QEMU's hot-plug, the guest's ACPI and its onlinin
 the CPU (or the balloon's inflation), and the command's own start-up, all included.
 The command's own duration is printed too (xm mem-set returns once the guest holds
 the target; virsh setmem returns at once).  Figures are "median / min" in ms over
-REPS rounds; ratios are dom0 / virsh (below 1: dom0 is faster).  Nothing here fails
+REPS rounds (the vCPU steps once: QEMU 7.2 under TCG dies on a vCPU plugged after
+an unplug, so xm refuses a second plug and virsh's would kill the guest); ratios are
+dom0 / virsh (below 1: dom0 is faster).  Nothing here fails
 on a slow figure.
 
 Everything it starts (a private xend, libvirt domains, and libvirtd if it was not
@@ -54,7 +56,7 @@ from bench_core import (  # noqa: E402
     run,
 )
 
-REPS = 3
+REPS = 3  # rounds of the memory steps (the vCPU steps run once: see measure)
 MEM = 128  # MiB at start, and the maximum
 LOW = 96  # MiB mem-set goes down to
 STEP_TIMEOUT = 60.0
@@ -261,18 +263,22 @@ def measure(tool: Any, figures: Figures) -> None:
         cpus, full = con.start_watcher()
         log(f"{tool.label}: guest up ({cpus} online, MemTotal {full} KiB)")
         low = full - (MEM - LOW) * 1024
+        # one vCPU round: QEMU 7.2 under TCG cannot plug a vCPU again after an unplug
         steps = [("vcpu-set 2", lambda: tool.vcpu_set(2), lambda c, m: c == "0-1"),
-                 ("vcpu-set 1", lambda: tool.vcpu_set(1), lambda c, m: c == "0"),
-                 (f"mem-set {LOW}", lambda: tool.mem_set(LOW), lambda c, m: m == low),
-                 (f"mem-set {MEM}", lambda: tool.mem_set(MEM), lambda c, m: m == full)]
-        for _ in range(REPS):
-            for step, command, seen in steps:
-                t0 = time.perf_counter()
+                 ("vcpu-set 1", lambda: tool.vcpu_set(1), lambda c, m: c == "0")]
+        steps += [(f"mem-set {LOW}", lambda: tool.mem_set(LOW), lambda c, m: m == low),
+                  (f"mem-set {MEM}", lambda: tool.mem_set(MEM), lambda c, m: m == full)] * REPS
+        for step, command, seen in steps:
+            t0 = time.perf_counter()
+            try:
                 secs = command()
-                arrived = con.seen_after(t0, seen)
-                row = figures.setdefault(step, {})
-                row.setdefault(tool.label, []).append(arrived - t0)
-                row.setdefault(tool.label + " cmd", []).append(secs)
+            except CommandFailed as exc:  # the guest may still show the change: look
+                NOTES.append(f"{tool.label} {step} failed (the guest is still watched):\n{exc}")
+                secs = time.perf_counter() - t0
+            arrived = con.seen_after(t0, seen)
+            row = figures.setdefault(step, {})
+            row.setdefault(tool.label, []).append(arrived - t0)
+            row.setdefault(tool.label + " cmd", []).append(secs)
     finally:
         con.close()
 
