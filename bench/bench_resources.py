@@ -313,7 +313,8 @@ def main() -> int:
         return 1
     interrupt_on_sigterm()
     print_host("dom0 vCPU and memory benchmark")
-    print(f"guest: {GUEST}, {MEM} MiB, 1 of 2 vCPUs; {REPS} rounds of each step")
+    print(f"guest: {GUEST}, {MEM} MiB, 1 of 2 vCPUs; the vCPU steps once, the memory steps "
+          f"{REPS} times")
     tmp = Path(tempfile.mkdtemp(prefix="d0b-", dir="/tmp"))
     dom0 = Dom0Guest(tmp)
     libvirt = Libvirt(tmp)
