@@ -175,3 +175,21 @@ def test_mem_set_and_mem_max_seen_in_the_guest(host: Host) -> None:
     info = host.info("ms")
     assert (info["memory"], info["maxmem"]) == (140, 140)
     assert (info["config"]["memory"], info["config"]["maxmem"]) == (140, 140)
+
+
+def test_vcpus_and_memory_survive_save_and_restore(host: Host) -> None:
+    host.create("sr", vcpus=1, maxvcpus=2, memory=128, maxmem=160)
+    with host.console("sr") as con:
+        host.xm("vcpu-set", "sr", "2")
+        host.wait_for(lambda: online(con) == "0-1", 60, "vCPU 1 online")
+        host.xm("vcpu-pin", "sr", "1", "0")
+        host.xm("mem-set", "sr", "100")
+        before = memtotal_kib(con)
+    host.xm("save", "sr", str(host.dir / "sr.save"))
+    host.xm("restore", str(host.dir / "sr.save"))
+    pid = host.info("sr")["pid"]
+    with host.console("sr") as con:
+        assert online(con) == "0-1" and memtotal_kib(con) == before
+    task1 = vcpu_thread(pid, 1)
+    assert task1 is not None and allowed(task1) == "0"
+    assert list_row(host, "sr")[2:4] == ["100", "2"]

@@ -316,6 +316,7 @@ class QemuMachine:
             os.close(fd)
         await self._exec("migrate-incoming", uri="fd:restore")
         await self._wait_migration(timeout)
+        await self._incoming_balloon()
 
     async def _wait_migration(self, timeout: float) -> None:
         async def completed() -> bool:
@@ -425,6 +426,12 @@ class QemuMachine:
 
     async def wait_incoming(self, timeout: float) -> None:
         await self._wait_migration(timeout)
+        await self._incoming_balloon()
+
+    async def _incoming_balloon(self) -> None:
+        """The balloon came with the guest's state: read what it holds now."""
+        with contextlib.suppress(BackendError):
+            await self.balloon_mib()
 
     # ---- host-side figures -----------------------------------------------------
 
