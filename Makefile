@@ -90,6 +90,7 @@ $(STAMP)/bench-apt:
 
 bench: setup guest $(STAMP)/bench-apt
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_core.py
+	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_resources.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_devices.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_migration.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_web.py

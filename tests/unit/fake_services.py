@@ -167,6 +167,19 @@ class FakeDomains:
                               maxmem_kib=98304, vcpus=1)
                 for d in self.domains.values() if d.active]
 
+    async def vcpu_set(self, ident: str, count: int) -> None:
+        self._did("vcpu_set", self.lookup(ident).name, count)
+
+    async def vcpu_pin(self, ident: str, vcpu: str, cpus: str) -> None:
+        self._did("vcpu_pin", self.lookup(ident).name, vcpu, cpus)
+
+    async def mem_set(self, ident: str, mib: int) -> int:
+        self._did("mem_set", self.lookup(ident).name, mib)
+        return mib
+
+    async def mem_max(self, ident: str, mib: int) -> None:
+        self._did("mem_max", self.lookup(ident).name, mib)
+
 
 class FakeHost:
     def dom0_info(self) -> dict[str, Any]:

@@ -176,3 +176,13 @@ def test_spec_devices_in_order_before_the_pidfile() -> None:
     assert argv[at:at + len(devices)] == devices
     # and nothing else changes
     assert argv[:at] + argv[at + len(devices):] == build_argv(config(), paths())
+
+
+@pytest.mark.parametrize("changes, accel, smp", [
+    ({"vcpus": 1, "maxvcpus": 4}, "kvm", "1,maxcpus=4"),
+    ({"vcpus": 4, "vcpu_avail": 0b11}, "kvm", "2,maxcpus=4"),  # Xen 3.4's way
+    ({"vcpus": 1, "maxvcpus": 2}, "tcg", "1,maxcpus=2"),
+    ({"vcpus": 2, "maxvcpus": 2}, "tcg", "2,maxcpus=2"),
+])
+def test_vcpu_hotplug_slots(changes: dict[str, int], accel: str, smp: str) -> None:
+    assert option(build_argv(config(**changes), paths(), accel=accel), "-smp") == smp

@@ -170,6 +170,42 @@ async def domain_vcpus(x: Services[Any], a: dict[str, Any]) -> list[dict[str, An
     return out
 
 
+# ---- vCPUs and memory (issue 10) ----------------------------------------------------
+
+
+def _not_dom0(ident: str) -> None:
+    if _is_dom0(ident):
+        raise VmError("Domain-0 is the host: its CPUs and memory are not set through xend")
+
+
+@route("domain.vcpu_set", "Hot-plug or unplug vCPUs until the domain has this many",
+       ("dom", "vcpus"), dom="string", vcpus="integer")
+async def domain_vcpu_set(x: Services[Any], a: dict[str, Any]) -> None:
+    _not_dom0(a["dom"])
+    await x.domains.vcpu_set(a["dom"], a["vcpus"])
+
+
+@route("domain.vcpu_pin", "Pin vCPU threads (a number or all) to host CPUs (0-3,5,^1 or all)",
+       ("dom", "vcpu", "cpus"), dom="string", vcpu="string", cpus="string")
+async def domain_vcpu_pin(x: Services[Any], a: dict[str, Any]) -> None:
+    _not_dom0(a["dom"])
+    await x.domains.vcpu_pin(a["dom"], a["vcpu"], a["cpus"])
+
+
+@route("domain.mem_set", "Move the balloon target (MiB); returns the MiB the guest reached",
+       ("dom", "memory"), dom="string", memory="integer")
+async def domain_mem_set(x: Services[Any], a: dict[str, Any]) -> int:
+    _not_dom0(a["dom"])
+    return await x.domains.mem_set(a["dom"], a["memory"])
+
+
+@route("domain.mem_max", "Set the memory ceiling (MiB), within the RAM the domain has",
+       ("dom", "memory"), dom="string", memory="integer")
+async def domain_mem_max(x: Services[Any], a: dict[str, Any]) -> None:
+    _not_dom0(a["dom"])
+    await x.domains.mem_max(a["dom"], a["memory"])
+
+
 # ---- save and restore --------------------------------------------------------
 
 

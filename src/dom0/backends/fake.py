@@ -26,6 +26,12 @@ from dom0.errors import BackendError
 from dom0.store.layout import DomainPaths
 
 
+def fake_threads(count: int) -> list[int]:
+    """Thread IDs of a fake machine's vCPUs: above any pid_max (2^22), so that one
+    handed to the real kernel by mistake fails (ESRCH) rather than pins a real thread."""
+    return [(1 << 22) + 1000 + n for n in range(count)]
+
+
 class FakeMachines:
     """The factory (``MachineFactory``), and the fake host's process table."""
 
@@ -73,6 +79,10 @@ class FakeMachine:
         self.incoming = False
         self.disks: list[Vbd] = []
         self.nics: list[Vif] = []
+        #: MiB the guest holds (the balloon's actual), and where a guest that cannot
+        #: give more memory back stops
+        self.balloon_now: int | None = None
+        self.balloon_stuck_at: int | None = None
 
     # ---- what a test does to it ------------------------------------------------
 
@@ -103,7 +113,8 @@ class FakeMachine:
         self.disks, self.nics = list(spec.disks), list(spec.nics)
         self.pid = self.host.new_pid()
         self.host.alive.add(self.pid)
-        self.vcpu_threads = []  # no host threads to pin
+        self.vcpu_threads = fake_threads(spec.vcpus)
+        self.balloon_now = spec.memory
         self.state = "inmigrate" if incoming else "prelaunch"
         if self.host.hold_launch is not None:
             await self.host.hold_launch.wait()
@@ -177,9 +188,6 @@ class FakeMachine:
         self._check("send_keys " + "-".join(keys))
         if keys == ("ctrl", "alt", "delete") and not self.ignore_powerdown:
             asyncio.get_running_loop().call_soon(self.guest_stops, "reboot")
-
-    async def set_balloon(self, mib: int) -> None:
-        self._check("set_balloon")
 
     async def screendump(self, path: str) -> None:
         self._check("screendump")
@@ -261,13 +269,37 @@ class FakeMachine:
     async def ram_sampler(self) -> tuple[int, Any]:
         return ((self.spec.maxmem if self.spec else 0) << 20, None)
 
+    # ---- vCPUs and memory ---------------------------------------------------------------
+    # The guest reaches a balloon target at once unless ``balloon_stuck_at`` says where
+    # it stops.
+
+    async def refresh_vcpus(self) -> None:
+        self._check("refresh_vcpus")
+
+    async def set_vcpu_count(self, count: int, timeout: float) -> int:
+        self._check(f"set_vcpu_count {count}")
+        top = max(self.spec.maxvcpus, self.spec.vcpus) if self.spec else 1
+        self.vcpu_threads = fake_threads(max(1, min(count, top)))
+        return len(self.vcpu_threads)
+
+    async def set_balloon(self, mib: int) -> None:
+        self._check("set_balloon")
+        self.balloon_now = mib if self.balloon_stuck_at is None else max(mib, self.balloon_stuck_at)
+
+    async def balloon_mib(self) -> int:
+        self._check("balloon_mib")
+        return self.balloon_now or 0
+
+    async def ram_mib(self) -> int:
+        return self.spec.maxmem if self.spec else 0
+
     # ---- host-side figures ------------------------------------------------------------
 
     def cpu_seconds(self) -> float:
         return 0.0
 
     def vcpu_figures(self) -> list[tuple[float, int, str]]:
-        return []
+        return [(0.0, 0, "S") for _ in self.vcpu_threads]  # idle vCPUs on host CPU 0
 
     def blocked(self) -> bool:
         return False

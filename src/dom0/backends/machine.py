@@ -50,6 +50,7 @@ class MachineSpec:
     memory: int
     #: MiB of RAM the machine is built with (the ceiling ``mem-max`` may raise to)
     maxmem: int
+    #: vCPUs present at start (0..vcpus-1)
     vcpus: int
     kernel: str
     ramdisk: str = ""
@@ -59,6 +60,8 @@ class MachineSpec:
     nics: tuple[Vif, ...] = field(default_factory=tuple)
     #: None: no screen at all (serial console only)
     display: Display | None = None
+    #: vCPUs the machine can ever have (hot-plug slots); 0 means ``vcpus``
+    maxvcpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Machine(Protocol):
     vcpu_threads: list[int]
     #: where its VNC server listens, ``host:port`` (None: no VNC)
     vnc_location: str | None
+    #: MiB the guest held when last heard of (QEMU's BALLOON_CHANGE), None if unknown
+    balloon_now: int | None
 
     # ---- bringing it up and letting go -------------------------------------------
     async def launch(self, spec: MachineSpec, events: MachineEvents,
@@ -152,6 +157,21 @@ class Machine(Protocol):
     async def escalate_migration(self, step: int) -> str: ...
     async def dirty_rate(self, seconds: int = 1) -> float: ...
     async def ram_sampler(self) -> tuple[int, ramsample.RamSampler | None]: ...
+
+    # ---- vCPUs and memory (issue 10: vcpu-set, mem-set) ---------------------------------
+    async def refresh_vcpus(self) -> None:
+        """Re-read ``vcpu_threads`` from the machine.  Called after every vCPU hot-plug
+        and unplug: that list is the one place pinning, cgroups and vcpu-list find
+        the vCPU threads."""
+    async def set_vcpu_count(self, count: int, timeout: float) -> int:
+        """Hot-plug vCPUs (lowest free slot first) or unplug them (highest first; the
+        guest's ACPI ejects each) until *count* are present; returns how many are,
+        which is fewer than asked for when the guest did not let go within *timeout*."""
+    async def balloon_mib(self) -> int:
+        """MiB of RAM the guest holds now (the balloon's actual size); also updates
+        ``balloon_now``."""
+    async def ram_mib(self) -> int:
+        """MiB of RAM the machine was built with (what the balloon can give back)."""
 
     # ---- host-side figures ------------------------------------------------------------
     def cpu_seconds(self) -> float: ...

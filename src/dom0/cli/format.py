@@ -152,9 +152,11 @@ def vcpu_list(entries: list[dict[str, Any]], nr_cpus: int) -> str:
         domid = "" if e.get("domid") is None else str(e["domid"])
         for v in e["vcpus"]:
             running = v.get("cpu", -1) >= 0
+            cpu, state = (str(v["cpu"]), v["state"]) if running else ("", "")
+            if v.get("online") is False:  # a vCPU not plugged in: Xen's offline vCPU
+                cpu, state = "-", "--p"
             lines.append("%-32s %5s %5d %5s %5s  %8.1f %s" % (
-                e["name"], domid, v["number"], str(v["cpu"]) if running else "",
-                v["state"] if running else "", v["cpu_time"],
+                e["name"], domid, v["number"], cpu, state, v["cpu_time"],
                 format_cpu_list(v["affinity"], nr_cpus)))
     return "\n".join(lines)
 

@@ -150,6 +150,13 @@ COMMANDS: list[Command] = [
                     value="FLAG"),
              Option("w", "weight", "CPU Period/slice (do not set with --period/--slice)",
                     value="FLOAT")]),
+    # vCPUs and memory (issue 10; cli/commands/resources.py)
+    Command("vcpu-pin", "<Domain> <VCPU|all> <CPUs|all>", "Set which CPUs a VCPU can use."),
+    Command("vcpu-set", "<Domain> <vCPUs>",
+            "Set the number of active VCPUs for allowed for the domain.", common=True),
+    Command("mem-max", "<Domain> <Mem>", "Set the maximum amount reservation for a domain."),
+    Command("mem-set", "<Domain> <Mem>", "Set the current memory usage for a domain.",
+            common=True),
     Command("block-attach", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
             "Create a new virtual block device."),
     Command("block-configure", "<Domain> <BackDev> <FrontDev> <Mode> [BackDomain]",
@@ -224,6 +231,8 @@ SUBMODULE = {
     "sched-credit": "sched", "sched-sedf": "sched",
     "top": "top",
     "trigger": "host", "debug-keys": "host", "serve": "host", "shell": "host",
+    "vcpu-pin": "resources", "vcpu-set": "resources", "mem-max": "resources",
+    "mem-set": "resources",
 }
 
 

@@ -90,6 +90,22 @@ class XendApi:
         """Per-vCPU information of domains."""
         return self.call("domain.vcpus", names=names)
 
+    def domain_vcpu_set(self, *, dom: str, vcpus: int) -> None:
+        """Hot-plug or unplug vCPUs until the domain has this many."""
+        self.call("domain.vcpu_set", dom=dom, vcpus=vcpus)
+
+    def domain_vcpu_pin(self, *, dom: str, vcpu: str, cpus: str) -> None:
+        """Pin vCPU threads (a number or all) to host CPUs (0-3,5,^1 or all)."""
+        self.call("domain.vcpu_pin", dom=dom, vcpu=vcpu, cpus=cpus)
+
+    def domain_mem_set(self, *, dom: str, memory: int) -> int:
+        """Move the balloon target (MiB); returns the MiB the guest reached."""
+        return self.call("domain.mem_set", dom=dom, memory=memory)
+
+    def domain_mem_max(self, *, dom: str, memory: int) -> None:
+        """Set the memory ceiling (MiB), within the RAM the domain has."""
+        self.call("domain.mem_max", dom=dom, memory=memory)
+
     def domain_save(self, *, dom: str, file: str, checkpoint: bool | None = None) -> None:
         """Save a domain's state to a file (and destroy it, unless checkpoint)."""
         self.call("domain.save", dom=dom, file=file, checkpoint=checkpoint)

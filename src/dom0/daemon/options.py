@@ -129,7 +129,8 @@ class XendOptions:
                               shutdown_timeout=self.domain_shutdown_timeout,
                               device_timeout=self.device_timeout,
                               vnc_listen=self.vnc_listen, vncpasswd=self.vncpasswd,
-                              scheduler=self.sched)
+                              scheduler=self.sched, dom0_min_mem=self.dom0_min_mem,
+                              dom0_ballooning=self.ballooning())
 
     def web_token_file(self) -> str:
         """The web console's access token (0600), kept across restarts."""

@@ -52,10 +52,13 @@ log = logging.getLogger(__name__)
 class Host:
     """Host-side answers bound to this xend's QEMU binary and accelerator."""
 
-    def __init__(self, qemu_binary: str, accel: str, scheduler: str = "credit") -> None:
+    def __init__(self, qemu_binary: str, accel: str, scheduler: str = "credit",
+                 free_kib: Callable[[], int] = host.free_memory_kib) -> None:
         self.qemu_binary = qemu_binary
         self.accel = accel
         self.scheduler = scheduler
+        #: memory free for guests: the domain manager's account of every domain
+        self.free_kib = free_kib
         self._version: str | None = None
 
     def dom0_info(self) -> dict[str, Any]:
@@ -65,7 +68,7 @@ class Host:
         return host.dom0_vcpus()
 
     def node_info(self) -> list[tuple[str, Any]]:
-        rows = host.node_info(self.qemu_binary, self.accel, host.free_memory_kib())
+        rows = host.node_info(self.qemu_binary, self.accel, self.free_kib())
         # xen_scheduler is xend-config's (sched ...), as Xen's was its boot parameter's
         return [(k, self.scheduler if k == "xen_scheduler" else v) for k, v in rows]
 
@@ -173,8 +176,8 @@ async def build(options: XendOptions) -> Xend:
     hvlog = HypervisorLog()
     hvlog.add(f"dom0 xend starting; guests run under QEMU with {accel}")
     log.info("accelerator: %s", accel)
-    machine_host = Host(options.qemu_binary, accel, options.sched)
     manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
+    machine_host = Host(options.qemu_binary, accel, options.sched, manager.free_memory_kib)
     security = DomainSecurity(
         AccessControl(options.xend_security_path),
         lambda: [(d.name, d.config) for d in manager.table if d.active],

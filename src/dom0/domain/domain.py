@@ -140,10 +140,12 @@ class Domain:
             "name": self.name,
             "uuid": self.uuid,
             "domid": run.domid if run else None,
-            "memory": self.config.memory,
+            # what the guest holds now (the balloon's actual), else its target
+            "memory": (run.machine.balloon_now or self.config.memory) if run
+            else self.config.memory,
             "maxmem": self.config.max_memory,
             "vcpus": self.config.vcpus,
-            "online_vcpus": self.config.vcpus if run else 0,
+            "online_vcpus": len(run.machine.vcpu_threads) if run else 0,
             "state": state_string(self.state, blocked) if run else "",
             "power_state": self.state.value,
             "status": XEN_API_STATUS[self.state],

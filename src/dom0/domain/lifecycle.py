@@ -24,6 +24,7 @@ from dom0.backends.machine import Machine, MachineFactory
 from dom0.domain.domain import Domain, Running, next_free_vif_devid
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.network import VifController
+from dom0.domain.resources import ResourceController, pin_vcpus
 from dom0.domain.sched import Scheduler
 from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
@@ -32,7 +33,7 @@ from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.errors import BackendError, ConfigError, VmError
 from dom0.model.checks import check_memory_floor
-from dom0.model.config import DomainConfig, parse_cpu_list
+from dom0.model.config import DomainConfig
 from dom0.model.state import LIVE, PowerState
 from dom0.store.layout import Layout
 from dom0.waiting import wait_changes
@@ -73,7 +74,11 @@ class _Events:
 class Lifecycle:
     def __init__(self, table: DomainTable, layout: Layout, machines: MachineFactory,
                  settings: DomainSettings, hvlog: HypervisorLog, vifs: VifController,
-                 disks: DiskController, sched: Scheduler) -> None:
+                 disks: DiskController, sched: Scheduler,
+                 resources: ResourceController | None = None) -> None:
+        #: vCPU pinning and the memory check every launch passes (issue 10)
+        self.resources = resources or ResourceController(lambda: iter(table), table.save,
+                                                         settings)
         self.table = table
         self.layout = layout
         self.machines = machines
@@ -129,6 +134,7 @@ class Lifecycle:
         A failure leaves no machine, no taps and no record, and *dom* as it was."""
         if self.security is not None:  # the policy first: nothing starts if it refuses
             self.security.check_start(dom.config)
+        self.resources.check_fits(dom)
         disks = self.disks.resolve(dom, dom.config.disks)
         instance = uuidlib.uuid4().hex[:16]
         machine = self.machines(self.layout.domain(instance))
@@ -170,13 +176,8 @@ class Lifecycle:
         log.info("started domain %s (id %d, pid %s)", dom.name, domid, machine.pid)
 
     def _pin_vcpus(self, dom: Domain, machine: Machine) -> None:
-        for vcpu, tid in enumerate(machine.vcpu_threads):
-            spec = dom.config.vcpu_affinity(vcpu)
-            if spec is None:
-                continue
-            cpus = [c for c in parse_cpu_list(spec) if c < self.settings.host_cpus]
-            if cpus:
-                os.sched_setaffinity(tid, cpus)
+        pin_vcpus(dom.config, machine.vcpu_threads, self.settings.host_cpus,
+                  self.resources.affinity)
 
     # ---- the end of a machine ------------------------------------------------------
 

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 from dom0.backends.cgroups import CpuCgroups
@@ -22,8 +23,10 @@ from dom0.domain.debugkeys import run_keys
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.lifecycle import Lifecycle, running
+from dom0.domain.memory import HostMemory, read_host_memory
 from dom0.domain.mover import StateMover, not_dom0
 from dom0.domain.network import VifController
+from dom0.domain.resources import Affinity, ResourceController
 from dom0.domain.sched import Scheduler
 from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
@@ -32,7 +35,7 @@ from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.errors import VmError
 from dom0.model.checks import check_name
-from dom0.model.config import DiskSpec, DomainConfig, parse_cpu_list
+from dom0.model.config import DiskSpec, DomainConfig
 from dom0.model.figures import DomainFigures
 from dom0.model.state import LIVE, PowerState, require
 from dom0.store.db import Store
@@ -47,7 +50,8 @@ TRIGGERS = ("nmi", "reset", "init", "s3resume", "power")
 class DomainManager:
     def __init__(self, store: Store, layout: Layout, machines: MachineFactory,
                  settings: DomainSettings, hvlog: HypervisorLog, vifs: VifController,
-                 cgroups: CpuCgroups | None = None) -> None:
+                 cgroups: CpuCgroups | None = None, affinity: Affinity | None = None,
+                 host_memory: Callable[[], HostMemory] = read_host_memory) -> None:
         self.settings = settings
         self.hvlog = hvlog
         self.table = DomainTable(store)
@@ -55,8 +59,10 @@ class DomainManager:
         self.disks = DiskController(lambda: iter(self.table), settings)
         #: *cgroups* None: a host without the CPU controller (domains run unweighed)
         self.sched = Scheduler(settings.scheduler, cgroups, self.table, hvlog)
+        self.resources = ResourceController(lambda: iter(self.table), self.table.save,
+                                            settings, affinity, host_memory)
         self.lifecycle = Lifecycle(self.table, layout, machines, settings, hvlog, vifs,
-                                   self.disks, self.sched)
+                                   self.disks, self.sched, self.resources)
         self.mover = StateMover(self.table, self.lifecycle, layout, settings, hvlog)
         self.security: DomainSecurity | None = None
         self.stats = StatsCollector(vifs)
@@ -312,27 +318,28 @@ class DomainManager:
         await self.sched.sedf_set(self.lookup(ident), values)
 
     def vcpu_info(self, dom: Domain) -> list[dict[str, Any]]:
-        run = dom.running
-        if not dom.active or run is None:
-            return [{"number": n, "cpu": -1, "state": "", "cpu_time": 0.0,
-                     "affinity": parse_cpu_list(dom.config.vcpu_affinity(n) or "all",
-                                                self.settings.host_cpus)}
-                    for n in range(dom.config.vcpus)]
-        out = []
-        figures = run.machine.vcpu_figures()
-        for n, tid in enumerate(run.machine.vcpu_threads):
-            secs, cpu, tstate = figures[n]
-            try:
-                affinity = sorted(os.sched_getaffinity(tid))
-            except OSError:
-                affinity = []
-            paused = dom.state != PowerState.RUNNING
-            flags = ("-" if paused or tstate in ("S", "D") else "r") + \
-                    ("b" if tstate in ("S", "D") and not paused else "-") + \
-                    ("p" if paused else "-")
-            out.append({"number": n, "cpu": cpu, "state": flags, "cpu_time": secs,
-                        "affinity": affinity})
-        return out
+        return self.resources.vcpu_rows(dom)
+
+    # ---- vCPUs and memory (domain/resources.py) ------------------------------------------
+
+    async def vcpu_set(self, ident: str, count: int) -> None:
+        dom = self.lookup(ident)
+        try:
+            await self.resources.vcpu_set(dom, count)
+        finally:  # hot-plugged vCPU threads join the domain's cgroup (weight, cap)
+            self.sched.place(dom)
+
+    async def vcpu_pin(self, ident: str, vcpu: str, cpus: str) -> None:
+        await self.resources.vcpu_pin(self.lookup(ident), vcpu, cpus)
+
+    async def mem_set(self, ident: str, mib: int) -> int:
+        return await self.resources.mem_set(self.lookup(ident), mib)
+
+    async def mem_max(self, ident: str, mib: int) -> None:
+        await self.resources.mem_max(self.lookup(ident), mib)
+
+    def free_memory_kib(self) -> int:
+        return self.resources.free_memory_kib()
 
     # ---- save, restore, suspend, resume, migrate (the state mover) ---------------------
 

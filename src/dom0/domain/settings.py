@@ -25,3 +25,9 @@ class DomainSettings:
     #: the CPU scheduler whose parameters domains take (xend-config's ``sched``)
     scheduler: str = "credit"
     host_cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: MiB the host keeps for itself when ballooning (xend-config's dom0-min-mem)
+    dom0_min_mem: int = 0
+    #: xend-config's enable-dom0-ballooning, resolved (XendOptions.ballooning)
+    dom0_ballooning: bool = False
+    #: the longest ``xm mem-set`` waits for the guest to reach the target
+    balloon_timeout: float = 30.0

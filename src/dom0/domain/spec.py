@@ -15,7 +15,7 @@ def machine_spec(cfg: DomainConfig, disks: list[Vbd], nics: list[Vif],
                  settings: DomainSettings | None = None) -> MachineSpec:
     return MachineSpec(
         name=cfg.name, uuid=cfg.uuid, memory=cfg.memory, maxmem=cfg.max_memory,
-        vcpus=cfg.vcpus, kernel=cfg.kernel, ramdisk=cfg.ramdisk,
+        vcpus=cfg.online_vcpus, maxvcpus=cfg.max_vcpus, kernel=cfg.kernel, ramdisk=cfg.ramdisk,
         cmdline=cfg.kernel_cmdline(), disks=tuple(disks), nics=tuple(nics),
         display=display(cfg, settings or DomainSettings()))
 

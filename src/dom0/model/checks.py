@@ -89,10 +89,17 @@ def check_vcpus(value: int, cfg: ConfigView) -> None:
         raise ConfigError("Zero or less VCPUs is invalid")
 
 
+def check_maxvcpus(value: int | None, cfg: ConfigView) -> None:
+    if value is not None and value < cfg.vcpus:
+        raise ConfigError("maxvcpus must not be less than vcpus")
+
+
 def check_cpus(value: str | list[str] | None, cfg: ConfigView) -> None:
     if value is None:
         return
-    if isinstance(value, list) and len(value) != cfg.vcpus:
+    # one per vCPU: of those online at start (Xen 3.4), or of all of them (a list
+    # vcpu-pin wrote for a domain with maxvcpus)
+    if isinstance(value, list) and len(value) not in (cfg.vcpus, cfg.max_vcpus):
         raise ConfigError("vcpus and the item number of cpus are not same")
     for spec in value if isinstance(value, list) else [value]:
         parse_cpu_list(spec)

@@ -33,6 +33,7 @@ from dom0.model.checks import (
     check_event_mode,
     check_kernel,
     check_maxmem,
+    check_maxvcpus,
     check_memory,
     check_name,
     check_uuid,
@@ -88,6 +89,8 @@ class DomainConfig:
         sxp="on_crash", xend_default="restart", check=check_event_mode("crash")))
     vcpus: int = field(default=1, metadata=xm(
         var="vcpus", sxp="vcpus", always=True, check=check_vcpus))
+    maxvcpus: int | None = field(default=None, metadata=xm(
+        var="maxvcpus", sxp="maxvcpus", check=check_maxvcpus))
     vcpu_avail: int | None = field(default=None, metadata=xm(var="vcpu_avail", sxp="vcpu_avail"))
     features: str = field(default="", metadata=xm(var="features", sxp="features"))
     on_xend_start: str = field(default="ignore", metadata=xm(
@@ -145,6 +148,22 @@ class DomainConfig:
     @property
     def max_memory(self) -> int:
         return self.maxmem if self.maxmem is not None else self.memory
+
+    @property
+    def max_vcpus(self) -> int:
+        """The vCPUs the machine can ever have (QEMU's maxcpus): Xen 3.4's ``vcpus``,
+        or Xen 4's ``maxvcpus`` when given."""
+        return max(self.maxvcpus or 0, self.vcpus)
+
+    @property
+    def online_vcpus(self) -> int:
+        """How many vCPUs are online at start: the bits of ``vcpu_avail`` (Xen 3.4's
+        way), else ``vcpus``.  QEMU numbers present vCPUs from 0, so a mask with holes
+        counts as its number of bits."""
+        if self.vcpu_avail is not None:
+            bits = bin(self.vcpu_avail & ((1 << self.max_vcpus) - 1)).count("1")
+            return max(1, bits)
+        return min(self.vcpus, self.max_vcpus)
 
     def kernel_cmdline(self) -> str:
         """``root=<root> ip=<ip> <extra>``; an argument already in extra is not repeated

@@ -88,6 +88,8 @@ XM_VARIABLES: tuple[Var, ...] = (
     Var("maxmem", INT, None),
     Var("shadow_memory", INT, 0),
     Var("vcpus", INT, 1),
+    #: not xm 3.4's: Xen 4.0 added it (xl kept it); vcpus then says how many are online
+    Var("maxvcpus", INT, None),
     Var("vcpu_avail", LONG, None),
     Var("cpu", INT, None),
     Var("cpus", STR, None),
@@ -195,6 +197,9 @@ class ConfigView(Protocol):
 
     @property
     def max_memory(self) -> int: ...
+
+    @property
+    def max_vcpus(self) -> int: ...
 
 
 #: a check gets the field's effective value and the whole config; it raises ConfigError

@@ -10,6 +10,7 @@ Choices that matter:
 * The serial console is a socket chardev with ``logfile=``: QEMU itself keeps the
   console log, so nothing is lost while xend is down.
 * RAM is sized to maxmem; virtio-balloon brings the guest down to ``memory``.
+* ``-smp vcpus,maxcpus=maxvcpus``: the slots above ``vcpus`` are for CPU hot-plug.
 
 It is built from a ``MachineSpec`` (resolved devices, a finished command line),
 never from a domain's configuration: Xen's syntax stops at the domain layer.
@@ -67,7 +68,7 @@ def build_argv(
         "-accel", accel,
         "-cpu", "host" if accel == "kvm" else "qemu64",
         "-m", f"{spec.maxmem}M",
-        "-smp", f"{spec.vcpus},maxcpus={spec.vcpus}",
+        "-smp", f"{spec.vcpus},maxcpus={max(spec.maxvcpus, spec.vcpus)}",
         "-nodefaults",
         "-no-user-config",
         *display_argv(spec.display),

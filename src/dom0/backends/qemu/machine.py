@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dom0.backends import ramsample
 from dom0.backends.machine import BlockStats, MachineEvents, MachineSpec
-from dom0.backends.qemu import process
+from dom0.backends.qemu import cpuslots, process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
@@ -55,6 +55,7 @@ class QemuMachine:
         self.pid: int | None = None
         self.qmp: QMPSession | None = None
         self.vcpu_threads: list[int] = []
+        self.balloon_now: int | None = None
         self._watch: asyncio.Task[None] | None = None
         self._restore_action: asyncio.Task[None] | None = None
         self.console = ConsoleRelay(paths.serial_socket, paths.console_socket)
@@ -73,6 +74,7 @@ class QemuMachine:
                           incoming="defer" if incoming else None)
         self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log,
                                         env=_display_env(spec))
+        cpuslots.Budget(max(spec.vcpus, spec.maxvcpus)).save(self._budget_path)
         try:
             await self.attach(events)
             await self._set_vnc_password(spec)
@@ -94,8 +96,13 @@ class QemuMachine:
     async def attach(self, events: MachineEvents) -> None:
         def on_qmp_event(event: str, data: dict[str, Any]) -> None:
             log.debug("%s: QMP event %s %s", self.paths.qmp_socket, event, data)
-            if event == "DEVICE_DELETED" and data.get("device"):
-                self.device_deleted(data["device"])
+            if event == "DEVICE_DELETED":
+                # by id, and by QOM path (a device without an id)
+                for key in (data.get("device"), data.get("path")):
+                    if key:
+                        self.device_deleted(key)
+            elif event == "BALLOON_CHANGE" and "actual" in data:
+                self.balloon_now = int(data["actual"]) >> 20
             elif (reason := guest_stop_reason(event, data)) is not None:
                 events.guest_stopped(reason)
 
@@ -104,6 +111,8 @@ class QemuMachine:
         await self._reboot_means_stop()  # also undoes a grace period cut short by xend dying
         await self.refresh_vcpus()
         await self._find_vnc()
+        with contextlib.suppress(BackendError):  # a machine without a balloon device
+            await self.balloon_mib()
         try:
             await self.console.start()
         except OSError as exc:  # the guest runs on without a console relay
@@ -345,6 +354,7 @@ class QemuMachine:
             os.close(fd)
         await self._exec("migrate-incoming", uri="fd:restore")
         await self._wait_migration(timeout)
+        await self._incoming_balloon()
 
     async def _wait_migration(self, timeout: float) -> None:
         async def completed() -> bool:
@@ -454,6 +464,12 @@ class QemuMachine:
 
     async def wait_incoming(self, timeout: float) -> None:
         await self._wait_migration(timeout)
+        await self._incoming_balloon()
+
+    async def _incoming_balloon(self) -> None:
+        """The balloon came with the guest's state: read what it holds now."""
+        with contextlib.suppress(BackendError):
+            await self.balloon_mib()
 
     # ---- host-side figures -----------------------------------------------------
 
@@ -498,6 +514,52 @@ class QemuMachine:
             return int((await self._exec("query-balloon", timeout=timeout))["actual"])
         except (BackendError, KeyError, TypeError):
             return None
+
+    # ---- vCPUs and memory (issue 10) --------------------------------------------
+
+    @property
+    def _budget_path(self) -> str:
+        return os.path.join(self.paths.run_dir, "vcpus.json")
+
+    async def set_vcpu_count(self, count: int, timeout: float) -> int:
+        slots = await self._exec("query-hotpluggable-cpus")
+        # a machine of an older xend has no record: all its slots, and no TCG plug
+        budget = cpuslots.Budget.load(self._budget_path) or cpuslots.Budget(
+            len(slots), self.accel != "tcg")
+        add, remove = cpuslots.plan(slots, count, budget.max)
+        if add and not budget.can_plug:
+            raise BackendError(cpuslots.TCG_REPLUG)
+        try:
+            for vcpu, slot in add:
+                await self._exec_args("device_add", cpuslots.plug_args(slot, vcpu))
+            for path in remove:
+                if self.accel == "tcg" and budget.can_plug:
+                    budget.can_plug = False  # written before: xend may die in between
+                    budget.save(self._budget_path)
+                if not await self._cpu_removed(path, timeout):
+                    break  # the guest keeps it (busy, or no ACPI hot-plug): stop here
+        finally:
+            await self.refresh_vcpus()
+        return len(self.vcpu_threads)
+
+    async def _cpu_removed(self, path: str, timeout: float) -> bool:
+        """``device_del`` of a vCPU; True once QEMU's vCPU list no longer has it.
+        (QEMU 7.2 sends DEVICE_DELETED only for the CPU's lapic, and empties the slot
+        of query-hotpluggable-cpus before the vCPU is gone from query-cpus-fast.)"""
+        await self._exec("device_del", id=path)
+
+        async def gone() -> bool:
+            cpus = await self._exec("query-cpus-fast")
+            return all(c.get("qom-path") != path for c in cpus)
+
+        return await poll_until(gone, timeout, interval=0.05)
+
+    async def balloon_mib(self) -> int:
+        self.balloon_now = int((await self._exec("query-balloon"))["actual"]) >> 20
+        return self.balloon_now
+
+    async def ram_mib(self) -> int:
+        return await self.ram_bytes() >> 20
 
     # ---- tearing down ----------------------------------------------------------
 
