@@ -197,7 +197,7 @@ def main():
     p.add_argument('--dir', default=os.path.join(HERE, '..', 'build', 'guest'))
     p.add_argument('--runs', type=int, default=1, help='repeat the boot-time scenario')
     p.add_argument('--args', default='', help='extra kernel arguments, e.g. cryptomgr.notests')
-    p.add_argument('--memory', default=MEMORY, help='guest memory in MiB (default %(default)s)')
+    p.add_argument('--memory', default='128', help='guest memory in MiB (default %(default)s)')
     p.add_argument('scenarios', nargs='*')
     a = p.parse_args()
     global EXTRA_ARGS, MEMORY

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build the dom0 guest image: vmlinuz (our own kernel, guest/kernel.sh: every
 # driver built in), initrd.img (busybox + /init) and rootfs.ext4 (the same
-# userland with the network test tools, root=/dev/vda).
+# userland plus the network test tools, root=/dev/vda).
 # Usage: guest/build.sh [OUTDIR]   (default: <repo>/build/guest)
 set -euo pipefail
 
@@ -18,7 +18,7 @@ log() { echo "guest/build.sh: $*" >&2; }
 
 # --- up to date? ------------------------------------------------------------
 INPUTS="build.sh kernel.sh kernel.config init rc inittab profile poweroff udhcpc.script
-  disknames ipconfig-xen nettool"
+  disknames ipconfig-xen"
 uptodate=1
 [ "$(cat "$OUT/kernel-key" 2>/dev/null)" = "$("$HERE/kernel.sh" key)" ] || uptodate=0
 for f in vmlinuz initrd.img rootfs.ext4; do
@@ -71,12 +71,8 @@ done
 mkdir -p "$NT/etc"
 printf '/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n' > "$NT/etc/ld.so.conf"
 ldconfig -r "$NT"
-# the initrd carries them compressed, unpacked on first use (guest/nettool):
-# only a guest that runs them pays their ~14 MiB of RAM
-# (a 1 MiB dictionary: busybox unxz in a 32 MiB guest needs little memory)
-(cd "$NT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet |
-	xz --check=crc32 --lzma2=preset=9e,dict=1MiB) \
-	> "$WORK/nettools.cpio.xz"
+# Only the rootfs carries them: ~14 MiB unpacked (5 MiB compressed) in the initrd
+# would not leave a 32 MiB guest room to boot.
 
 # --- common userland tree ---------------------------------------------------
 make_tree() { # make_tree DIR
@@ -111,9 +107,6 @@ make_tree() { # make_tree DIR
 # --- initrd -----------------------------------------------------------------
 IR=$WORK/initrd
 make_tree "$IR"
-mkdir -p "$IR/usr/lib/dom0"
-cp "$WORK/nettools.cpio.xz" "$IR/usr/lib/dom0/"
-for b in $NET_TOOLS; do install -m 755 "$HERE/nettool" "$IR/bin/${b##*/}"; done
 mknod -m 600 "$IR/dev/console" c 5 1
 mknod -m 666 "$IR/dev/null" c 1 3
 (cd "$IR" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n) > "$OUT/initrd.img.tmp"
