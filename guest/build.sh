@@ -65,7 +65,7 @@ chmod 755 "$NT"
 for b in $NET_TOOLS; do
 	install -D -m 755 "$b" "$NT$b"
 	for lib in $(ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
-		[ -e "$NT$lib" ] || install -D -m 644 "$(readlink -f "$lib")" "$NT$lib"
+		[ -e "$NT$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$NT$lib"
 	done
 done
 mkdir -p "$NT/etc"

@@ -9,9 +9,21 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from conftest import BIN, GUEST_DIR, REPO, Host
+from guestconsole import GuestConsole
 from test_network import bridged_host
+
+
+def iperf3(con: GuestConsole, args: str) -> dict[str, Any]:
+    """Run the iperf3 client in a guest; its JSON report (the whole output on failure)."""
+    out = con.run(f"iperf3 {args} -J", timeout=60)
+    try:
+        report: dict[str, Any] = json.loads(out[out.index("{"):])
+    except ValueError:
+        raise AssertionError(f"iperf3 {args}: {out}") from None
+    return report
 
 # where the examples (and `make install-guest`) keep the image
 IMAGE_DIR = Path("/var/lib/dom0/guest")
@@ -32,7 +44,7 @@ def test_a_32_mib_guest_boots_from_its_initrd_and_from_the_ext4_rootfs(host: Hos
     for name, fstype in (("tiny", "rootfs"), ("tinyroot", "ext4")):
         with host.console(name) as con:
             total = mem_total_kib(con.run("cat /proc/meminfo"))
-            assert 16 * 1024 < total <= 32 * 1024, total
+            assert 8 * 1024 < total <= 32 * 1024, total  # the kernel keeps ~17 MiB
             mounts = con.run("cat /proc/mounts").splitlines()
             assert any(ln.split()[1:3] == ["/", fstype] for ln in mounts), mounts
             # the kernel is ours: every driver built in, nothing to load
@@ -60,7 +72,7 @@ def check_booted(host: Host, name: str, memory: int, vcpus: int) -> str:
     """The guest answers on its console with the memory and CPUs its config gave."""
     with host.console(name) as con:
         total = mem_total_kib(con.run("cat /proc/meminfo"))
-        assert (memory - 16) * 1024 < total <= memory * 1024, (name, total)
+        assert (memory - 24) * 1024 < total <= memory * 1024, (name, total)
         online = con.run("cat /sys/devices/system/cpu/online").strip()
         assert online == ("0" if vcpus == 1 else f"0-{vcpus - 1}"), (name, online)
         return con.run("hostname; cat /proc/cmdline")
@@ -109,11 +121,11 @@ def test_tcp_and_udp_between_two_guests_with_iperf3_and_hping3(make_host) -> Non
         server.run("i=0; until grep -q 'listening' /run/iperf3.log || [ $i -gt 100 ]; "
                    "do usleep 100000; i=$((i+1)); done")
         # TCP: the sender's and the receiver's byte counts, each seen in its own guest
-        tcp = json.loads(client.run("iperf3 -c 10.50.0.22 -t 2 -J", timeout=60))
+        tcp = iperf3(client, "-c 10.50.0.22 -t 2")
         assert tcp["end"]["sum_received"]["bytes"] > 0, tcp["end"]
         assert "receiver" in server.run("cat /run/iperf3.log")
         # UDP: datagrams at a fixed rate, the loss reported back by the receiver
-        udp = json.loads(client.run("iperf3 -c 10.50.0.22 -u -b 1M -t 2 -J", timeout=60))
+        udp = iperf3(client, "-c 10.50.0.22 -u -b 1M -t 2")
         summary = udp["end"]["sum"]
         assert summary["packets"] > 0 and summary["lost_packets"] < summary["packets"], summary
         log = server.run("cat /run/iperf3.log")
