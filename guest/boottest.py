@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Boot the dom0 guest image under QEMU (TCG) and check it.
 
-Usage: guest/boottest.py [--dir build/guest] [--runs N] [SCENARIO...]
+Usage: guest/boottest.py [--dir build/guest] [--runs N] [--memory MiB] [SCENARIO...]
 Scenarios: boot powerdown poweroff reboot panic rootfs ide staticip ctrlc
 (default: all). Each prints a PASS/FAIL line; exit status 1 if any failed.
 Only user-mode networking with restrict=on is used (no traffic leaves QEMU).
@@ -10,13 +10,14 @@ import argparse, json, os, socket, subprocess, sys, tempfile, threading, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXTRA_ARGS = ''
+MEMORY = '128'  # MiB, --memory
 
 
 class Guest:
     def __init__(self, d, append='console=ttyS0 quiet', extra=()):
         self.tmp = tempfile.mkdtemp(prefix='dom0-boottest-')
         ss, qs = self.tmp + '/serial.sock', self.tmp + '/qmp.sock'
-        cmd = ['qemu-system-x86_64', '-machine', 'pc', '-accel', 'tcg', '-m', '128',
+        cmd = ['qemu-system-x86_64', '-machine', 'pc', '-accel', 'tcg', '-m', MEMORY,
                '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none',
                '-device', 'pvpanic', '-kernel', d + '/vmlinuz', '-initrd', d + '/initrd.img',
                '-append', append,
@@ -196,9 +197,11 @@ def main():
     p.add_argument('--dir', default=os.path.join(HERE, '..', 'build', 'guest'))
     p.add_argument('--runs', type=int, default=1, help='repeat the boot-time scenario')
     p.add_argument('--args', default='', help='extra kernel arguments, e.g. cryptomgr.notests')
+    p.add_argument('--memory', default='128', help='guest memory in MiB (default %(default)s)')
     p.add_argument('scenarios', nargs='*')
     a = p.parse_args()
-    global EXTRA_ARGS
+    global EXTRA_ARGS, MEMORY
+    MEMORY = a.memory
     EXTRA_ARGS = (' ' + a.args) if a.args else ''
     d = os.path.abspath(a.dir)
     names = a.scenarios or ['boot', 'powerdown', 'poweroff', 'reboot', 'panic', 'rootfs',

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Build the dom0 guest image: vmlinuz (Debian cloud kernel), initrd.img
-# (busybox + modules + /init) and rootfs.ext4 (same userland, root=/dev/vda).
+# Build the dom0 guest image: vmlinuz (our own kernel, guest/kernel.sh: every
+# driver built in), initrd.img (busybox + /init) and rootfs.ext4 (the same
+# userland plus the network test tools, root=/dev/vda).
 # Usage: guest/build.sh [OUTDIR]   (default: <repo>/build/guest)
 set -euo pipefail
 
@@ -8,24 +9,18 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:-$HERE/../build/guest}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-CACHE=$OUT/.cache
 ROOTFS_MB=${ROOTFS_MB:-64}
-
-# Drivers loaded at boot (when built as modules; dependencies are added).
-BOOT_MODULES="virtio_pci virtio_blk virtio_net virtio_console virtio_balloon
-  virtio_scsi virtio_input virtio_rng sd_mod sr_mod ext4 jbd2 mbcache crc16
-  crc32c_generic pvpanic pvpanic_mmio pvpanic_pci button evdev af_packet loop
-  e1000 8139cp ne2k_pci"
-# Loaded at boot in the background (the IDE probe mostly sleeps).
-ASYNC_MODULES="ata_piix ata_generic"
-# Shipped in the images but loaded on demand (kernel autoload via modprobe).
-EXTRA_MODULES="nfs nfsv3 nfsv4 sunrpc lockd iso9660 isofs"
+# Network test tools (Debian packages), copied with their shared-library closure.
+NET_TOOLS="/usr/bin/iperf3 /usr/sbin/hping3"
+NET_PACKAGES="iperf3 hping3"
 
 log() { echo "guest/build.sh: $*" >&2; }
 
 # --- up to date? ------------------------------------------------------------
-INPUTS="build.sh init rc inittab profile poweroff udhcpc.script"
+INPUTS="build.sh kernel.sh kernel.config init rc inittab profile poweroff udhcpc.script
+  disknames ipconfig-xen"
 uptodate=1
+[ "$(cat "$OUT/kernel-key" 2>/dev/null)" = "$("$HERE/kernel.sh" key)" ] || uptodate=0
 for f in vmlinuz initrd.img rootfs.ext4; do
 	for i in $INPUTS; do
 		[ -s "$OUT/$f" ] && [ "$OUT/$f" -nt "$HERE/$i" ] || uptodate=0
@@ -42,83 +37,47 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'
 	need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v depmod >/dev/null || need+=(kmod)
-command -v gzip >/dev/null || need+=(gzip)
 command -v xz >/dev/null || need+=(xz-utils)
-command -v zstd >/dev/null || need+=(zstd)
-apt_update_if_empty() {
-	ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq
-}
+command -v gzip >/dev/null || need+=(gzip)
+for p in $NET_PACKAGES; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
+done
 if [ ${#need[@]} -gt 0 ]; then
 	log "installing ${need[*]}"
-	apt_update_if_empty
+	ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >&2
 fi
 BUSYBOX=/bin/busybox
 
-# --- kernel package ---------------------------------------------------------
-mkdir -p "$CACHE"
-apt_update_if_empty
-resolve() { apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-	awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
-pkg=$(resolve)
-if [ -z "$pkg" ]; then apt-get update -qq; pkg=$(resolve); fi
-[ -n "$pkg" ] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
-deb=$(ls "$CACHE/${pkg}"_*.deb 2>/dev/null | head -1 || true)
-if [ -z "$deb" ]; then
-	log "downloading $pkg"
-	tmpd=$(mktemp -d); chmod 777 "$tmpd"
-	(cd "$tmpd" && apt-get download -q "$pkg" >&2) ||
-		{ apt-get update -qq && (cd "$tmpd" && apt-get download -q "$pkg" >&2); }
-	rm -f "$CACHE"/linux-image-*.deb
-	mv "$tmpd"/*.deb "$CACHE/"
-	rm -rf "$tmpd"
-	deb=$(ls "$CACHE/${pkg}"_*.deb | head -1)
-fi
+# --- kernel -----------------------------------------------------------------
+KERNEL=$("$HERE/kernel.sh")
+KEY=$("$HERE/kernel.sh" key)
+KVER=$(cat "$(dirname "$KERNEL")/release")
+cp "$KERNEL" "$OUT/vmlinuz.tmp"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-KX=$WORK/kernel
-dpkg-deb -x "$deb" "$KX"
-KVER=$(ls "$KX/lib/modules" | head -1)
-log "kernel $KVER ($pkg, $(grep -o 'MODULE_COMPRESS_[A-Z]*=y' "$KX/boot/config-$KVER"))"
-cp "$KX/boot/vmlinuz-$KVER" "$OUT/vmlinuz.tmp"
 
-# --- module closure ---------------------------------------------------------
-# The .deb ships no modules.dep (postinst runs depmod): generate it here.
-depmod -b "$KX" "$KVER"
-modinfo_of() { modprobe -d "$KX" -S "$KVER" --show-depends "$1" 2>/dev/null | tail -1 || true; }
-closure() { # print module paths (relative to lib/modules/KVER) in load order
-	local m
-	for m in "$@"; do
-		modprobe -d "$KX" -S "$KVER" --show-depends "$m" 2>/dev/null || true
-	done | awk '$1 == "insmod" {print $2}' |
-		sed "s|^$KX/lib/modules/$KVER/||" | awk '!seen[$0]++'
-}
-loadable() { # names among $@ that are modules (not built-in, not absent)
-	local m
-	for m in "$@"; do
-		case "$(modinfo_of "$m")" in insmod*) echo "$m" ;; esac
+# --- network tools: binaries + shared-library closure (ldd) -------------------
+NT=$WORK/nettools
+mkdir -p "$NT"
+chmod 755 "$NT"
+for b in $NET_TOOLS; do
+	install -D -m 755 "$b" "$NT$b"
+	for lib in $(ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+		[ -e "$NT$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$NT$lib"
 	done
-}
-# shellcheck disable=SC2086
-all_list=$(closure $BOOT_MODULES $ASYNC_MODULES $EXTRA_MODULES)
-# shellcheck disable=SC2086
-boot_names=$(loadable $BOOT_MODULES)
-# shellcheck disable=SC2086
-async_names=$(loadable $ASYNC_MODULES)
-for m in $BOOT_MODULES $ASYNC_MODULES $EXTRA_MODULES; do
-	case "$(modinfo_of "$m")" in
-	builtin*) echo "$m: built-in" ;;
-	insmod*) echo "$m: module" ;;
-	*) echo "$m: not available" ;;
-	esac
-done > "$OUT/modules.txt"
+done
+mkdir -p "$NT/etc"
+printf '/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n' > "$NT/etc/ld.so.conf"
+ldconfig -r "$NT"
+# Only the rootfs carries them: ~14 MiB unpacked (5 MiB compressed) in the initrd
+# would not leave a 32 MiB guest room to boot.
 
 # --- common userland tree ---------------------------------------------------
 make_tree() { # make_tree DIR
 	local d=$1 p
-	mkdir -p "$d"/{bin,sbin,usr/bin,usr/sbin,etc/acpi/PWRF,proc,sys,dev,tmp,run,root,newroot,mnt,var/log,etc/udhcpc,lib/modules}
+	mkdir -p "$d"/{bin,sbin,usr/bin,usr/sbin,etc/acpi/PWRF,proc,sys,dev,tmp,run,root,newroot,mnt,var/log,etc/udhcpc}
 	chmod 1777 "$d/tmp"
 	cp "$BUSYBOX" "$d/bin/busybox"
 	for p in $("$BUSYBOX" --list-full); do
@@ -143,23 +102,6 @@ make_tree() { # make_tree DIR
 	printf 'root:x:0:\ntty:x:5:\n' > "$d/etc/group"
 	printf '127.0.0.1\tlocalhost\n' > "$d/etc/hosts"
 	: > "$d/etc/fstab"
-	# modules: boot list + on-demand extras, with a busybox-usable modules.dep
-	local md=$d/lib/modules/$KVER
-	mkdir -p "$md"
-	for p in $all_list; do # compressed modules are stored decompressed
-		mkdir -p "$md/$(dirname "$p")"
-		case "$p" in
-		*.ko.xz) xz -dc "$KX/lib/modules/$KVER/$p" > "$md/${p%.xz}" ;;
-		*.ko.zst) zstd -qdc "$KX/lib/modules/$KVER/$p" > "$md/${p%.zst}" ;;
-		*.ko.gz) gzip -dc "$KX/lib/modules/$KVER/$p" > "$md/${p%.gz}" ;;
-		*) cp "$KX/lib/modules/$KVER/$p" "$md/$p" ;;
-		esac
-	done
-	cp "$KX/lib/modules/$KVER"/modules.{builtin,builtin.modinfo} "$md/"
-	sed -E 's/\.ko\.(xz|zst|gz)$/.ko/' "$KX/lib/modules/$KVER/modules.order" > "$md/modules.order"
-	depmod -b "$d" "$KVER"
-	echo $boot_names > "$d/etc/modules.boot"
-	echo $async_names > "$d/etc/modules.async"
 }
 
 # --- initrd -----------------------------------------------------------------
@@ -172,6 +114,7 @@ mknod -m 666 "$IR/dev/null" c 1 3
 # --- rootfs -----------------------------------------------------------------
 RF=$WORK/rootfs
 make_tree "$RF"
+cp -a "$NT/." "$RF/"
 rm -f "$OUT/rootfs.ext4.tmp"
 mkfs.ext4 -q -F -L dom0-guest -d "$RF" -E root_owner=0:0 "$OUT/rootfs.ext4.tmp" "${ROOTFS_MB}M" >/dev/null
 
@@ -179,4 +122,5 @@ mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
 mv "$OUT/rootfs.ext4.tmp" "$OUT/rootfs.ext4"
 echo "$KVER" > "$OUT/kernel-version"
+echo "$KEY" > "$OUT/kernel-key"
 log "built $OUT: vmlinuz initrd.img rootfs.ext4 (kernel $KVER)"
