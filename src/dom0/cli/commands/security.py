@@ -159,9 +159,7 @@ def cmd_addlabel(args: list[str]) -> int:
         which = "domain" if info.get("domid") is not None else "dormant domain"
         print(f"Successfully set the label of {which} '{target}' to '{label}'.")
         return 0
-    if kind.startswith("vif-"):
-        raise SecurityError("Need to be configure for using xen-api.")
-    raise OptionError(f"Unrecognised option: {kind}")
+    raise _unknown_kind(kind)
 
 
 def cmd_rmlabel(args: list[str]) -> int:
@@ -184,9 +182,7 @@ def cmd_rmlabel(args: list[str]) -> int:
         xend().domain_relabel(dom=target)
         print(f"Successfully removed label from domain {target}.")
         return 0
-    if kind.startswith("vif-"):
-        raise SecurityError("Need to be configure for using xen-api.")
-    raise OptionError(f"Unrecognised option: {kind}")
+    raise _unknown_kind(kind)
 
 
 def cmd_getlabel(args: list[str]) -> int:
@@ -204,9 +200,15 @@ def cmd_getlabel(args: list[str]) -> int:
     if kind == "mgt":
         print(next(iter(domain_labels([xend().domain_info(dom=target)]).values())))
         return 0
+    raise _unknown_kind(kind)
+
+
+def _unknown_kind(kind: str) -> Exception:
+    """What add/rm/getlabel say of a target kind other than dom, res and mgt: vif
+    labels lived in the Xen-API (spec §8.1), anything else is not a kind at all."""
     if kind.startswith("vif-"):
-        raise SecurityError("Need to be configure for using xen-api.")
-    raise OptionError(f"Unrecognised option: {kind}")
+        return SecurityError("Need to be configure for using xen-api.")
+    return OptionError(f"Unrecognised option: {kind}")
 
 
 def cmd_resources(args: list[str]) -> int:
