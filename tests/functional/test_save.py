@@ -200,14 +200,18 @@ def test_nothing_xend_writes_is_readable_by_other_users(host: Host) -> None:
 def test_kill9_xend_during_save_leaves_no_partial_and_the_guest_runs(host: Host) -> None:
     host.create("ks", memory=512)
     with host.console("ks") as con:  # memory that does not compress: a slow save
-        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=160 2>/dev/null; echo done",
+        con.run("dd if=/dev/urandom of=/run/fill bs=1M count=200 2>/dev/null; echo done",
                 timeout=300)
     image = host.dir / "ks.save"
     xm = subprocess.Popen([str(BIN / "xm"), "save", "ks", str(image)], env=host.env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = host.wait_for(lambda: list(host.dir.glob("ks.save.partial-*")), 60,
-                            "the save to start writing")[0]
-    time.sleep(0.3)
+    # killed as soon as the save writes (the small guest kernel saves 200 MiB in well
+    # under a second: a pause here let the save finish first, once in a full run)
+    deadline = time.monotonic() + 60
+    while not (found := list(host.dir.glob("ks.save.partial-*"))):
+        assert time.monotonic() < deadline, "the save did not start writing"
+        time.sleep(0.005)
+    partial = found[0]
     host.kill9()
     xm.communicate(timeout=30)
     assert partial.exists() and not image.exists()  # the save really was cut
