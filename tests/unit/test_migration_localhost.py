@@ -250,3 +250,71 @@ async def test_another_uuid_under_a_managed_name_is_refused(tmp_path: Path) -> N
     with pytest.raises(VmError, match="^VM name 'guest' already exists$"):
         await world.manager.restore(path, paused=False)
     assert world.manager.lookup("guest").domid is None
+
+
+# ---- xend killed between the end of the stream and the source's teardown ------------------
+
+
+async def never() -> None:
+    """Where xend 'dies': the step never completes (the test then detaches all)."""
+    await asyncio.Event().wait()
+
+
+@run
+async def test_a_copy_that_arrived_while_xend_died_is_listed_once_after_restart(
+        tmp_path: Path) -> None:
+    """The incoming copy was committed, the old QEMU (QEMU's ``postmigrate``) not yet
+    torn down: the next xend keeps the copy and removes the stale source."""
+    first = World(tmp_path)
+    before = await first.manager.create(first.config("guest", uuid=UUID))
+    old_id, old_machine = before.domid, first.machine(before)
+    torn_down = asyncio.Event()
+
+    async def dies_here(dom: Domain) -> None:
+        torn_down.set()
+        await never()
+
+    first.manager.lifecycle.teardown = dies_here  # type: ignore[method-assign]
+    server, port = await serving(first)
+    first.manager.mover.relocation_credentials = KEY
+    first.manager.migrate("guest", "127.0.0.1", port, live=True)
+    await asyncio.wait_for(torn_down.wait(), 2.0)
+    await server.stop()
+    assert old_machine.state == "postmigrate" and len(first.records()) == 2
+    await first.manager.detach_all()
+
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    [dom] = list(second.manager.table)
+    assert (dom.name, dom.uuid) == ("guest", UUID) and dom.domid != old_id
+    assert second.machine(dom).state == "running" and not old_machine.still_running()
+    assert [r["domid"] for r in second.records()] == [dom.domid]
+    assert any("its old copy was removed" in line for line in second.hvlog.text().splitlines())
+
+
+@run
+async def test_a_source_whose_copy_never_committed_is_kept_paused(tmp_path: Path) -> None:
+    """The stream ended (``postmigrate``) but the incoming copy was still starting
+    when xend died: the copy is rolled back, and the source, which may run
+    elsewhere, is neither resumed nor dropped: kept paused for the user."""
+    first = World(tmp_path)
+    before = await first.manager.create(first.config("guest", uuid=UUID))
+    old_id, old_machine = before.domid, first.machine(before)
+    first.machines.hold_launch = asyncio.Event()
+    server, port = await serving(first)
+    first.manager.mover.relocation_credentials = KEY
+    first.manager.migrate("guest", "127.0.0.1", port, live=True)
+    await until(lambda: len(first.records()) == 2)
+    old_machine.state = "postmigrate"  # QEMU finished sending
+    await first.manager.detach_all()
+    await server.stop()
+
+    second = World(tmp_path, machines=first.machines)
+    await second.manager.adopt_all()
+    [dom] = list(second.manager.table)
+    assert (dom.name, dom.domid) == ("guest", old_id) and dom.info()["state"] == "--p---"
+    assert {m.pid for m in first.machines.running} == {old_machine.pid}
+    assert [r["domid"] for r in second.records()] == [old_id]
+    assert any("kept paused" in line for line in second.hvlog.text().splitlines())
+    await second.manager.unpause("guest")
+    assert second.machine(dom).state == "running"

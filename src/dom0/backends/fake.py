@@ -230,6 +230,7 @@ class FakeMachine:
         sink(b"FAKE-STATE " + (self.spec.uuid if self.spec else "").encode())
         if self.host.hold_stream is not None:
             await self.host.hold_stream.wait()
+        self.state = "postmigrate"  # as QEMU: stopped, its state sent
 
     async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None:
         self._check("migrate_in")
@@ -244,6 +245,7 @@ class FakeMachine:
     async def start_migration(self, uri: str, live: bool, fd: int | None = None,
                               postcopy: bool = False, downtime_limit: float = 0.3) -> None:
         self._check("start_migration")
+        self.state = "postmigrate"  # the fake's stream is complete at once
 
     async def receive_incoming(self, uri: str, fd: int | None = None,
                                postcopy: bool = False) -> None:

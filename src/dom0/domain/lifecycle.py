@@ -423,8 +423,11 @@ class Lifecycle:
     async def adopt_all(self) -> None:
         """Re-adopt every live domain recorded by a previous xend, then load the
         managed domains that are not running."""
+        departed: list[Domain] = []
         for rec in self.table.running_records():
-            await self._adopt(rec)
+            await self._adopt(rec, departed)
+        for dom in departed:
+            await self._departed(dom)
         self.sched.sweep()  # the cgroups of domains that ended while xend was away
         for cfg, state in self.table.managed_rows():
             existing = self.table.get(cfg.uuid)
@@ -434,7 +437,7 @@ class Lifecycle:
                 self.table.add(Domain(cfg, state, managed=True,
                                       next_vif_devid=next_free_vif_devid(cfg)))
 
-    async def _adopt(self, rec: dict[str, Any]) -> None:
+    async def _adopt(self, rec: dict[str, Any], departed: list[Domain]) -> None:
         machine = self.machines(self.layout.domain(rec["instance"]))
         run = Running.from_record(rec, machine)
         dom = Domain.from_record(rec, run)
@@ -463,8 +466,10 @@ class Lifecycle:
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) could not be adopted: {exc}")
             await machine.detach()
             return
-        self.table.add(dom)
-        self.sched.place(dom)  # its weight and cap in force again, from its config
+        if runstate == "postmigrate":  # decided once every record is adopted
+            departed.append(dom)
+            return
+        self._adopted(dom)
         log.info("adopted domain %s (id %s, pid %s, %s)", dom.name, run.domid, machine.pid,
                  runstate)
         if runstate == "shutdown" and dom.state in LIVE:
@@ -472,6 +477,46 @@ class Lifecycle:
             self.spawn(self.guest_stopped(dom, run.instance, "poweroff"))
         elif runstate == "guest-panicked" and dom.state in LIVE:
             self.spawn(self.guest_stopped(dom, run.instance, "crash"))
+
+    async def _departed(self, dom: Domain) -> None:
+        """A QEMU that finished sending its guest away while xend was stopped (QEMU's
+        ``postmigrate``): the previous xend died between the end of the stream and
+        the teardown of the source.  If the guest arrived here (a localhost
+        migration whose copy was adopted), this is a stale copy: removed, so one UUID
+        is listed once.  Otherwise it may well run at the destination: resuming it
+        here would run one guest twice on the same disks, so it is kept paused for
+        the user to destroy or unpause (as libvirt leaves such a domain)."""
+        run = running(dom)
+        arrived = self.table.get(dom.uuid)
+        if any(instance == run.instance for _, instance, _ in self.table.partials()):
+            # a save whose file was never completed: its guest is only here, and the
+            # cut-save clean-up resumes it (mover.clean_up_cut_saves)
+            self._adopted(dom)
+            return
+        if arrived is not None and arrived.running is not None:
+            await run.machine.kill()
+            await self.sched.release(dom)
+            if run.vif_domid is not None:
+                await self.vifs.unplug_all(dom)
+            self.table.drop_running(run)
+            self.hvlog.add(f"Domain {run.domid} ({dom.name}) had migrated to this host "
+                           f"as domain {arrived.domid} while xend was stopped; its old "
+                           f"copy was removed")
+            log.info("removed the old copy of migrated domain %s (id %s)", dom.name,
+                     run.domid)
+            return
+        dom.set_state(PowerState.PAUSED)
+        self._adopted(dom)
+        self.table.save_running(dom)
+        self.hvlog.add(f"Domain {run.domid} ({dom.name}) finished sending its state away "
+                       f"(a migration or a save) while xend was stopped; kept paused: "
+                       f"destroy it if it runs elsewhere or was saved, unpause it if not")
+        log.warning("domain %s (id %s) finished sending its state away while xend was "
+                    "stopped; kept paused", dom.name, run.domid)
+
+    def _adopted(self, dom: Domain) -> None:
+        self.table.add(dom)
+        self.sched.place(dom)  # its weight and cap in force again, from its config
 
     async def _roll_back(self, dom: Domain, run: Running, recognised: bool) -> None:
         """A launch the previous xend did not finish (it died inside it): undo it as a

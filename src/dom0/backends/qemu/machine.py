@@ -36,10 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: QEMU runstates (query-status) -> what they mean to us
-RUNSTATE_PAUSED = {"paused", "prelaunch", "inmigrate", "suspended", "debug", "restore-vm",
-                   "save-vm", "watchdog", "io-error"}
-
 #: xm trigger's names that are one QMP command each
 QMP_TRIGGERS = {"nmi": "inject-nmi", "power": "system_powerdown", "s3resume": "system_wakeup"}
 
