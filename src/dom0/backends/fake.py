@@ -288,10 +288,6 @@ class FakeMachine:
         self._check("set_balloon")
         self.balloon_now = mib if self.balloon_stuck_at is None else max(mib, self.balloon_stuck_at)
 
-    async def balloon_mib(self) -> int:
-        self._check("balloon_mib")
-        return self.balloon_now or 0
-
     async def ram_mib(self) -> int:
         return self.spec.maxmem if self.spec else 0
 
@@ -312,9 +308,9 @@ class FakeMachine:
         self._check("block_stats")
         return [contract.BlockStats(device_id=d.device_id) for d in self.disks]
 
-    async def balloon_bytes(self, timeout: float) -> int | None:
+    async def balloon_bytes(self, timeout: float | None = None) -> int:
         self._check("balloon_bytes")
-        return (self.spec.memory << 20) if self.spec else None
+        return (self.balloon_now or 0) << 20
 
 
 def _is_a_machine(machine: FakeMachine) -> contract.Machine:

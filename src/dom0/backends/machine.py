@@ -167,9 +167,6 @@ class Machine(Protocol):
         """Hot-plug vCPUs (lowest free slot first) or unplug them (highest first; the
         guest's ACPI ejects each) until *count* are present; returns how many are,
         which is fewer than asked for when the guest did not let go within *timeout*."""
-    async def balloon_mib(self) -> int:
-        """MiB of RAM the guest holds now (the balloon's actual size); also updates
-        ``balloon_now``."""
     async def ram_mib(self) -> int:
         """MiB of RAM the machine was built with (what the balloon can give back)."""
 
@@ -183,8 +180,9 @@ class Machine(Protocol):
     # ---- xm top and the metrics exporter -------------------------------------------------
     async def block_stats(self, timeout: float) -> list[BlockStats]:
         """Counters of every guest disk."""
-    async def balloon_bytes(self, timeout: float) -> int | None:
-        """The guest's current size as the balloon reports it (None: no balloon)."""
+    async def balloon_bytes(self, timeout: float | None = None) -> int:
+        """Bytes of RAM the guest holds now (the balloon's actual size); also updates
+        ``balloon_now``.  BackendError when there is no balloon or no answer."""
 
 
 #: builds the machine for one launch, from its runtime paths

@@ -217,12 +217,12 @@ class ResourceController:
 
     async def _balloon_settles(self, machine: Machine, target: int) -> int:
         loop = asyncio.get_running_loop()
-        last, since = await machine.balloon_mib(), loop.time()
+        last, since = await machine.balloon_bytes() >> 20, loop.time()
         start = since
         while last != target and loop.time() - since < BALLOON_STALL and \
                 loop.time() - start < self.settings.balloon_timeout:
             await asyncio.sleep(0.1)
-            now = await machine.balloon_mib()
+            now = await machine.balloon_bytes() >> 20
             if now != last:
                 last, since = now, loop.time()
         return last
@@ -246,7 +246,7 @@ class ResourceController:
         if run is None:
             return None
         try:
-            return await run.machine.balloon_mib()
+            return await run.machine.balloon_bytes() >> 20
         except Exception:  # a guest without a balloon driver yet: its target stands
             return None
 

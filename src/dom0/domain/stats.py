@@ -97,13 +97,20 @@ class StatsCollector:
         assert dom.running is not None
         machine = dom.running.machine
         try:
-            balloon, blocks = await asyncio.wait_for(
-                asyncio.gather(machine.balloon_bytes(self.timeout),
-                               machine.block_stats(self.timeout)), self.timeout)
-            return balloon, blocks
-        except (TimeoutError, BackendError) as exc:
-            log.debug("figures of %s: %s", dom.name, exc)
+            answers = await asyncio.wait_for(asyncio.gather(
+                machine.balloon_bytes(self.timeout), machine.block_stats(self.timeout),
+                return_exceptions=True), self.timeout)
+        except TimeoutError:
+            log.debug("figures of %s: QEMU did not answer in time", dom.name)
             return None, None
+        for answer in answers:  # a guest without a balloon still has its disk counters
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, BackendError):
+                    raise answer
+                log.debug("figures of %s: %s", dom.name, answer)
+        balloon, blocks = answers
+        return (None if isinstance(balloon, BaseException) else balloon,
+                None if isinstance(blocks, BaseException) else blocks)
 
     @staticmethod
     def _vbds(dom: Domain, blocks: list[BlockStats] | None) -> tuple[VbdFigures, ...]:

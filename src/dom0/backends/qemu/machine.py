@@ -108,7 +108,7 @@ class QemuMachine:
         await self.refresh_vcpus()
         await self._find_vnc()
         with contextlib.suppress(BackendError):  # a machine without a balloon device
-            await self.balloon_mib()
+            await self.balloon_bytes()
         try:
             await self.console.start()
         except OSError as exc:  # the guest runs on without a console relay
@@ -465,7 +465,7 @@ class QemuMachine:
     async def _incoming_balloon(self) -> None:
         """The balloon came with the guest's state: read what it holds now."""
         with contextlib.suppress(BackendError):
-            await self.balloon_mib()
+            await self.balloon_bytes()
 
     # ---- host-side figures -----------------------------------------------------
 
@@ -505,11 +505,15 @@ class QemuMachine:
                 + int(st.get("failed_wr_operations", 0))))
         return out
 
-    async def balloon_bytes(self, timeout: float) -> int | None:
+    async def balloon_bytes(self, timeout: float | None = None) -> int:
         try:
-            return int((await self._exec("query-balloon", timeout=timeout))["actual"])
-        except (BackendError, KeyError, TypeError):
-            return None
+            reply = await (self._exec("query-balloon") if timeout is None
+                           else self._exec("query-balloon", timeout=timeout))
+            actual = int(reply["actual"])
+        except (KeyError, TypeError, ValueError):
+            raise BackendError("query-balloon: no balloon size in QEMU's reply") from None
+        self.balloon_now = actual >> 20
+        return actual
 
     # ---- vCPUs and memory (issue 10) --------------------------------------------
 
@@ -549,10 +553,6 @@ class QemuMachine:
             return all(c.get("qom-path") != path for c in cpus)
 
         return await poll_until(gone, timeout, interval=0.05)
-
-    async def balloon_mib(self) -> int:
-        self.balloon_now = int((await self._exec("query-balloon"))["actual"]) >> 20
-        return self.balloon_now
 
     async def ram_mib(self) -> int:
         return await self.ram_bytes() >> 20
