@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 GUEST := build/guest
 STAMP := build/stamps
-APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs kmod xz-utils zstd \
+APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs xz-utils \
 	linux-source-6.1 make gcc libc6-dev flex bison bc libelf-dev libssl-dev iperf3 hping3 \
 	iproute2 socat python3-venv procps file dnsmasq-base iptables qemu-block-extra tgt \
 	nfs-ganesha nfs-ganesha-vfs iputils-ping nftables swtpm swtpm-tools \
