@@ -146,6 +146,17 @@ def wait_prompt(log_path: str, t0: float, timeout: float = PROMPT_TIMEOUT) -> fl
     return None
 
 
+def private_xend_config(where: Path, extra: str = "") -> str:
+    """xend-config.sxp of a private xend whose every file is under *where* (its
+    socket ``where/xend.sock``), on TCG, with *extra* options after."""
+    return "".join(f"({k} {where}/{v})\n" for k, v in (
+        ("logfile", "xend.log"), ("xend-api-socket", "xend.sock"),
+        ("xend-pid-file", "xend.pid"), ("xend-run-path", "run"),
+        ("xend-log-path", "log"), ("xend-state-path", "state"),
+        ("xend-domains-path", "domains"), ("xend-dump-path", "dump"))) + \
+        "(qemu-accel tcg)\n" + extra
+
+
 # ---- the three ways of running a domain --------------------------------------------
 
 
@@ -158,12 +169,7 @@ class Dom0:
         self.dir = tmp / "x"
         self.dir.mkdir()
         self.config = self.dir / "xend.sxp"
-        self.config.write_text("".join(f"({k} {self.dir}/{v})\n" for k, v in (
-            ("logfile", "xend.log"), ("xend-api-socket", "xend.sock"),
-            ("xend-pid-file", "xend.pid"), ("xend-run-path", "run"),
-            ("xend-log-path", "log"), ("xend-state-path", "state"),
-            ("xend-domains-path", "domains"), ("xend-dump-path", "dump"))) +
-            "(qemu-accel tcg)\n")
+        self.config.write_text(private_xend_config(self.dir))
         self.domcfg = self.dir / "b.cfg"
         self.domcfg.write_text(f'kernel = "{GUEST}/vmlinuz"\nramdisk = "{GUEST}/initrd.img"\n'
                                f'memory = {BOOT_MEM}\nname = "b1"\nextra = "quiet"\n')

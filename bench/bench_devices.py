@@ -58,6 +58,7 @@ from bench_core import (  # noqa: E402
     pids_mentioning,
     print_epilogue,
     print_host,
+    private_xend_config,
     run,
 )
 from guestconsole import GuestConsole  # noqa: E402
@@ -96,15 +97,11 @@ class Dom0:
         self.netns = f"d0dev{os.getpid()}"
         self.netns_made = False
         self.config = tmp / "xend.sxp"
-        self.config.write_text("".join(f"({k} {tmp}/{v})\n" for k, v in (
-            ("logfile", "xend.log"), ("xend-api-socket", "xend.sock"),
-            ("xend-pid-file", "xend.pid"), ("xend-run-path", "run"),
-            ("xend-log-path", "log"), ("xend-state-path", "state"),
-            ("xend-domains-path", "domains"), ("xend-dump-path", "dump"))) +
-            "(qemu-accel tcg)\n"
+        self.config.write_text(private_xend_config(
+            tmp,
             f"(xend-scripts-path {REPO}/scripts/xen)\n"
             f"(network-script 'network-bridge bridge={BRIDGE}')\n"
-            "(vif-script vif-bridge)\n")
+            "(vif-script vif-bridge)\n"))
         self.env = dict(os.environ, XEND_CONFIG=str(self.config),
                         XM_SERVER=str(tmp / "xend.sock"))
         self.live: set[str] = set()

@@ -53,6 +53,7 @@ from bench_core import (  # noqa: E402
     log,
     print_epilogue,
     print_host,
+    private_xend_config,
     run,
 )
 
@@ -150,12 +151,7 @@ class Dom0Guest:
         self.dir = tmp / "x"
         self.dir.mkdir()
         self.config = self.dir / "xend.sxp"
-        self.config.write_text("".join(f"({k} {self.dir}/{v})\n" for k, v in (
-            ("logfile", "xend.log"), ("xend-api-socket", "xend.sock"),
-            ("xend-pid-file", "xend.pid"), ("xend-run-path", "run"),
-            ("xend-log-path", "log"), ("xend-state-path", "state"),
-            ("xend-domains-path", "domains"), ("xend-dump-path", "dump"))) +
-            "(qemu-accel tcg)\n")
+        self.config.write_text(private_xend_config(self.dir))
         self.env = dict(os.environ, XEND_CONFIG=str(self.config),
                         XM_SERVER=str(self.dir / "xend.sock"))
         self.started = False

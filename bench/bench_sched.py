@@ -135,12 +135,7 @@ class Xend:
         self.dir = tmp / sched
         self.dir.mkdir()
         config = self.dir / "xend.sxp"
-        config.write_text("".join(f"({k} {self.dir}/{v})\n" for k, v in (
-            ("logfile", "xend.log"), ("xend-api-socket", "xend.sock"),
-            ("xend-pid-file", "xend.pid"), ("xend-run-path", "run"),
-            ("xend-log-path", "log"), ("xend-state-path", "state"),
-            ("xend-domains-path", "domains"), ("xend-dump-path", "dump"))) +
-            f"(qemu-accel tcg)\n(sched {sched})\n")
+        config.write_text(core.private_xend_config(self.dir, f"(sched {sched})\n"))
         self.env = dict(os.environ, XEND_CONFIG=str(config), XM_SERVER=str(self.dir / "xend.sock"))
         self.started = False
 
