@@ -59,6 +59,8 @@ from dom0.model.preprocess import (
     vifs_with_nics,
 )
 from dom0.model.sxp import Sxp
+from dom0.model.vtpm import VtpmSpec as VtpmSpec  # re-exported
+from dom0.model.vtpm import vtpms_from_entries
 
 #: a domain that restarts sooner than this after it started is not restarted again
 MINIMUM_RESTART_TIME = 60.0
@@ -140,6 +142,9 @@ class DomainConfig:
     #: PV framebuffers (``vfb``, or the top-level ``vnc``/``sdl`` variables of a PV domain)
     vfbs: list[VfbSpec] = field(default_factory=list, metadata=xm(
         var="vfb", reads=VFB_VARIABLES, derive=vfbs_from_entries, place=DEVICE, item=VfbSpec))
+    #: the virtual TPM (``vtpm``, spec §3.4): none, or one (only the first entry counts)
+    vtpms: list[VtpmSpec] = field(default_factory=list, metadata=xm(
+        var="vtpm", derive=vtpms_from_entries, place=DEVICE, item=VtpmSpec))
     #: every other config variable, kept so that later features can read it
     other: dict[str, Any] = field(default_factory=dict, metadata=xm(place=Place.NONE))
 

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from dom0.errors import ConfigError
 
@@ -20,8 +22,29 @@ class VtpmSpec:
     instance: int = 0
     backend: int = 0
 
+    #: the device kinds it reads back from SXP (``xm create -F``), as DiskSpec's
+    SXP_KINDS: ClassVar[tuple[str, ...]] = ("vtpm",)
+
+    @classmethod
+    def from_options(cls, opts: Mapping[str, str]) -> VtpmSpec:
+        """From its SXP form's keys (``pref_instance``, ``backend``); a value that is
+        no number is the grammar's error, as in a config file."""
+        instance = opts.get("pref_instance", opts.get("instance", "0"))
+        try:
+            return cls(int(instance), int(opts.get("backend", "0")))
+        except ValueError:
+            raise ConfigError("Vm config error: could not parse instance number.") from None
+
     def to_sxp(self) -> Sxp:
         return ["vtpm", ["pref_instance", str(self.instance)], ["backend", str(self.backend)]]
+
+
+def vtpms_from_entries(values: Mapping[str, Any]) -> list[VtpmSpec]:
+    """The config's ``vtpm`` variable as the domain's vTPMs: none, or the first entry's
+    (Xen gave a domain one vTPM)."""
+    raw = values.get("vtpm") or []
+    spec = parse_vtpm([raw] if isinstance(raw, str) else list(raw))
+    return [] if spec is None else [spec]
 
 
 def parse_vtpm(entries: list[str]) -> VtpmSpec | None:
