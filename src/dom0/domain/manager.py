@@ -161,6 +161,7 @@ class DomainManager:
             require(dom.state, (PowerState.HALTED, PowerState.SUSPENDED), "Domain is not halted.")
             self.table.drop_managed(dom)
             self.table.forget(dom)
+            self.lifecycle.vtpms.remove(dom.uuid)
 
     async def start_managed(self, ident: str, paused: bool = False) -> Domain:
         dom = self.lookup(ident)
@@ -407,3 +408,6 @@ class DomainManager:
 
     async def network_list(self, ident: str) -> list[dict[str, Any]]:
         return await self.vifs.rows(self.lookup(ident))
+
+    async def vtpm_list(self, ident: str) -> list[dict[str, Any]]:
+        return self.lifecycle.vtpms.rows(self.lookup(ident))
