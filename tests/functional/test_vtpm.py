@@ -30,17 +30,19 @@ TPM_NO_ENDORSEMENT = 0x23
 PCR = 12  # no one else extends it in this guest
 
 
-def tpm(con: GuestConsole, ordinal: int, body: bytes = b"") -> tuple[int, bytes]:
-    """One TPM 1.2 command from the guest's shell: written in one write to
-    /dev/tpm0, the answer read on the same descriptor; (result code, payload)."""
-    packet = struct.pack(">HII", 0xC1, 10 + len(body), ordinal) + body
+def tpm(con: GuestConsole, ordinal: int, body: bytes = b"", tag: int = 0xC1,
+        answer_tag: int = 0xC4) -> tuple[int, bytes]:
+    """One TPM command (1.2 unless the tags say 2.0) from the guest's shell: written
+    in one write to /dev/tpm0, the answer read on the same descriptor; (result code,
+    payload)."""
+    packet = struct.pack(">HII", tag, 10 + len(body), ordinal) + body
     octal = "".join(f"\\{b:03o}" for b in packet)
     out = con.run(f"(exec 3<>/dev/tpm0; printf '{octal}' >&3; "
                   "dd bs=4096 count=1 <&3 2>/dev/null | od -An -v -tx1)", timeout=60)
     answer = bytes.fromhex("".join(out.split()))
     print("TPM", hex(ordinal), answer.hex()[:80])
-    tag, size, result = struct.unpack(">HII", answer[:10])
-    assert tag == 0xC4 and size == len(answer), out
+    got, size, result = struct.unpack(">HII", answer[:10])
+    assert got == answer_tag and size == len(answer), out
     return result, answer[10:]
 
 
@@ -170,3 +172,17 @@ def test_the_permanent_state_survives_reboot_and_restart_and_goes_with_delete(ma
     h.xm("delete", "ek")
     assert not (h.dir / "domains" / uuid / "vtpm").exists() and states(h, uuid) == []
     assert subprocess.run(["pgrep", "-f", f"{h.dir}/run"], capture_output=True).stdout == b""
+
+
+def test_tpm_2_0_by_option(make_host) -> None:  # type: ignore[no-untyped-def]
+    """``(vtpm-version 2.0)`` in xend-config: the guest finds a TPM 2.0 (on CRB) that
+    answers TPM2_GetRandom."""
+    h = make_host("(vtpm-version 2.0)")
+    h.create("tpm2", vtpm=VTPM)
+    with h.console("tpm2") as con:
+        assert "2" in con.run("cat /sys/class/tpm/tpm0/tpm_version_major")
+        # TPM2_GetRandom (0x17B) of 8 bytes, no sessions (tag 0x8001)
+        result, payload = tpm(con, 0x17B, struct.pack(">H", 8), tag=0x8001, answer_tag=0x8001)
+        assert result == 0 and struct.unpack(">H", payload[:2]) == (8,) and len(payload) == 10
+    assert h.xm("vtpm-list", "-l", "tpm2").stdout.count("(version 2.0)") == 1
+    h.xm("destroy", "tpm2")
