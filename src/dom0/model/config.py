@@ -139,12 +139,13 @@ class DomainConfig:
         var="disk", derive=disks_from_entries, place=DEVICE, item=DiskSpec))
     vifs: list[VifSpec] = field(default_factory=list, metadata=xm(
         var="vif", reads=("nics",), derive=vifs_with_nics, place=DEVICE, item=VifSpec))
+    #: the virtual TPM (``vtpm``, spec §3.4): none, or one (only the first entry counts),
+    #: printed between the vifs and the vfbs as xm 3.4 did (spec §2.5)
+    vtpms: list[VtpmSpec] = field(default_factory=list, metadata=xm(
+        var="vtpm", derive=vtpms_from_entries, place=DEVICE, item=VtpmSpec))
     #: PV framebuffers (``vfb``, or the top-level ``vnc``/``sdl`` variables of a PV domain)
     vfbs: list[VfbSpec] = field(default_factory=list, metadata=xm(
         var="vfb", reads=VFB_VARIABLES, derive=vfbs_from_entries, place=DEVICE, item=VfbSpec))
-    #: the virtual TPM (``vtpm``, spec §3.4): none, or one (only the first entry counts)
-    vtpms: list[VtpmSpec] = field(default_factory=list, metadata=xm(
-        var="vtpm", derive=vtpms_from_entries, place=DEVICE, item=VtpmSpec))
     #: every other config variable, kept so that later features can read it
     other: dict[str, Any] = field(default_factory=dict, metadata=xm(place=Place.NONE))
 
