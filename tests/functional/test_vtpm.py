@@ -139,6 +139,9 @@ def test_a_pcr_value_follows_the_guest_through_save_restore_and_migration(make_h
     os.kill(pid, 9)
     h.wait_for(lambda: not alive(pid), 10, "swtpm to die")
     assert h.xm("vtpm-list", "tpm").stdout.splitlines()[1].split()[3] == "6"
+    h.kill9()
+    h.xend("start")  # the next xend says so where the user looks
+    assert "vTPM emulator (swtpm) is gone" in h.xm("dmesg").stdout
     h.xm("destroy", "tpm")
     assert states(h, uuid) == [] and not (h.dir / "domains" / uuid / "vtpm").exists()
 

@@ -92,7 +92,7 @@ class Lifecycle:
         #: each machine's vCPU threads in its domain's cgroup (weight, cap, SEDF)
         self.sched = sched
         #: where each domain's vTPM keeps its state
-        self.vtpms = VtpmStates(layout, settings, lambda: iter(table))
+        self.vtpms = VtpmStates(layout, settings, lambda: iter(table), hvlog)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- admission -------------------------------------------------------------------
@@ -461,6 +461,7 @@ class Lifecycle:
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) ended while xend was stopped")
             self.table.drop_running(run)
             await machine.kill()  # removes its leftover sockets
+            self.vtpms.ended(dom)
             return
         try:
             await machine.attach(_Events(self, dom, run.instance))
@@ -474,12 +475,7 @@ class Lifecycle:
             return
         self.table.add(dom)
         self.sched.place(dom)  # its weight and cap in force again, from its config
-        if dom.config.vtpms and machine.tpm_pid() is None:
-            # QEMU cannot reconnect to a new emulator: the guest's TPM stops answering
-            # until the domain is started anew (its state on disk is kept)
-            log.error("the vTPM emulator (swtpm) of domain %s is gone", dom.name)
-            self.hvlog.add(f"Domain {run.domid} ({dom.name}) vTPM emulator (swtpm) is gone: "
-                           "its TPM no longer answers; destroy and start it again")
+        self.vtpms.adopted(dom, machine)
         log.info("adopted domain %s (id %s, pid %s, %s)", dom.name, run.domid, machine.pid,
                  runstate)
         if runstate == "shutdown" and dom.state in LIVE:
@@ -497,6 +493,7 @@ class Lifecycle:
         await run.machine.kill()  # its QEMU if it started, and its sockets either way
         await self.vifs.unplug_all(dom)
         self.table.drop_running(run)
+        self.vtpms.ended(dom)
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) was being started when xend "
                        f"stopped; rolled back{' (QEMU killed)' if recognised else ''}")
 

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from dom0.backends.machine import Tpm
+from dom0.backends.machine import Machine, Tpm
 from dom0.domain.domain import Domain, Running
+from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.settings import DomainSettings
 from dom0.store.layout import Layout
+
+log = logging.getLogger(__name__)
 
 #: xenbus states, as ``xm vtpm-list`` shows them (spec §1.3)
 CONNECTED, CLOSED = 4, 6
@@ -34,11 +38,12 @@ CONNECTED, CLOSED = 4, 6
 
 class VtpmStates:
     def __init__(self, layout: Layout, settings: DomainSettings,
-                 domains: Callable[[], Iterable[Domain]]) -> None:
+                 domains: Callable[[], Iterable[Domain]], hvlog: HypervisorLog) -> None:
         self.layout = layout
         self.settings = settings
         #: every domain xend holds, those migrating out included
         self.domains = domains
+        self.hvlog = hvlog
 
     # ---- a launch -----------------------------------------------------------------
 
@@ -69,6 +74,15 @@ class VtpmStates:
         if tpm is not None and os.path.realpath(self.layout.vtpm_link(dom.uuid)) != \
                 os.path.realpath(tpm.state_dir):
             shutil.rmtree(tpm.state_dir, ignore_errors=True)
+
+    def adopted(self, dom: Domain, machine: Machine) -> None:
+        """A running *dom* re-adopted by a new xend: its emulator should still run.
+        QEMU cannot reconnect to a new one, so a dead one is said plainly: the guest's
+        TPM no longer answers until the domain is started anew (its state is kept)."""
+        if dom.config.vtpms and machine.tpm_pid() is None:
+            log.error("the vTPM emulator (swtpm) of domain %s is gone", dom.name)
+            self.hvlog.add(f"Domain {dom.domid} ({dom.name}) vTPM emulator (swtpm) is gone: "
+                           "its TPM no longer answers; destroy and start it again")
 
     # ---- the end of a launch, or of the domain ---------------------------------------
 
