@@ -51,6 +51,13 @@ async def test_first_launch_makes_it_the_next_reuses_it(tmp_path: Path) -> None:
     await world.manager.destroy("m")  # a managed domain keeps it
     await world.manager.start_managed("m")
     assert states(world, dom) == [first] and spec_tpm(world, dom) == tpm
+    # a later vtpm-version does not swap its TPM for an empty one of another kind
+    world.settings.vtpm_version = "2.0"
+    await world.manager.destroy("m")
+    await world.manager.start_managed("m")
+    assert spec_tpm(world, dom) == tpm and dom.config.vtpms == [VtpmSpec(1, 0, "1.2")]
+    rows = await world.manager.vtpm_list("m")
+    assert rows[0]["version"] == "1.2"
     await world.manager.destroy("m")
     await world.manager.delete("m")
     assert states(world, dom) == [] and not os.path.lexists(world.layout.vtpm_link(dom.uuid))

@@ -17,6 +17,7 @@ the leaving copy's directory goes once nothing uses it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import logging
 import os
@@ -51,16 +52,27 @@ class VtpmStates:
         """The TPM of *dom*'s launch *instance* (None: it has no vtpm)."""
         if not dom.config.vtpms:
             return None
+        version = self.version(dom)
         link = self.layout.vtpm_link(dom.uuid)
         if not incoming and os.path.isdir(link):
-            return Tpm(self.settings.vtpm_version, os.path.realpath(link))
+            return Tpm(version, os.path.realpath(link))
         state = self.layout.vtpm_state(dom.uuid, instance)
         shutil.rmtree(state, ignore_errors=True)  # a stream's state goes into an empty one
         os.makedirs(state, mode=0o700)
         os.chmod(os.path.dirname(state), 0o700)
         if not incoming:
             self._point_link(dom.uuid, state)
-        return Tpm(self.settings.vtpm_version, state)
+        return Tpm(version, state)
+
+    def version(self, dom: Domain) -> str:
+        """The TPM version of *dom*'s vTPM, fixed in its config on first use (a later
+        change of xend-config's ``vtpm-version`` does not swap a guest's TPM for an
+        empty one of another kind)."""
+        spec = dom.config.vtpms[0]
+        if not spec.version:
+            spec = dataclasses.replace(spec, version=self.settings.vtpm_version)
+            dom.config.vtpms[0] = spec
+        return spec.version
 
     def launched(self, dom: Domain, tpm: Tpm | None) -> None:
         """*dom*'s launch with *tpm* runs: the state it holds is the domain's now."""
@@ -154,7 +166,7 @@ class VtpmStates:
                 "be-path": f"/local/domain/0/backend/vtpm/{dom.domid}/{idx}"
                 if dom.domid is not None else "??",
                 "pref_instance": spec.instance, "instance": spec.instance,
-                "version": self.settings.vtpm_version,
+                "version": spec.version or self.settings.vtpm_version,
             })
             if pid is not None:
                 out[-1]["pid"] = pid

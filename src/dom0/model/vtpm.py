@@ -21,6 +21,11 @@ class VtpmSpec:
     #: the preferred instance number (0: xend picks one)
     instance: int = 0
     backend: int = 0
+    #: the TPM version ("1.2" or "2.0") the domain's TPM has: fixed at its first launch
+    #: from xend-config's ``vtpm-version`` and kept with its config from then on (its
+    #: state is of that version; it travels with it in save files and migrations);
+    #: "" until then.  Not part of the SXP form (spec §2.5).
+    version: str = ""
 
     #: the device kinds it reads back from SXP (``xm create -F``), as DiskSpec's
     SXP_KINDS: ClassVar[tuple[str, ...]] = ("vtpm",)
