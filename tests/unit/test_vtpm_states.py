@@ -59,6 +59,8 @@ async def test_first_launch_makes_it_the_next_reuses_it(tmp_path: Path) -> None:
     rows = await world.manager.vtpm_list("m")
     assert rows[0]["version"] == "1.2"
     await world.manager.destroy("m")
+    await world.manager.new(world.config("m", uuid=dom.uuid, vtpms=[VtpmSpec(1)]))  # redefined
+    assert dom.config.vtpms == [VtpmSpec(1, 0, "1.2")]
     await world.manager.delete("m")
     assert states(world, dom) == [] and not os.path.lexists(world.layout.vtpm_link(dom.uuid))
 

@@ -29,12 +29,20 @@ from dom0.backends.machine import Machine, Tpm
 from dom0.domain.domain import Domain, Running
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.settings import DomainSettings
+from dom0.model.config import DomainConfig
 from dom0.store.layout import Layout
 
 log = logging.getLogger(__name__)
 
 #: xenbus states, as ``xm vtpm-list`` shows them (spec §1.3)
 CONNECTED, CLOSED = 4, 6
+
+
+def keep_version(old: DomainConfig, new: DomainConfig) -> None:
+    """A managed domain redefined (``xm new``) keeps the TPM version its TPM's state
+    is of."""
+    if old.vtpms and new.vtpms and old.vtpms[0].version and not new.vtpms[0].version:
+        new.vtpms[0] = dataclasses.replace(new.vtpms[0], version=old.vtpms[0].version)
 
 
 class VtpmStates:
