@@ -18,7 +18,7 @@ from dom0.backends.machine import MachineSpec, Tpm
 from dom0.backends.qemu.argv import build_argv
 from dom0.cli import format
 from dom0.domain.domain import Domain
-from dom0.errors import BackendError
+from dom0.errors import BackendError, VmError
 from dom0.model.vtpm import VtpmSpec
 from dom0.store.layout import Layout
 
@@ -84,6 +84,15 @@ async def test_an_unmanaged_domain_takes_its_state_with_it(tmp_path: Path) -> No
         (0, 4, 1, "2.0")]
     await world.manager.destroy("u")
     assert states(world, dom) == [] and not os.path.lexists(world.layout.vtpm_link(dom.uuid))
+
+
+@run
+async def test_an_unknown_vtpm_version_is_refused_and_not_recorded(tmp_path: Path) -> None:
+    world = World(tmp_path, vtpm_version="3.0")
+    cfg = world.config("v", vtpms=[VtpmSpec(1)])
+    with pytest.raises(VmError, match=r"vTPM version 3.0 is not supported \(xend-config"):
+        await world.manager.create(cfg)
+    assert cfg.vtpms == [VtpmSpec(1)] and world.manager.table.get(cfg.uuid) is None
 
 
 @run

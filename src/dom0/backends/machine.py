@@ -43,8 +43,8 @@ class Display:
 @dataclass(frozen=True)
 class Tpm:
     """A guest's virtual TPM, resolved (Xen's vtpm): an emulator of TPM *version*
-    keeping its persistent state in *state_dir* (empty for a launch that receives
-    the state in a migration or save stream)."""
+    ("1.2" or "2.0") keeping its persistent state in the directory *state_dir* (an
+    empty one for a launch that receives the state in a migration or save stream)."""
 
     version: str = "1.2"
     state_dir: str = ""

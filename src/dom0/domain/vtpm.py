@@ -29,7 +29,9 @@ from dom0.backends.machine import Machine, Tpm
 from dom0.domain.domain import Domain, Running
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.settings import DomainSettings
+from dom0.errors import VmError
 from dom0.model.config import DomainConfig
+from dom0.model.vtpm import VERSIONS
 from dom0.store.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,9 @@ class VtpmStates:
         empty one of another kind)."""
         spec = dom.config.vtpms[0]
         if not spec.version:
+            if self.settings.vtpm_version not in VERSIONS:  # not fixed in the config then
+                raise VmError(f"vTPM version {self.settings.vtpm_version} is not supported "
+                              "(xend-config's vtpm-version: 1.2 or 2.0)")
             spec = dataclasses.replace(spec, version=self.settings.vtpm_version)
             dom.config.vtpms[0] = spec
         return spec.version

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from dom0.model.sxp import Sxp
 
 
+#: the TPM versions a vTPM can have: Xen's vTPMs were TPM 1.2; 2.0 by xend-config
+VERSIONS = ("1.2", "2.0")
+
+
 @dataclass(frozen=True)
 class VtpmSpec:
     #: the preferred instance number (0: xend picks one)

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 from dom0.backends.qemu import process
 from dom0.errors import BackendError
+from dom0.model.vtpm import VERSIONS as VERSIONS  # re-exported
 from dom0.store.layout import DomainPaths
 from dom0.waiting import poll_until
 
 SWTPM = "swtpm"
-#: the TPM versions offered: Xen's vTPMs were TPM 1.2; 2.0 on request
-VERSIONS = ("1.2", "2.0")
 
 
 @dataclass(frozen=True)
