@@ -51,8 +51,12 @@ class VtpmSpec:
 def vtpms_from_entries(values: Mapping[str, Any]) -> list[VtpmSpec]:
     """The config's ``vtpm`` variable as the domain's vTPMs: none, or the first entry's
     (Xen gave a domain one vTPM)."""
-    raw = values.get("vtpm") or []
-    spec = parse_vtpm([raw] if isinstance(raw, str) else list(raw))
+    raw = values.get("vtpm")
+    if raw is None or raw == "":
+        return []
+    # one value (vtpm = 'instance=1' in a file, or vtpm=... on the command line) is a
+    # list of that one, as for disk and vif
+    spec = parse_vtpm(list(raw) if isinstance(raw, (list, tuple)) else [raw])
     return [] if spec is None else [spec]
 
 
