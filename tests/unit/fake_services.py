@@ -146,6 +146,10 @@ class FakeDomains:
     async def network_list(self, ident: str) -> list[dict[str, Any]]:
         return []
 
+    async def vtpm_list(self, ident: str) -> list[dict[str, Any]]:
+        self.lookup(ident)
+        return []
+
     scheduler = "credit"
 
     def sched_credit_get(self, ident: str) -> dict[str, int]:

@@ -605,6 +605,10 @@ def test_network_example_matches_spec(tmp_path: Path) -> None:
     # a command-line vif replaces the file's vif = ['']
     assert [ln for ln in lines if ln.startswith("    (device (vif")] == [
         "    (device (vif (bridge xenbr0) (mac 00:16:3e:00:00:01) (rate 10Mb/s)))"]
+    # the vtpm between the vif and the vfb, as spec §2.5 prints it
+    devices = [ln.split()[1] for ln in lines if ln.startswith("    (device (")]
+    assert devices[-3:] == ["(vif", "(vtpm", "(vfb"]
+    assert "    (device (vtpm (pref_instance 1) (backend 0)))" in lines
 
 
 def test_network_example_cpus_line(tmp_path: Path) -> None:

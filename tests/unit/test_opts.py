@@ -138,6 +138,7 @@ GETOPT_BEFORE = {
                            "repeat-header", "full-name"]),
     "block-list": ("l", ["long"]),
     "network-list": ("l", ["long"]),
+    "vtpm-list": ("l", ["long"]),
     "dmesg": ("c", ["clear"]),
     "info": ("c", ["config"]),
     "getpolicy": ("", ["dumpxml"]),

@@ -4,15 +4,22 @@ again by a later xend, refused when it is not ours, stopped, its state removed."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from dom0.backends.qemu import tpm
+from dom0.backends.machine import MachineSpec, Tpm
+from dom0.backends.qemu import process, tpm
+from dom0.backends.qemu.machine import QemuMachine
 from dom0.errors import BackendError
+from dom0.store.layout import Layout
+
+QEMU = "qemu-system-x86_64"
 
 
 def paths(tmp_path: Path) -> tpm.TpmPaths:
@@ -67,3 +74,59 @@ def test_qemu_arguments() -> None:
     assert tpm.qemu_args(p, "1.2")[-1] == "tpm-tis,tpmdev=tpm0"
     assert tpm.qemu_args(p, "2.0")[-1] == "tpm-crb,tpmdev=tpm0"
     assert "--tpm2" in tpm.argv(p, "2.0") and "--tpm2" not in tpm.argv(p, "1.2")
+
+
+# ---- with QEMU: started before it, stopped after it ------------------------------------
+
+
+class NoEvents:
+    def guest_stopped(self, reason: str) -> None: ...
+
+    def gone(self) -> None: ...
+
+
+def machine_at(tmp_path: Path) -> tuple[QemuMachine, MachineSpec, tpm.TpmPaths]:
+    layout = Layout(state_dir=str(tmp_path / "state"), domains_dir=str(tmp_path / "domains"),
+                    run_dir=str(tmp_path / "run"), log_dir=str(tmp_path / "log"),
+                    dump_dir=str(tmp_path / "dump"))
+    layout.create_dirs()
+    state = str(tmp_path / "domains" / "u" / "vtpm.1")
+    kernel = Path(os.environ.get("DOM0_GUEST_DIR", "/nonexistent")) / "vmlinuz"
+    spec = MachineSpec(name="t", uuid="6f1c2a3e-9d4b-4c1e-8f00-0123456789ab", memory=32,
+                       maxmem=32, vcpus=1, kernel=str(kernel), tpm=Tpm("1.2", state))
+    paths = layout.domain("inst")
+    return QemuMachine(paths, QEMU, "tcg"), spec, tpm.paths_for(paths, state)
+
+
+@pytest.mark.skipif(shutil.which(QEMU) is None, reason=f"{QEMU} not installed")
+def test_a_qemu_that_fails_to_start_takes_its_swtpm_down(tmp_path: Path) -> None:
+    machine, spec, p = machine_at(tmp_path)
+    spec = dataclasses.replace(spec, kernel=str(tmp_path / "no-such-kernel"))
+    with pytest.raises(BackendError, match="QEMU failed to start"):
+        asyncio.run(machine.launch(spec, NoEvents()))
+    assert tpm.running(p) is None and machine.tpm_pid() is None
+    assert os.path.isdir(p.state_dir)  # the TPM's state is the domain's: kept
+
+
+@pytest.mark.skipif(shutil.which(QEMU) is None or not os.path.isfile(
+    os.path.join(os.environ.get("DOM0_GUEST_DIR", "/nonexistent"), "vmlinuz")),
+    reason="QEMU or the guest kernel is missing")
+def test_qemu_runs_with_its_swtpm_and_kill_stops_both(tmp_path: Path) -> None:
+    machine, spec, p = machine_at(tmp_path)
+
+    async def go() -> None:
+        await machine.launch(spec, NoEvents())  # the guest stays stopped (-S)
+        try:
+            pid = machine.tpm_pid()
+            assert pid is not None and pid == tpm.running(p)
+            assert machine.qmp is not None
+            # QEMU's own view: a TPM on the emulator backend
+            tpms = await machine.qmp.execute("query-tpm")
+            assert [(t["model"], t["options"]["type"]) for t in tpms] == [
+                ("tpm-tis", "emulator")]
+        finally:
+            await machine.kill()
+        assert machine.tpm_pid() is None and not os.path.exists(p.ctrl_socket)
+        assert not process.alive(pid)
+
+    asyncio.run(go())

@@ -305,6 +305,11 @@ async def network_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, An
     return await x.domains.network_list(a["dom"])
 
 
+@route("domain.vtpm_list", "A domain's virtual TPMs", ("dom",), dom="string")
+async def vtpm_list(x: Services[Any], a: dict[str, Any]) -> list[dict[str, Any]]:
+    return await x.domains.vtpm_list(a["dom"])
+
+
 # ---- CPU scheduling -----------------------------------------------------------------
 
 SEDF_PARAMS = ("period", "slice", "latency", "extratime", "weight")

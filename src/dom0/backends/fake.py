@@ -148,6 +148,11 @@ class FakeMachine:
     def still_running(self) -> bool:
         return self.pid is not None and self.pid in self.host.alive
 
+    def tpm_pid(self) -> int | None:
+        """The emulator "runs" with the machine when its spec has a TPM."""
+        has_tpm = self.spec is not None and self.spec.tpm is not None
+        return self.pid + 1 if has_tpm and self.still_running() and self.pid else None
+
     # ---- the guest -----------------------------------------------------------------
 
     def _check(self, verb: str) -> None:

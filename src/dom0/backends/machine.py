@@ -41,6 +41,16 @@ class Display:
 
 
 @dataclass(frozen=True)
+class Tpm:
+    """A guest's virtual TPM, resolved (Xen's vtpm): an emulator of TPM *version*
+    ("1.2" or "2.0") keeping its persistent state in the directory *state_dir* (an
+    empty one for a launch that receives the state in a migration or save stream)."""
+
+    version: str = "1.2"
+    state_dir: str = ""
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     """Everything a backend needs to boot one domain, already resolved."""
 
@@ -62,6 +72,8 @@ class MachineSpec:
     display: Display | None = None
     #: vCPUs the machine can ever have (hot-plug slots); 0 means ``vcpus``
     maxvcpus: int = 0
+    #: None: no TPM
+    tpm: Tpm | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,8 @@ class Machine(Protocol):
     async def kill(self) -> None:
         """Stop it for good and remove its runtime files."""
     def still_running(self) -> bool: ...
+    def tpm_pid(self) -> int | None:
+        """The pid of its TPM emulator while that runs (None: no TPM, or it died)."""
 
     # ---- the guest -----------------------------------------------------------------
     async def runstate(self) -> str:

@@ -196,6 +196,20 @@ def device_long(devices: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+VTPM_HEADER = "Idx  BE handle state evt-ch ring-ref BE-path"
+
+
+def vtpm_list(vtpms: list[dict[str, Any]]) -> str:
+    """``xm vtpm-list`` (spec §1.3); nothing at all when there is no device."""
+    if not vtpms:
+        return ""
+    lines = [VTPM_HEADER]
+    for d in vtpms:
+        lines.append("%(idx)-3d   %(backend-id)-3d  %(handle)-3d   %(state)-3d    "
+                     "%(event-ch)-3d    %(ring-ref)-5d %(be-path)-30s  " % d)
+    return "\n".join(lines)
+
+
 NETWORK_HEADER = "Idx BE     MAC Addr.     handle state evt-ch tx-/rx-ring-ref BE-path"
 
 

@@ -160,6 +160,10 @@ class XendApi:
         """A domain's vifs."""
         return self.call("domain.network_list", dom=dom)
 
+    def domain_vtpm_list(self, *, dom: str) -> list[dict[str, Any]]:
+        """A domain's virtual TPMs."""
+        return self.call("domain.vtpm_list", dom=dom)
+
     def domain_sched_credit_get(self, *, dom: str) -> dict[str, Any]:
         """A domain's credit scheduler weight and cap."""
         return self.call("domain.sched_credit_get", dom=dom)

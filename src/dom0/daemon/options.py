@@ -78,6 +78,8 @@ class XendOptions:
     vnc_listen: str = _opt("vnc-listen", "127.0.0.1")
     vncpasswd: str | None = _opt("vncpasswd", None)
     keymap: str | None = _opt("keymap", None)
+    #: dom0's own: the TPM version of domains' vTPMs (1.2 as Xen's, or 2.0)
+    vtpm_version: str = _opt("vtpm-version", "1.2")
     # dom0's own: where everything lives, so several xends can share a machine
     xend_api_socket: str = _opt("xend-api-socket", "/var/run/xend/xmlrpc.sock")
     xend_pid_file: str = _opt("xend-pid-file", "/var/run/xend.pid")
@@ -130,7 +132,8 @@ class XendOptions:
                               device_timeout=self.device_timeout,
                               vnc_listen=self.vnc_listen, vncpasswd=self.vncpasswd,
                               scheduler=self.sched, dom0_min_mem=self.dom0_min_mem,
-                              dom0_ballooning=self.ballooning())
+                              dom0_ballooning=self.ballooning(),
+                              vtpm_version=self.vtpm_version)
 
     def web_token_file(self) -> str:
         """The web console's access token (0600), kept across restarts."""

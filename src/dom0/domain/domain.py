@@ -35,12 +35,14 @@ class Running:
     #: the domain ID its vif taps were named after (vif<domid>.<devid>) when plugged;
     #: a restart in place changes ``domid`` but not the taps
     vif_domid: int | None = None
+    #: the directory its vTPM keeps its state in (domain/vtpm.py), None: no vTPM
+    tpm_state: str | None = None
 
     @classmethod
     def from_record(cls, rec: dict[str, Any], machine: Machine) -> Running:
         return cls(machine=machine, instance=rec["instance"], domid=rec["domid"],
                    start_time=rec.get("start_time") or time.time(),
-                   vif_domid=rec.get("vif_domid"))
+                   vif_domid=rec.get("vif_domid"), tpm_state=rec.get("tpm_state"))
 
 
 @dataclass(eq=False)
@@ -111,6 +113,7 @@ class Domain:
             "next_vif_devid": self.next_vif_devid,
             "vif_domid": run.vif_domid,
             "launching": self.launching,
+            "tpm_state": run.tpm_state,
         }
 
     @classmethod

@@ -31,6 +31,7 @@ from dom0.domain.settings import DomainSettings
 from dom0.domain.spec import machine_spec
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
+from dom0.domain.vtpm import VtpmStates
 from dom0.errors import BackendError, ConfigError, VmError
 from dom0.model.checks import check_memory_floor
 from dom0.model.config import DomainConfig
@@ -90,6 +91,8 @@ class Lifecycle:
         self.security: DomainSecurity | None = None
         #: each machine's vCPU threads in its domain's cgroup (weight, cap, SEDF)
         self.sched = sched
+        #: where each domain's vTPM keeps its state
+        self.vtpms = VtpmStates(layout, settings, lambda: iter(table), hvlog)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- admission -------------------------------------------------------------------
@@ -125,6 +128,7 @@ class Lifecycle:
                 await self.launch(dom, paused, incoming)
         except BaseException:
             self.table.forget(dom)
+            self.vtpms.ended(dom)  # an unmanaged domain that never was: nor its TPM
             raise
         return dom
 
@@ -137,11 +141,13 @@ class Lifecycle:
         self.resources.check_fits(dom)
         disks = self.disks.resolve(dom, dom.config.disks)
         instance = uuidlib.uuid4().hex[:16]
+        tpm = self.vtpms.for_launch(dom, instance, incoming is not None)
         machine = self.machines(self.layout.domain(instance))
         domid = self.table.allocate_domid()
         before = dom.state
         nics = self.vifs.prepare(dom, domid)
-        run = Running(machine, instance, domid, time.time(), vif_domid=domid)
+        run = Running(machine, instance, domid, time.time(), vif_domid=domid,
+                      tpm_state=tpm.state_dir if tpm else None)
         dom.running, dom.shutdown_reason, dom.shutdown_request = run, None, None
         dom.crash_reason = None
         dom.set_state(PowerState.PAUSED)
@@ -149,7 +155,7 @@ class Lifecycle:
         self.table.save_running(dom)
         try:
             await self.vifs.plug_all(dom, nics)
-            await machine.launch(machine_spec(dom.config, disks, nics, self.settings),
+            await machine.launch(machine_spec(dom.config, disks, nics, self.settings, tpm),
                                  _Events(self, dom, instance), incoming=incoming is not None)
             if incoming is not None:  # a saved or migrating guest's state, before it runs
                 await incoming(machine)
@@ -161,9 +167,11 @@ class Lifecycle:
             # also a managed domain's row: its vifs' IDs and MACs are in its config now
             dom.launching = False
             self.table.save(dom)
+            self.vtpms.launched(dom, tpm)
         except BaseException:
             dom.launching = False
             await machine.kill()
+            self.vtpms.launch_failed(dom, tpm)
             await self.sched.release(dom)
             await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
@@ -203,6 +211,7 @@ class Lifecycle:
         dom.set_state(PowerState.HALTED)
         if not dom.managed:
             self.table.forget(dom)
+        self.vtpms.ended(dom)
 
     def _current(self, dom: Domain, instance: str) -> Running | None:
         """*dom*'s running part if it is still the launch *instance*."""
@@ -455,6 +464,7 @@ class Lifecycle:
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) ended while xend was stopped")
             self.table.drop_running(run)
             await machine.kill()  # removes its leftover sockets
+            self.vtpms.ended(dom)
             return
         try:
             await machine.attach(_Events(self, dom, run.instance))
@@ -499,6 +509,7 @@ class Lifecycle:
             if run.vif_domid is not None:
                 await self.vifs.unplug_all(dom)
             self.table.drop_running(run)
+            self.vtpms.ended(dom)  # the copy's TPM state stays; the old one's goes
             self.hvlog.add(f"Domain {run.domid} ({dom.name}) had migrated to this host "
                            f"as domain {arrived.domid} while xend was stopped; its old "
                            f"copy was removed")
@@ -517,6 +528,7 @@ class Lifecycle:
     def _adopted(self, dom: Domain) -> None:
         self.table.add(dom)
         self.sched.place(dom)  # its weight and cap in force again, from its config
+        self.vtpms.adopted(dom, running(dom).machine)
 
     async def _roll_back(self, dom: Domain, run: Running, recognised: bool) -> None:
         """A launch the previous xend did not finish (it died inside it): undo it as a
@@ -527,6 +539,7 @@ class Lifecycle:
         await run.machine.kill()  # its QEMU if it started, and its sockets either way
         await self.vifs.unplug_all(dom)
         self.table.drop_running(run)
+        self.vtpms.ended(dom)
         self.hvlog.add(f"Domain {run.domid} ({dom.name}) was being started when xend "
                        f"stopped; rolled back{' (QEMU killed)' if recognised else ''}")
 

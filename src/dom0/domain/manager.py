@@ -33,6 +33,7 @@ from dom0.domain.settings import DomainSettings
 from dom0.domain.stats import StatsCollector
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
+from dom0.domain.vtpm import keep_version
 from dom0.errors import VmError
 from dom0.model.checks import check_name
 from dom0.model.config import DiskSpec, DomainConfig
@@ -147,6 +148,8 @@ class DomainManager:
         if existing and existing.active:
             raise VmError("Domain is already running")
         self.table.check_unique(cfg, besides=existing)
+        if existing:
+            keep_version(existing.config, cfg)
         dom = existing or Domain(cfg, managed=True)
         dom.config, dom.managed = cfg, True
         self.table.add(dom)
@@ -161,6 +164,7 @@ class DomainManager:
             require(dom.state, (PowerState.HALTED, PowerState.SUSPENDED), "Domain is not halted.")
             self.table.drop_managed(dom)
             self.table.forget(dom)
+            self.lifecycle.vtpms.remove(dom.uuid)
 
     async def start_managed(self, ident: str, paused: bool = False) -> Domain:
         dom = self.lookup(ident)
@@ -407,3 +411,6 @@ class DomainManager:
 
     async def network_list(self, ident: str) -> list[dict[str, Any]]:
         return await self.vifs.rows(self.lookup(ident))
+
+    async def vtpm_list(self, ident: str) -> list[dict[str, Any]]:
+        return self.lifecycle.vtpms.rows(self.lookup(ident))

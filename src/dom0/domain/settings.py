@@ -31,3 +31,6 @@ class DomainSettings:
     dom0_ballooning: bool = False
     #: the longest ``xm mem-set`` waits for the guest to reach the target
     balloon_timeout: float = 30.0
+    #: the TPM a domain's ``vtpm`` gets: 1.2 as Xen's vTPMs, or 2.0 (xend-config's
+    #: ``vtpm-version``)
+    vtpm_version: str = "1.2"

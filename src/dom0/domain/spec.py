@@ -3,7 +3,7 @@ where Xen's config meets the backend contract (backends/machine.MachineSpec)."""
 
 from __future__ import annotations
 
-from dom0.backends.machine import Display, MachineSpec
+from dom0.backends.machine import Display, MachineSpec, Tpm
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
 from dom0.domain.settings import DomainSettings
@@ -12,12 +12,12 @@ from dom0.model.config import DomainConfig
 
 
 def machine_spec(cfg: DomainConfig, disks: list[Vbd], nics: list[Vif],
-                 settings: DomainSettings | None = None) -> MachineSpec:
+                 settings: DomainSettings | None = None, tpm: Tpm | None = None) -> MachineSpec:
     return MachineSpec(
         name=cfg.name, uuid=cfg.uuid, memory=cfg.memory, maxmem=cfg.max_memory,
         vcpus=cfg.online_vcpus, maxvcpus=cfg.max_vcpus, kernel=cfg.kernel, ramdisk=cfg.ramdisk,
         cmdline=cfg.kernel_cmdline(), disks=tuple(disks), nics=tuple(nics),
-        display=display(cfg, settings or DomainSettings()))
+        display=display(cfg, settings or DomainSettings()), tpm=tpm)
 
 
 def display(cfg: DomainConfig, settings: DomainSettings) -> Display | None:

@@ -59,6 +59,8 @@ from dom0.model.preprocess import (
     vifs_with_nics,
 )
 from dom0.model.sxp import Sxp
+from dom0.model.vtpm import VtpmSpec as VtpmSpec  # re-exported
+from dom0.model.vtpm import vtpms_from_entries
 
 #: a domain that restarts sooner than this after it started is not restarted again
 MINIMUM_RESTART_TIME = 60.0
@@ -137,6 +139,10 @@ class DomainConfig:
         var="disk", derive=disks_from_entries, place=DEVICE, item=DiskSpec))
     vifs: list[VifSpec] = field(default_factory=list, metadata=xm(
         var="vif", reads=("nics",), derive=vifs_with_nics, place=DEVICE, item=VifSpec))
+    #: the virtual TPM (``vtpm``, spec §3.4): none, or one (only the first entry counts),
+    #: printed between the vifs and the vfbs as xm 3.4 did (spec §2.5)
+    vtpms: list[VtpmSpec] = field(default_factory=list, metadata=xm(
+        var="vtpm", derive=vtpms_from_entries, place=DEVICE, item=VtpmSpec))
     #: PV framebuffers (``vfb``, or the top-level ``vnc``/``sdl`` variables of a PV domain)
     vfbs: list[VfbSpec] = field(default_factory=list, metadata=xm(
         var="vfb", reads=VFB_VARIABLES, derive=vfbs_from_entries, place=DEVICE, item=VfbSpec))

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from dom0.errors import ConfigError, OptionError
 from dom0.model.devices import DiskSpec, VfbSpec, VifSpec
 from dom0.model.sxp import Sxp
+from dom0.model.vtpm import VtpmSpec
 
 # ---- xm variables (spec §2.2-2.3) ----------------------------------------------------
 
@@ -175,6 +176,9 @@ VARS_BY_NAME: dict[str, Var] = {v.name: v for v in XM_VARIABLES}
 
 # ---- field specs -----------------------------------------------------------------------
 
+#: the spec class of a device field's items
+DeviceItem = type[DiskSpec] | type[VifSpec] | type[VfbSpec] | type[VtpmSpec]
+
 
 class Place(enum.Enum):
     """Where a field sits in the ``(vm ...)`` form."""
@@ -226,13 +230,13 @@ class Spec:
     xend_default: Any = None
     check: Check | None = None
     #: for Place.DEVICE: the spec class of each item (its SXP kinds, to_sxp, from_options)
-    item: type[DiskSpec] | type[VifSpec] | type[VfbSpec] | None = None
+    item: DeviceItem | None = None
 
 
 def xm(*, var: str | None = None, reads: tuple[str, ...] = (), derive: Derive | None = None,
        sxp: str | None = None, place: Place = Place.TOP, always: bool = False,
        xend_default: Any = None, check: Check | None = None,
-       item: type[DiskSpec] | type[VifSpec] | type[VfbSpec] | None = None) -> dict[str, Spec]:
+       item: DeviceItem | None = None) -> dict[str, Spec]:
     """Dataclass field metadata holding the field's :class:`Spec` (typed keywords, so
     that mypy checks every row of the table)."""
     return {"xm": Spec(var, reads, derive, sxp, place, always, xend_default, check, item)}

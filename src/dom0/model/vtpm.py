@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from dom0.errors import ConfigError
 
@@ -14,14 +16,48 @@ if TYPE_CHECKING:
     from dom0.model.sxp import Sxp
 
 
+#: the TPM versions a vTPM can have: Xen's vTPMs were TPM 1.2; 2.0 by xend-config
+VERSIONS = ("1.2", "2.0")
+
+
 @dataclass(frozen=True)
 class VtpmSpec:
     #: the preferred instance number (0: xend picks one)
     instance: int = 0
     backend: int = 0
+    #: the TPM version ("1.2" or "2.0") the domain's TPM has: fixed at its first launch
+    #: from xend-config's ``vtpm-version`` and kept with its config from then on (its
+    #: state is of that version; it travels with it in save files and migrations);
+    #: "" until then.  Not part of the SXP form (spec §2.5).
+    version: str = ""
+
+    #: the device kinds it reads back from SXP (``xm create -F``), as DiskSpec's
+    SXP_KINDS: ClassVar[tuple[str, ...]] = ("vtpm",)
+
+    @classmethod
+    def from_options(cls, opts: Mapping[str, str]) -> VtpmSpec:
+        """From its SXP form's keys (``pref_instance``, ``backend``); a value that is
+        no number is the grammar's error, as in a config file."""
+        instance = opts.get("pref_instance", opts.get("instance", "0"))
+        try:
+            return cls(int(instance), int(opts.get("backend", "0")))
+        except ValueError:
+            raise ConfigError("Vm config error: could not parse instance number.") from None
 
     def to_sxp(self) -> Sxp:
         return ["vtpm", ["pref_instance", str(self.instance)], ["backend", str(self.backend)]]
+
+
+def vtpms_from_entries(values: Mapping[str, Any]) -> list[VtpmSpec]:
+    """The config's ``vtpm`` variable as the domain's vTPMs: none, or the first entry's
+    (Xen gave a domain one vTPM)."""
+    raw = values.get("vtpm")
+    if raw is None or raw == "":
+        return []
+    # one value (vtpm = 'instance=1' in a file, or vtpm=... on the command line) is a
+    # list of that one, as for disk and vif
+    spec = parse_vtpm(list(raw) if isinstance(raw, (list, tuple)) else [raw])
+    return [] if spec is None else [spec]
 
 
 def parse_vtpm(entries: list[str]) -> VtpmSpec | None:

@@ -57,6 +57,18 @@ class Layout:
         """A managed domain's suspended state (``xm suspend``)."""
         return os.path.join(self.domains_dir, uuid, "checkpoint.chk")
 
+    def vtpm_link(self, uuid: str) -> str:
+        """A domain's vTPM state: a symlink to the directory its TPM uses now
+        (``vtpm_state``).  A launch that takes a state from a stream (restore, incoming
+        migration) fills a fresh directory of its own, so the guest migrating in to
+        this same host never shares the leaving copy's; the link moves to it once it
+        runs (domain/vtpm.py)."""
+        return os.path.join(self.domains_dir, uuid, "vtpm")
+
+    def vtpm_state(self, uuid: str, instance: str) -> str:
+        """The vTPM state directory first used by the launch *instance*."""
+        return os.path.join(self.domains_dir, uuid, f"vtpm.{instance}")
+
     def core_dump(self, name: str, domid: int | None, stamp: str) -> str:
         """Where ``xm dump-core`` (and on_crash=coredump-*) write by default."""
         return os.path.join(self.dump_dir, f"{stamp}-{name}.{domid}.core")

@@ -18,7 +18,8 @@ never from a domain's configuration: Xen's syntax stops at the domain layer.
 
 from __future__ import annotations
 
-from dom0.backends.machine import Display, MachineSpec
+from dom0.backends.machine import Display, MachineSpec, Tpm
+from dom0.backends.qemu import tpm as tpm_mod
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.store.layout import DomainPaths
@@ -49,6 +50,13 @@ def display_argv(display: Display | None) -> list[str]:
             opts += ",password=on"
         argv += ["-vnc", opts]
     return argv
+
+
+def tpm_argv(tpm: Tpm | None, paths: DomainPaths) -> list[str]:
+    """The vTPM: QEMU's emulator backend on the launch's swtpm socket."""
+    if tpm is None:
+        return []
+    return tpm_mod.qemu_args(tpm_mod.paths_for(paths, tpm.state_dir), tpm.version)
 
 
 def build_argv(
@@ -89,6 +97,7 @@ def build_argv(
         "-action", "reboot=shutdown,shutdown=pause,panic=pause",
         *vbd_mod.argv(list(spec.disks)),
         *vif_mod.argv(list(spec.nics)),
+        *tpm_argv(spec.tpm, paths),
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]

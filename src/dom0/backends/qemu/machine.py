@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dom0.backends import ramsample
 from dom0.backends.machine import BlockStats, MachineEvents, MachineSpec
-from dom0.backends.qemu import cpuslots, process
+from dom0.backends.qemu import cpuslots, process, tpm
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
@@ -68,8 +68,14 @@ class QemuMachine:
         os.makedirs(self.paths.run_dir, mode=0o700, exist_ok=True)
         argv = build_argv(spec, self.paths, binary=self.binary, accel=self.accel, paused=True,
                           incoming="defer" if incoming else None)
-        self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log,
-                                        env=_display_env(spec))
+        try:
+            if spec.tpm is not None:  # QEMU connects to it as it starts
+                await tpm.start(tpm.paths_for(self.paths, spec.tpm.state_dir), spec.tpm.version)
+            self.pid = await process.launch(argv, self.paths.pidfile, self.paths.qemu_log,
+                                            env=_display_env(spec))
+        except BaseException:
+            await tpm.stop(tpm.paths_for(self.paths))
+            raise
         cpuslots.Budget(max(spec.vcpus, spec.maxvcpus)).save(self._budget_path)
         try:
             await self.attach(events)
@@ -574,7 +580,11 @@ class QemuMachine:
         if self.pid and process.is_our_qemu(self.pid, self.paths.qmp_socket):
             await process.kill(self.pid)
         self.pid = None
+        await tpm.stop(tpm.paths_for(self.paths))  # after QEMU, which may still talk to it
         shutil.rmtree(self.paths.run_dir, ignore_errors=True)
+
+    def tpm_pid(self) -> int | None:
+        return tpm.running(tpm.paths_for(self.paths))
 
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from dom0.backends.qemu import process
 from dom0.errors import BackendError
+from dom0.model.vtpm import VERSIONS as VERSIONS  # re-exported
+from dom0.store.layout import DomainPaths
 from dom0.waiting import poll_until
 
 SWTPM = "swtpm"
-#: the TPM versions offered: Xen's vTPMs were TPM 1.2; 2.0 on request
-VERSIONS = ("1.2", "2.0")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,16 @@ class TpmPaths:
     ctrl_socket: str  # QEMU's chardev connects here
     pidfile: str
     log: str
+
+
+def paths_for(paths: DomainPaths, state_dir: str = "") -> TpmPaths:
+    """One launch's swtpm files: its socket and pidfile in the launch's run directory
+    (so a re-started xend finds them from the instance alone, and the copy of a guest
+    migrating in to this host has its own), its log beside QEMU's."""
+    return TpmPaths(state_dir=state_dir,
+                    ctrl_socket=os.path.join(paths.run_dir, "swtpm.sock"),
+                    pidfile=os.path.join(paths.run_dir, "swtpm.pid"),
+                    log=os.path.splitext(paths.qemu_log)[0] + ".swtpm.log")
 
 
 def argv(paths: TpmPaths, version: str) -> list[str]:

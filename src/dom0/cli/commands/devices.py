@@ -95,3 +95,12 @@ def cmd_network_list(args: list[str]) -> int:
     from dom0.cli import format
 
     return _list_devices(args, "network-list", xend().domain_network_list, format.network_list)
+
+
+# ---- virtual TPMs ------------------------------------------------------------------
+
+
+def cmd_vtpm_list(args: list[str]) -> int:
+    from dom0.cli import format
+
+    return _list_devices(args, "vtpm-list", xend().domain_vtpm_list, format.vtpm_list)
