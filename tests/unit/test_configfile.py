@@ -558,8 +558,8 @@ def test_build_config_nics_default_adds_nothing(capsys: pytest.CaptureFixture[st
 
 
 def test_build_config_keeps_other_non_default_variables() -> None:
-    cfg = build_config(values(name="v", usb=1, keymap="de"))
-    assert cfg.other == {"usb": 1, "keymap": "de", "s3_integrity": 1}
+    cfg = build_config(values(name="v", shadow_memory=8, keymap="de"))
+    assert cfg.other == {"shadow_memory": 8, "keymap": "de", "s3_integrity": 1}
     assert cfg.image_extra == {"videoram": 4}
 
 
