@@ -79,7 +79,9 @@ def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
         "nfs_server", "nfs_root", "videoram", "disk", "vif", "nics",
         # issue 11: a PV domain's screen (vfb, or the top-level vnc/sdl lines)
         "vfb", "vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "vncpasswd", "display",
-        "xauthority"}
+        "xauthority",
+        # issue 11: USB (a controller, its devices)
+        "usb", "usbdevice"}
 
 
 def test_variables_table_keeps_its_shape_for_help_config() -> None:
@@ -144,10 +146,12 @@ def test_device_fields_round_trip() -> None:
 
 def test_unmodelled_variables_land_in_other_unless_default() -> None:
     unread = {v.name for v in XM_VARIABLES} - {v for s in SPECS.values() for v in reads(s)}
-    assert len(unread) == 94 - 35 - 9 and {"usb", "keymap", "pae", "vtpm"} <= unread
-    words = ["usb=1", "keymap=de", "pae=1", "vtpm=instance=1"]
+    assert len(unread) == 94 - 35 - 9 - 2 and {"shadow_memory", "keymap", "pae",
+                                                "vtpm"} <= unread
+    words = ["shadow_memory=8", "keymap=de", "pae=1", "vtpm=instance=1"]
     _, values = resolve_variables(parse_create_args(words))
-    assert build_config(values).other == {"usb": 1, "keymap": "de", "vtpm": ["instance=1"],
+    assert build_config(values).other == {"shadow_memory": 8, "keymap": "de",
+                                          "vtpm": ["instance=1"],
                                           "s3_integrity": 1}
 
 

@@ -59,7 +59,7 @@ from dom0.model.preprocess import (
     vifs_with_nics,
 )
 from dom0.model.sxp import Sxp
-from dom0.model.usb import check_usbdevice, usbdevice_variable
+from dom0.model.usb import check_usbdevice, usb_variable, usbdevice_variable
 
 #: a domain that restarts sooner than this after it started is not restarted again
 MINIMUM_RESTART_TIME = 60.0
@@ -130,7 +130,8 @@ class DomainConfig:
         var="root", derive=root_without_prefix, sxp="root", place=IMAGE))
     #: USB (model/usb.py): ``usb=1`` a controller; ``usbdevice`` one device or a list
     #: (implying the controller), hot-plugged ones (``xm usb-add``) included
-    usb: int | None = field(default=None, metadata=xm(var="usb", sxp="usb", place=IMAGE))
+    usb: int | None = field(default=None, metadata=xm(
+        var="usb", derive=usb_variable, sxp="usb", place=IMAGE))
     usbdevice: str | list[str] | None = field(default=None, metadata=xm(
         var="usbdevice", derive=usbdevice_variable, sxp="usbdevice", place=IMAGE,
         check=check_usbdevice))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dom0.errors import ConfigError
+from dom0.model.fields import VARS_BY_NAME
 
 #: the emulated devices and what the guest sees of them
 EMULATED = ("tablet", "mouse", "keyboard")
@@ -87,6 +88,15 @@ def as_value(devs: list[UsbDevice]) -> str | list[str] | None:
 def has_controller(usb: int | None, usbdevice: str | list[str] | None) -> bool:
     """``usb=1``, or any ``usbdevice`` (a device implies its controller)."""
     return bool(usb) or bool(devices(usbdevice))
+
+
+def usb_variable(values: Any) -> int | None:
+    """The ``usb`` field: 1 when asked for, else unset (a PV image then prints no
+    ``(usb 0)``; a ``usbdevice`` still implies the controller)."""
+    value = values.get("usb")
+    if value is None or value == "":
+        return None
+    return 1 if VARS_BY_NAME["usb"].convert(value) else None
 
 
 def usbdevice_variable(values: Any) -> str | list[str] | None:

@@ -19,6 +19,7 @@ never from a domain's configuration: Xen's syntax stops at the domain layer.
 from __future__ import annotations
 
 from dom0.backends.machine import Display, MachineSpec
+from dom0.devices import usb as usb_mod
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.store.layout import DomainPaths
@@ -89,6 +90,7 @@ def build_argv(
         "-action", "reboot=shutdown,shutdown=pause,panic=pause",
         *vbd_mod.argv(list(spec.disks)),
         *vif_mod.argv(list(spec.nics)),
+        *usb_mod.argv(spec.usb),
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]

@@ -95,3 +95,18 @@ def cmd_network_list(args: list[str]) -> int:
     from dom0.cli import format
 
     return _list_devices(args, "network-list", xend().domain_network_list, format.network_list)
+
+
+# ---- USB ---------------------------------------------------------------------------
+
+
+def cmd_usb_add(args: list[str]) -> int:
+    nargs("usb-add", args, 2, 2)
+    xend().domain_usb_add(dom=args[0], dev=args[1])
+    return 0
+
+
+def cmd_usb_del(args: list[str]) -> int:
+    nargs("usb-del", args, 2, 2)
+    xend().domain_usb_del(dom=args[0], dev=args[1])
+    return 0
