@@ -146,6 +146,12 @@ class FakeDomains:
     async def network_list(self, ident: str) -> list[dict[str, Any]]:
         return []
 
+    async def usb_add(self, ident: str, device: str) -> None:
+        self._did("usb_add", ident, device)
+
+    async def usb_del(self, ident: str, device: str) -> None:
+        self._did("usb_del", ident, device)
+
     scheduler = "credit"
 
     def sched_credit_get(self, ident: str) -> dict[str, int]:
