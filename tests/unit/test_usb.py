@@ -19,7 +19,7 @@ from dom0.errors import ConfigError, DeviceError, OptionError, VmError
 from dom0.model import sxp
 from dom0.model.config import DomainConfig
 from dom0.model.devices import VfbSpec
-from dom0.model.usb import UsbDevice, parse_usbdevice
+from dom0.model.usb import UsbDevice, UsbSlot, assign_ports, parse_usbdevice
 
 # ---- the grammar -----------------------------------------------------------------
 
@@ -114,41 +114,51 @@ def test_argv_has_no_usb_unless_asked() -> None:
 
 
 def test_usbdevice_implies_the_controller() -> None:
-    assert config(usbdevice="tablet").usb == (UsbDevice("tablet"),)
+    assert config(usbdevice="tablet").usb == (UsbSlot(UsbDevice("tablet"), 1),)
     assert config(usb=1).usb == () and config().usb is None
 
 
 def test_usb_1_gives_an_empty_xhci_controller() -> None:
     argv = build_argv(config(usb=1), paths())
-    i = argv.index("qemu-xhci,id=usb")
+    i = argv.index("qemu-xhci,id=usb,p2=8,p3=8")
     assert argv[i - 1] == "-device"
     assert not [a for a in argv if a.startswith("usb-")]
 
 
 def test_usbdevice_implies_the_controller_and_plugs_each_device() -> None:
     # the spec as the domain layer resolves it (which also probes the host: see below)
-    devs = tuple(parse_usbdevice(d) for d in ("tablet", "keyboard", "host:046d:c52b",
-                                              "host:2.7"))
-    argv = build_argv(dataclasses.replace(config(), usb=devs), paths())
+    devs = [parse_usbdevice(d) for d in ("tablet", "keyboard", "host:046d:c52b", "host:2.7")]
+    slots = tuple(assign_ports(devs, {"keyboard": 3}))
+    argv = build_argv(dataclasses.replace(config(), usb=slots), paths())
     devices = [argv[i + 1] for i, a in enumerate(argv) if a == "-device"]
-    usb = devices[devices.index("qemu-xhci,id=usb"):]
+    usb = devices[devices.index("qemu-xhci,id=usb,p2=8,p3=8"):]
     assert usb == [
-        "qemu-xhci,id=usb",
-        "usb-tablet,id=usb-tablet,bus=usb.0",
-        "usb-kbd,id=usb-keyboard,bus=usb.0",
-        "usb-host,id=usb-host-046d-c52b,bus=usb.0,vendorid=0x046d,productid=0xc52b",
-        "usb-host,id=usb-host-2.7,bus=usb.0,hostbus=2,hostaddr=7",
+        "qemu-xhci,id=usb,p2=8,p3=8",
+        "usb-tablet,id=usb-tablet,bus=usb.0,port=1",
+        "usb-kbd,id=usb-keyboard,bus=usb.0,port=3",
+        "usb-host,id=usb-host-046d-c52b,bus=usb.0,port=2,vendorid=0x046d,productid=0xc52b",
+        "usb-host,id=usb-host-2.7,bus=usb.0,port=4,hostbus=2,hostaddr=7",
     ]
 
 
+def test_ports_are_kept_and_bounded() -> None:
+    devs = [parse_usbdevice(d) for d in ("tablet", "mouse")]
+    assert assign_ports(devs, {}) == [UsbSlot(devs[0], 1), UsbSlot(devs[1], 2)]
+    assert assign_ports(devs, {"mouse": 1}) == [UsbSlot(devs[0], 2), UsbSlot(devs[1], 1)]
+    many = [parse_usbdevice(f"host:1.{n}") for n in range(1, 10)]
+    with pytest.raises(ConfigError, match="^Too many USB devices: a domain has 8 USB ports$"):
+        assign_ports(many, {})
+
+
 def test_qmp_device_add_arguments() -> None:
-    assert usb_mod.device(parse_usbdevice("mouse")) == {
-        "driver": "usb-mouse", "id": "usb-mouse", "bus": "usb.0"}
-    assert usb_mod.device(parse_usbdevice("host:046d:c52b")) == {
-        "driver": "usb-host", "id": "usb-host-046d-c52b", "bus": "usb.0",
+    assert usb_mod.device(UsbSlot(parse_usbdevice("mouse"), 2)) == {
+        "driver": "usb-mouse", "id": "usb-mouse", "bus": "usb.0", "port": "2"}
+    assert usb_mod.device(UsbSlot(parse_usbdevice("host:046d:c52b"), 1)) == {
+        "driver": "usb-host", "id": "usb-host-046d-c52b", "bus": "usb.0", "port": "1",
         "vendorid": 0x046D, "productid": 0xC52B}
-    assert usb_mod.device(parse_usbdevice("host:1.4")) == {
-        "driver": "usb-host", "id": "usb-host-1.4", "bus": "usb.0", "hostbus": 1, "hostaddr": 4}
+    assert usb_mod.device(UsbSlot(parse_usbdevice("host:1.4"), 8)) == {
+        "driver": "usb-host", "id": "usb-host-1.4", "bus": "usb.0", "port": "8",
+        "hostbus": 1, "hostaddr": 4}
 
 
 # ---- the host's devices ----------------------------------------------------------------
@@ -194,18 +204,25 @@ def world(tmp_path: Path) -> World:
 async def test_usb_add_and_del_plug_and_keep_the_config(world: World) -> None:
     dom = await world.manager.create(world.config(usbdevice="tablet"))
     machine = world.machine(dom)
-    assert machine.usb == [UsbDevice("tablet")]
+    tablet, mouse, kbd = UsbDevice("tablet"), UsbDevice("mouse"), UsbDevice("keyboard")
+    assert machine.usb == [UsbSlot(tablet, 1)]
     await world.manager.usb_add("guest", "Mouse")
-    assert machine.usb == [UsbDevice("tablet"), UsbDevice("mouse")]
+    assert machine.usb == [UsbSlot(tablet, 1), UsbSlot(mouse, 2)]
     assert dom.config.usbdevice == ["tablet", "mouse"] and dom.config.usb == 1
     await world.manager.usb_del("guest", "tablet")
-    await world.manager.usb_del("guest", "mouse")
-    assert machine.usb == [] and dom.config.usbdevice is None
-    assert dom.config.usb == 1  # the controller stays: a restore builds the same machine
-    # what the store keeps (and a save file, a migration) has it too
-    await world.manager.usb_add("guest", "keyboard")
+    assert dom.config.usb_ports == {"mouse": 2}  # it keeps its port: see the restore below
+    await world.manager.usb_add("guest", "keyboard")  # the lowest free port
+    assert machine.usb == [UsbSlot(mouse, 2), UsbSlot(kbd, 1)]
+    # what the store keeps (and a save file, a migration) builds the same machine
     stored = DomainConfig.from_dict(world.records()[0]["config"])
-    assert (stored.usb, stored.usbdevice) == (1, "keyboard")
+    assert (stored.usb, stored.usbdevice) == (1, ["mouse", "keyboard"])
+    await world.manager.save("guest", str(world.tmp / "g.save"), False)
+    dom = await world.manager.restore(str(world.tmp / "g.save"), False)
+    assert world.machine(dom).usb == [UsbSlot(mouse, 2), UsbSlot(kbd, 1)]
+    await world.manager.usb_del("guest", "mouse")
+    await world.manager.usb_del("guest", "keyboard")
+    assert world.machine(dom).usb == [] and dom.config.usbdevice is None
+    assert dom.config.usb == 1  # the controller stays: a restore builds the same machine
 
 
 @run

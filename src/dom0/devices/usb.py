@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dom0.errors import DeviceError
-from dom0.model.usb import UsbDevice
+from dom0.model.usb import MAX_PORTS, UsbDevice, UsbSlot
 
 CONTROLLER = "qemu-xhci"
 CONTROLLER_ID = "usb"
@@ -32,9 +32,11 @@ _DRIVERS = {"tablet": "usb-tablet", "mouse": "usb-mouse", "keyboard": "usb-kbd",
             "host": "usb-host"}
 
 
-def device(dev: UsbDevice) -> dict[str, Any]:
-    """``device_add``'s arguments for *dev* (QMP takes the IDs as numbers)."""
-    args: dict[str, Any] = {"driver": _DRIVERS[dev.kind], "id": dev.device_id, "bus": BUS}
+def device(slot: UsbSlot) -> dict[str, Any]:
+    """``device_add``'s arguments for a device at its port (QMP takes the IDs as numbers)."""
+    dev = slot.device
+    args: dict[str, Any] = {"driver": _DRIVERS[dev.kind], "id": dev.device_id, "bus": BUS,
+                            "port": str(slot.port)}
     if dev.vendor is not None:
         args.update(vendorid=dev.vendor, productid=dev.product)
     elif dev.bus is not None:
@@ -42,13 +44,14 @@ def device(dev: UsbDevice) -> dict[str, Any]:
     return args
 
 
-def argv(devices: Sequence[UsbDevice] | None) -> list[str]:
-    """The controller and its devices at start; None: no controller at all."""
-    if devices is None:
+def argv(slots: Sequence[UsbSlot] | None) -> list[str]:
+    """The controller and its devices at start; None: no controller at all.  Its
+    USB 2 ports are 1..MAX_PORTS (xHCI numbers the USB 3 ones after them)."""
+    if slots is None:
         return []
-    out = ["-device", f"{CONTROLLER},id={CONTROLLER_ID}"]
-    for dev in devices:
-        args = device(dev)
+    out = ["-device", f"{CONTROLLER},id={CONTROLLER_ID},p2={MAX_PORTS},p3={MAX_PORTS}"]
+    for slot in slots:
+        args = device(slot)
         opts = [args.pop("driver")]
         for key, value in args.items():
             hexa = key in ("vendorid", "productid")

@@ -22,15 +22,16 @@ def machine_spec(cfg: DomainConfig, disks: list[Vbd], nics: list[Vif],
         display=display(cfg, settings or DomainSettings()), usb=usb_devices(cfg))
 
 
-def usb_devices(cfg: DomainConfig) -> tuple[usb.UsbDevice, ...] | None:
-    """The USB devices a machine starts with (None: no controller); a host's device
-    must be plugged in now, at every launch (create, restore, incoming migration)."""
+def usb_devices(cfg: DomainConfig) -> tuple[usb.UsbSlot, ...] | None:
+    """The USB devices a machine starts with, each at its port (None: no controller);
+    a host's device must be plugged in now, at every launch (create, restore,
+    incoming migration)."""
     if not usb.has_controller(cfg.usb, cfg.usbdevice):
         return None
-    devs = usb.devices(cfg.usbdevice)
-    for dev in devs:
-        usb_mod.check_host(dev)
-    return tuple(devs)
+    slots = usb.assign_ports(usb.devices(cfg.usbdevice), cfg.usb_ports)
+    for slot in slots:
+        usb_mod.check_host(slot.device)
+    return tuple(slots)
 
 
 def display(cfg: DomainConfig, settings: DomainSettings) -> Display | None:

@@ -39,14 +39,19 @@ async def add(dom: Domain, text: str) -> None:
         # PCI hot-plug of a controller that the guest's config never asked for
         raise DeviceError(f"Domain {dom.name} has no USB controller: create it with usb=1")
     usb_mod.check_host(dev)
+    slots = usb.assign_ports(present, cfg.usb_ports)
+    port = usb.free_port(slots)
+    if port is None:
+        raise DeviceError(f"USB device {dev} could not be attached: all {usb.MAX_PORTS} "
+                          "USB ports are taken")
+    slot = usb.UsbSlot(dev, port)
     assert dom.running is not None
     try:
-        await dom.running.machine.attach_usb(dev)
+        await dom.running.machine.attach_usb(slot)
     except BackendError as exc:
         log.error("attaching USB %s to %s failed: %s", dev, dom.name, exc)
         raise DeviceError(f"USB device {dev} could not be attached: {exc}") from None
-    cfg.usb = 1  # the controller stays when its last device goes (the machine keeps it)
-    cfg.usbdevice = usb.as_value([*present, dev])
+    _remember(dom, [*slots, slot])
 
 
 async def delete(dom: Domain, text: str) -> None:
@@ -55,6 +60,7 @@ async def delete(dom: Domain, text: str) -> None:
     present = usb.devices(cfg.usbdevice)
     if dev not in present:
         raise DeviceError(f"USB device {dev} is not attached to domain {dom.name}")
+    slots = usb.assign_ports(present, cfg.usb_ports)
     assert dom.running is not None
     try:
         gone = await dom.running.machine.detach_usb(dev, UNPLUG_TIMEOUT)
@@ -62,5 +68,13 @@ async def delete(dom: Domain, text: str) -> None:
         raise DeviceError(f"USB device {dev} could not be detached: {exc}") from None
     if not gone:
         raise DeviceError(f"USB device {dev} could not be detached: QEMU did not remove it")
-    cfg.usb = 1
-    cfg.usbdevice = usb.as_value([d for d in present if d != dev])
+    _remember(dom, [s for s in slots if s.device != dev])
+
+
+def _remember(dom: Domain, slots: list[usb.UsbSlot]) -> None:
+    """The devices and their ports into the config (what a restore or a migration
+    builds the machine from).  The controller stays when its last device goes: the
+    machine keeps it, and a restored machine must have the same devices."""
+    dom.config.usb = 1
+    dom.config.usbdevice = usb.as_value([s.device for s in slots])
+    dom.config.usb_ports = {str(s.device): s.port for s in slots}

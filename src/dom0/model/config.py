@@ -135,6 +135,8 @@ class DomainConfig:
     usbdevice: str | list[str] | None = field(default=None, metadata=xm(
         var="usbdevice", derive=usbdevice_variable, sxp="usbdevice", place=IMAGE,
         check=check_usbdevice))
+    #: device text -> controller port, of the devices a hot-plug placed (model/usb.py)
+    usb_ports: dict[str, int] = field(default_factory=dict, metadata=xm(place=Place.NONE))
     #: image keys not interpreted yet (HVM platform keys, videoram, ...), in order
     image_extra: dict[str, Any] = field(default_factory=dict, metadata=xm(
         var="videoram", derive=image_videoram, place=Place.IMAGE_REST))

@@ -54,6 +54,40 @@ class UsbDevice:
         return "usb-" + str(self).replace(":", "-")
 
 
+#: the controller's ports devices may take (its USB 2 ports; each device its own)
+MAX_PORTS = 8
+
+
+@dataclass(frozen=True)
+class UsbSlot:
+    """A device and the controller port it is plugged into.  The port is part of the
+    machine's identity: QEMU names a USB device's saved state by its port, so a
+    restored or migrated machine must plug each device where the old one had it."""
+
+    device: UsbDevice
+    port: int
+
+
+def assign_ports(devs: list[UsbDevice], known: dict[str, int]) -> list[UsbSlot]:
+    """Each device at the port *known* gives it (``usb_ports``: where a hot-plug put
+    it), the others at the lowest free ports, in order: a domain whose devices never
+    moved has them at 1, 2, 3...; after a ``usb-del`` the others keep theirs."""
+    taken = {known[str(d)] for d in devs if str(d) in known}
+    free = (p for p in range(1, MAX_PORTS + 1) if p not in taken)
+    slots = []
+    for dev in devs:
+        port = known.get(str(dev)) or next(free, None)
+        if port is None:
+            raise ConfigError(f"Too many USB devices: a domain has {MAX_PORTS} USB ports")
+        slots.append(UsbSlot(dev, port))
+    return slots
+
+
+def free_port(slots: list[UsbSlot]) -> int | None:
+    taken = {s.port for s in slots}
+    return next((p for p in range(1, MAX_PORTS + 1) if p not in taken), None)
+
+
 def parse_usbdevice(text: Any) -> UsbDevice:
     """One device in the syntax above; anything else is a one-line error."""
     word = str(text).strip()

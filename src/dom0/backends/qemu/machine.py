@@ -29,7 +29,7 @@ from dom0.devices.console import ConsoleRelay
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
 from dom0.errors import BackendError
-from dom0.model.usb import UsbDevice
+from dom0.model.usb import UsbDevice, UsbSlot
 from dom0.store.layout import DomainPaths
 from dom0.waiting import poll_until
 
@@ -299,8 +299,8 @@ class QemuMachine:
 
     # ---- USB ---------------------------------------------------------------------
 
-    async def attach_usb(self, dev: UsbDevice) -> None:
-        await self._exec_args("device_add", usb_mod.device(dev))
+    async def attach_usb(self, slot: UsbSlot) -> None:
+        await self._exec_args("device_add", usb_mod.device(slot))
 
     async def detach_usb(self, dev: UsbDevice, timeout: float) -> bool:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
