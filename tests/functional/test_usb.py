@@ -1,17 +1,19 @@
 """USB on a real guest, seen from inside (``/sys/bus/usb/devices``): the config's
 tablet, a mouse plugged and unplugged with ``xm usb-add``/``usb-del``, the plugged
 device still there after save and restore, and a host device this host lacks (it
-has no USB at all) refused in one line while the guest runs on."""
+has no USB at all) refused in one line while the guest runs on; hot-plugged
+devices in a live migration's new QEMU."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from conftest import Host
 from guestconsole import GuestConsole
 
 #: what QEMU's emulated devices call themselves (their ``product`` string)
-TABLET, MOUSE = "QEMU USB Tablet", "QEMU USB Mouse"
+TABLET, MOUSE, KEYBOARD = "QEMU USB Tablet", "QEMU USB Mouse", "QEMU USB Keyboard"
 
 
 def first_line(text: str) -> str:
@@ -97,3 +99,18 @@ def test_usb_add_needs_a_controller_and_create_needs_the_host_device(host: Host)
     r = host.xm("create", "-q", str(path), check=False)
     assert r.returncode == 1 and r.stderr.startswith("Error: USB device host:1.2 not found")
     assert host.xm("domid", "usbh", check=False).returncode == 3
+
+
+def test_hot_plugged_devices_follow_a_live_migration(make_host: Any) -> None:
+    host = make_host("(xend-relocation-server yes)\n")
+    host.create("usbm", usbdevice="tablet")
+    host.xm("usb-add", "usbm", "keyboard")  # takes port 2
+    host.xm("usb-del", "usbm", "tablet")  # port 1 is free again; the keyboard keeps 2
+    with host.console("usbm") as con:
+        wait_products(con, {KEYBOARD}, absent={TABLET})
+    host.xm("migrate", "--live", "usbm", "localhost", timeout=300)
+    with host.console("usbm") as con:  # the new QEMU has the keyboard where it was
+        wait_products(con, {KEYBOARD}, absent={TABLET})
+    host.xm("usb-add", "usbm", "mouse")
+    with host.console("usbm") as con:
+        wait_products(con, {KEYBOARD, MOUSE}, absent={TABLET})
