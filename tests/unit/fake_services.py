@@ -149,6 +149,11 @@ class FakeDomains:
     async def vtpm_list(self, ident: str) -> list[dict[str, Any]]:
         self.lookup(ident)
         return []
+    async def usb_add(self, ident: str, device: str) -> None:
+        self._did("usb_add", ident, device)
+
+    async def usb_del(self, ident: str, device: str) -> None:
+        self._did("usb_del", ident, device)
 
     scheduler = "credit"
 

@@ -558,8 +558,8 @@ def test_build_config_nics_default_adds_nothing(capsys: pytest.CaptureFixture[st
 
 
 def test_build_config_keeps_other_non_default_variables() -> None:
-    cfg = build_config(values(name="v", usb=1, keymap="de"))
-    assert cfg.other == {"usb": 1, "keymap": "de", "s3_integrity": 1}
+    cfg = build_config(values(name="v", shadow_memory=8, keymap="de"))
+    assert cfg.other == {"shadow_memory": 8, "keymap": "de", "s3_integrity": 1}
     assert cfg.image_extra == {"videoram": 4}
 
 
@@ -605,9 +605,9 @@ def test_network_example_matches_spec(tmp_path: Path) -> None:
     # a command-line vif replaces the file's vif = ['']
     assert [ln for ln in lines if ln.startswith("    (device (vif")] == [
         "    (device (vif (bridge xenbr0) (mac 00:16:3e:00:00:01) (rate 10Mb/s)))"]
-    # the vtpm between the vif and the vfb, as spec §2.5 prints it
+    # the vtpm between the vif and the vfb (with its vkbd), as spec §2.5 prints it
     devices = [ln.split()[1] for ln in lines if ln.startswith("    (device (")]
-    assert devices[-3:] == ["(vif", "(vtpm", "(vfb"]
+    assert devices[-4:] == ["(vif", "(vtpm", "(vkbd))", "(vfb"]
     assert "    (device (vtpm (pref_instance 1) (backend 0)))" in lines
 
 

@@ -81,7 +81,9 @@ def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
         "vfb", "vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "vncpasswd", "display",
         "xauthority",
         # issue 12: the virtual TPM
-        "vtpm"}
+        "vtpm",
+        # issue 11: USB (a controller, its devices)
+        "usb", "usbdevice"}
 
 
 def test_variables_table_keeps_its_shape_for_help_config() -> None:
@@ -146,10 +148,10 @@ def test_device_fields_round_trip() -> None:
 
 def test_unmodelled_variables_land_in_other_unless_default() -> None:
     unread = {v.name for v in XM_VARIABLES} - {v for s in SPECS.values() for v in reads(s)}
-    assert len(unread) == 94 - 36 - 9 and {"usb", "keymap", "pae", "pci"} <= unread
-    words = ["usb=1", "keymap=de", "pae=1", "pci=00:1d.0"]
+    assert len(unread) == 94 - 36 - 9 - 2 and {"shadow_memory", "pci"} <= unread
+    words = ["shadow_memory=8", "pci=00:1d.0"]
     _, values = resolve_variables(parse_create_args(words))
-    assert build_config(values).other == {"usb": 1, "keymap": "de", "pci": ["00:1d.0"],
+    assert build_config(values).other == {"shadow_memory": 8, "pci": ["00:1d.0"],
                                           "s3_integrity": 1}
 
 

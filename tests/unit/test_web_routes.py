@@ -1,7 +1,7 @@
 """dom0.web.server: a real aiohttp server on a local port with fake services behind
 it: nothing but the login form without a session, the token gives one, buttons need
-the page's header, the serial console's WebSocket reaches a real Unix socket with
-one writer at a time."""
+the page's header, the serial console's WebSocket reaches xend's real console relay
+(over Unix sockets) with one writer at a time."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 from fake_services import FakeDomain, FakeDomains, services
 
+from dom0.devices.console import ConsoleRelay
 from dom0.web.auth import COOKIE
 from dom0.web.server import REQUEST_HEADER, WebConsole
 
@@ -105,39 +106,44 @@ def test_buttons_need_the_page_header_and_report_errors() -> None:
 
 def test_serial_console_one_writer_then_the_next_takes_over() -> None:
     typed: list[bytes] = []
-    sock = os.path.join(tempfile.mkdtemp(), "console.sock")
-    connections: list[asyncio.StreamWriter] = []
+    tmp = tempfile.mkdtemp()
+    relay = ConsoleRelay(os.path.join(tmp, "serial.sock"), os.path.join(tmp, "console.sock"))
 
     async def guest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """xend's relay: each browser is one connection; the first sees a prompt."""
-        connections.append(writer)
-        if len(connections) == 1:
-            writer.write(b"login: ")
+        """The guest's serial port, behind xend's real relay: it echoes."""
         while data := await reader.read(100):
             typed.append(data)
-            writer.write(data)  # the guest echoes
+            writer.write(data)
+
+    async def next_text(ws: aiohttp.ClientWebSocketResponse) -> Any:
+        """The next role message (the guest's output may come first)."""
+        while (msg := await ws.receive()).type != aiohttp.WSMsgType.TEXT:
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        return json.loads(msg.data)
 
     async def t(client: TestClient, doms: FakeDomains) -> None:
-        server = await asyncio.start_unix_server(guest, sock)
+        server = await asyncio.start_unix_server(guest, relay.serial_socket)
+        await relay.start()
         await login(client)
         first = await client.ws_connect("/ws/console/vm1")
         assert json.loads(await first.receive_str()) == {"role": "writer"}
-        assert await first.receive_bytes() == b"login: "
         second = await client.ws_connect("/ws/console/vm1")
         assert json.loads(await second.receive_str()) == {"role": "viewer"}
         await second.send_str("ignored")
         await first.send_str("root\n")
         assert await first.receive_bytes() == b"root\n"
         await first.close()
-        assert json.loads(await second.receive_str()) == {"role": "writer"}
+        assert await next_text(second) == {"role": "writer"}
         await second.send_str("ls\n")
-        assert (await second.receive_bytes()).endswith(b"ls\n")
+        while not (await second.receive_bytes()).endswith(b"ls\n"):
+            pass
         await second.close()
+        await relay.stop()
         server.close()
         assert b"".join(typed) == b"root\nls\n"
 
     doms = FakeDomains(domains={"vm1": ConsoleDomain("vm1")})
-    ConsoleDomain.console = sock
+    ConsoleDomain.console = relay.client_socket
     run(t, doms)
 
 

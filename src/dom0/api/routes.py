@@ -269,6 +269,18 @@ async def block_detach(x: Services[Any], a: dict[str, Any]) -> None:
     await x.domains.block_detach(a["dom"], a["dev"], bool(a.get("force")))
 
 
+@route("domain.usb_add", "Plug a USB device (tablet, mouse, keyboard, host:<vendor>:<product>, "
+       "host:<bus>.<addr>) into a running domain", ("dom", "dev"), dom="string", dev="string")
+async def usb_add(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.usb_add(a["dom"], a["dev"])
+
+
+@route("domain.usb_del", "Unplug a USB device from a running domain", ("dom", "dev"),
+       dom="string", dev="string")
+async def usb_del(x: Services[Any], a: dict[str, Any]) -> None:
+    await x.domains.usb_del(a["dom"], a["dev"])
+
+
 @route("domain.block_configure", "Change the medium of a CD-ROM drive",
        ("dom", "uname", "dev", "mode"), dom="string", uname="string", dev="string",
        mode="string")

@@ -23,6 +23,7 @@ from dom0.backends.machine import MachineEvents, MachineSpec
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
 from dom0.errors import BackendError
+from dom0.model.usb import UsbDevice, UsbSlot
 from dom0.store.layout import DomainPaths
 
 
@@ -79,6 +80,8 @@ class FakeMachine:
         self.incoming = False
         self.disks: list[Vbd] = []
         self.nics: list[Vif] = []
+        #: the devices on its USB controller; None: it has none
+        self.usb: list[UsbSlot] | None = None
         #: MiB the guest holds (the balloon's actual), and where a guest that cannot
         #: give more memory back stops
         self.balloon_now: int | None = None
@@ -111,6 +114,7 @@ class FakeMachine:
             raise error
         self.spec, self.events, self.incoming = spec, events, incoming
         self.disks, self.nics = list(spec.disks), list(spec.nics)
+        self.usb = None if spec.usb is None else list(spec.usb)
         self.pid = self.host.new_pid()
         self.host.alive.add(self.pid)
         self.vcpu_threads = fake_threads(spec.vcpus)
@@ -223,6 +227,23 @@ class FakeMachine:
     async def detach_nic(self, vif: Vif, timeout: float) -> bool:
         self._check("detach_nic")
         self.nics = [n for n in self.nics if n.devid != vif.devid]
+        return True
+
+    async def attach_usb(self, slot: UsbSlot) -> None:
+        self._check("attach_usb")
+        if self.usb is None:  # QEMU's own words
+            raise BackendError("Bus 'usb.0' not found")
+        if any(s.device == slot.device for s in self.usb):
+            raise BackendError(f"Duplicate device ID '{slot.device.device_id}' for device")
+        if any(s.port == slot.port for s in self.usb):
+            raise BackendError(f"usb port {slot.port} (bus usb.0) not found (in use?)")
+        self.usb.append(slot)
+
+    async def detach_usb(self, dev: UsbDevice, timeout: float) -> bool:
+        self._check("detach_usb")
+        if self.usb is None or not any(s.device == dev for s in self.usb):
+            raise BackendError(f"Device '{dev.device_id}' not found")
+        self.usb = [s for s in self.usb if s.device != dev]
         return True
 
     async def guest_uses(self, device_id: str) -> bool:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from dom0.backends import ramsample
     from dom0.devices.vbd import Vbd
     from dom0.devices.vif import Vif
+    from dom0.model.usb import UsbDevice, UsbSlot
     from dom0.store.layout import DomainPaths
 
 
@@ -74,6 +75,9 @@ class MachineSpec:
     maxvcpus: int = 0
     #: None: no TPM
     tpm: Tpm | None = None
+    #: the USB devices at start, each at its port; None: no USB controller at all
+    #: (``()``: an empty one)
+    usb: tuple[UsbSlot, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,10 @@ class Machine(Protocol):
     async def attach_nic(self, vif: Vif, timeout: float) -> None: ...
     async def detach_nic(self, vif: Vif, timeout: float) -> bool: ...
     async def guest_uses(self, device_id: str) -> bool: ...
+    async def attach_usb(self, slot: UsbSlot) -> None:
+        """Plug a device into the machine's USB controller at its port (``xm usb-add``)."""
+    async def detach_usb(self, dev: UsbDevice, timeout: float) -> bool:
+        """Unplug it; True once it is gone (USB needs no guest cooperation)."""
 
     # ---- state streams: save/restore and migration ------------------------------------
     async def migrate_out(self, sink: Callable[[bytes], None], timeout: float) -> None: ...

@@ -140,6 +140,15 @@ class XendApi:
         """Detach a virtual block device once the guest released it."""
         self.call("domain.block_detach", dom=dom, dev=dev, force=force)
 
+    def domain_usb_add(self, *, dom: str, dev: str) -> None:
+        """Plug a USB device (tablet, mouse, keyboard, host:<vendor>:<product>,
+        host:<bus>.<addr>) into a running domain."""
+        self.call("domain.usb_add", dom=dom, dev=dev)
+
+    def domain_usb_del(self, *, dom: str, dev: str) -> None:
+        """Unplug a USB device from a running domain."""
+        self.call("domain.usb_del", dom=dom, dev=dev)
+
     def domain_block_configure(self, *, dom: str, uname: str, dev: str, mode: str) -> None:
         """Change the medium of a CD-ROM drive."""
         self.call("domain.block_configure", dom=dom, uname=uname, dev=dev, mode=mode)

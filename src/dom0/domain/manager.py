@@ -19,6 +19,7 @@ from typing import Any
 
 from dom0.backends.cgroups import CpuCgroups
 from dom0.backends.machine import MachineFactory
+from dom0.domain import usbports
 from dom0.domain.debugkeys import run_keys
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
@@ -414,3 +415,20 @@ class DomainManager:
 
     async def vtpm_list(self, ident: str) -> list[dict[str, Any]]:
         return self.lifecycle.vtpms.rows(self.lookup(ident))
+    # ---- USB (usbports.py): a running domain's USB devices ------------------------------
+
+    async def usb_add(self, ident: str, device: str) -> None:
+        not_dom0(ident, "attach a device to")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            require(dom.state, LIVE, f"Domain '{ident}' is not started")
+            await usbports.add(dom, device)
+            self.table.save(dom)
+
+    async def usb_del(self, ident: str, device: str) -> None:
+        not_dom0(ident, "detach a device from")
+        dom = self.lookup(ident)
+        async with dom.lock:
+            require(dom.state, LIVE, f"Domain '{ident}' is not started")
+            await usbports.delete(dom, device)
+            self.table.save(dom)

@@ -59,6 +59,7 @@ from dom0.model.preprocess import (
     vifs_with_nics,
 )
 from dom0.model.sxp import Sxp
+from dom0.model.usb import check_usbdevice, usb_variable, usbdevice_variable
 from dom0.model.vtpm import VtpmSpec as VtpmSpec  # re-exported
 from dom0.model.vtpm import vtpms_from_entries
 
@@ -129,6 +130,15 @@ class DomainConfig:
         derive=ip_from_network, sxp="ip", place=IMAGE))
     root: str = field(default="", metadata=xm(
         var="root", derive=root_without_prefix, sxp="root", place=IMAGE))
+    #: USB (model/usb.py): ``usb=1`` a controller; ``usbdevice`` one device or a list
+    #: (implying the controller), hot-plugged ones (``xm usb-add``) included
+    usb: int | None = field(default=None, metadata=xm(
+        var="usb", derive=usb_variable, sxp="usb", place=IMAGE))
+    usbdevice: str | list[str] | None = field(default=None, metadata=xm(
+        var="usbdevice", derive=usbdevice_variable, sxp="usbdevice", place=IMAGE,
+        check=check_usbdevice))
+    #: device text -> controller port, of the devices a hot-plug placed (model/usb.py)
+    usb_ports: dict[str, int] = field(default_factory=dict, metadata=xm(place=Place.NONE))
     #: image keys not interpreted yet (HVM platform keys, videoram, ...), in order
     image_extra: dict[str, Any] = field(default_factory=dict, metadata=xm(
         var="videoram", derive=image_videoram, place=Place.IMAGE_REST))
@@ -264,9 +274,16 @@ class DomainConfig:
         return image
 
     def device_sxp(self) -> list[Sxp]:
-        """One ``(device (<kind> ...))`` per disk, then per vif."""
-        return [["device", item.to_sxp()] for col in Table.of(type(self)).placed(DEVICE)
-                for item in getattr(self, col.name)]
+        """One ``(device (<kind> ...))`` per disk, then per vif, then per vfb; a PV
+        framebuffer comes with its virtual keyboard, ``(device (vkbd))`` before it
+        (spec §2.3 vfb row)."""
+        out: list[Sxp] = []
+        for col in Table.of(type(self)).placed(DEVICE):
+            items = getattr(self, col.name)
+            if col.name == "vfbs" and items:
+                out.append(["device", ["vkbd"]])
+            out += [["device", item.to_sxp()] for item in items]
+        return out
 
     @classmethod
     def from_sxp(cls, form: Sxp) -> DomainConfig:

@@ -1,10 +1,11 @@
 """The browser's consoles over WebSockets: the serial console through xend's console
-relay (the socket ``xm console`` uses), the screen through QEMU's VNC server.
+relay (the same relay ``xm console`` uses, on its framed socket), the screen through
+QEMU's VNC server.
 
-The serial console has one writer at a time, as a terminal has one keyboard: the
-first browser attached to a domain types, later ones watch, and when the writer
-leaves the longest-waiting watcher takes over (it is told, in a text frame).  The
-relay itself passes every byte the guest prints to every watcher."""
+The serial console has one writer at a time across ``xm console`` and browsers alike:
+the relay (devices/console.py) decides who holds the keyboard and drops the others'
+keys; this side passes the browser its role (a text frame ``{"role": ...}``) as the
+relay announces it, and the guest's output as binary frames."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import weakref
 
 from aiohttp import WSMsgType, web
 
+from dom0.model.consoleframes import FRAMED_SUFFIX, OUTPUT, ROLE, read_frame
+
 log = logging.getLogger(__name__)
 
 #: every console WebSocket open now (closed when xend stops)
@@ -25,46 +28,48 @@ MAX_MESSAGE = 1024 * 1024
 
 
 class SerialRelays:
-    """Every browser attached to a serial console, per domain (UUID), writer first."""
-
-    def __init__(self) -> None:
-        self._attached: dict[str, list[web.WebSocketResponse]] = {}
+    """Browsers attached to serial consoles: each a client of the domain's relay."""
 
     async def serve(self, request: web.Request, uuid: str, socket_path: str) -> \
             web.StreamResponse:
         try:
-            reader, writer = await asyncio.open_unix_connection(socket_path)
+            reader, writer = await asyncio.open_unix_connection(socket_path + FRAMED_SUFFIX)
         except OSError as exc:  # the domain stopped meanwhile
             return _refused(f"the domain's console is gone: {exc.strerror}")
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         OPEN.add(ws)
-        queue = self._attached.setdefault(uuid, [])
-        queue.append(ws)
-        await ws.send_str(json.dumps({"role": "writer" if queue[0] is ws else "viewer"}))
-        pump = asyncio.create_task(_to_browser(reader, ws))
+        pump = asyncio.create_task(_frames_to_browser(reader, ws))
         try:
             async for msg in ws:
                 if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     break
-                if queue and queue[0] is ws:  # viewers' keys go nowhere
-                    data = msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data
-                    writer.write(data)
-                    await writer.drain()
+                # a viewer's keys go to the relay too, which drops them
+                writer.write(msg.data.encode() if msg.type == WSMsgType.TEXT else msg.data)
+                await writer.drain()
         except ConnectionError:
             pass
         finally:
             pump.cancel()
             writer.close()
-            was_writer = bool(queue) and queue[0] is ws
-            queue.remove(ws)
-            if not queue:
-                self._attached.pop(uuid, None)
-            elif was_writer:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await queue[0].send_str(json.dumps({"role": "writer"}))
             await ws.close()
         return ws
+
+
+async def _frames_to_browser(reader: asyncio.StreamReader,
+                             ws: web.WebSocketResponse) -> None:
+    try:
+        while (got := await read_frame(reader)) is not None:
+            kind, payload = got
+            if kind == OUTPUT:
+                await ws.send_bytes(payload)
+            elif kind == ROLE:
+                await ws.send_str(json.dumps({"role": payload.decode()}))
+    except (ConnectionError, RuntimeError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close()
 
 
 def _refused(message: str) -> web.Response:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dom0.backends.machine import Display, MachineSpec, Tpm
 from dom0.backends.qemu import tpm as tpm_mod
+from dom0.devices import usb as usb_mod
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.store.layout import DomainPaths
@@ -98,6 +99,7 @@ def build_argv(
         *vbd_mod.argv(list(spec.disks)),
         *vif_mod.argv(list(spec.nics)),
         *tpm_argv(spec.tpm, paths),
+        *usb_mod.argv(spec.usb),
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]

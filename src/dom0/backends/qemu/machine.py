@@ -22,12 +22,14 @@ from dom0.backends.qemu import cpuslots, process, tpm
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
+from dom0.devices import usb as usb_mod
 from dom0.devices import vbd as vbd_mod
 from dom0.devices import vif as vif_mod
 from dom0.devices.console import ConsoleRelay
 from dom0.devices.vbd import Vbd
 from dom0.devices.vif import Vif
 from dom0.errors import BackendError
+from dom0.model.usb import UsbDevice, UsbSlot
 from dom0.store.layout import DomainPaths
 from dom0.waiting import poll_until
 
@@ -295,6 +297,22 @@ class QemuMachine:
             self._deleting.pop(vif.device_id, None)
             return False
         await self._exec("netdev_del", id=vif.netdev_id)
+        return True
+
+    # ---- USB ---------------------------------------------------------------------
+
+    async def attach_usb(self, slot: UsbSlot) -> None:
+        await self._exec_args("device_add", usb_mod.device(slot))
+
+    async def detach_usb(self, dev: UsbDevice, timeout: float) -> bool:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._deleting[dev.device_id] = fut
+        await self._exec("device_del", id=dev.device_id)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._deleting.pop(dev.device_id, None)
+            return False
         return True
 
     async def change_media(self, old: Vbd, new: Vbd) -> None:

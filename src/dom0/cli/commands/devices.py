@@ -104,3 +104,16 @@ def cmd_vtpm_list(args: list[str]) -> int:
     from dom0.cli import format
 
     return _list_devices(args, "vtpm-list", xend().domain_vtpm_list, format.vtpm_list)
+# ---- USB ---------------------------------------------------------------------------
+
+
+def cmd_usb_add(args: list[str]) -> int:
+    nargs("usb-add", args, 2, 2)
+    xend().domain_usb_add(dom=args[0], dev=args[1])
+    return 0
+
+
+def cmd_usb_del(args: list[str]) -> int:
+    nargs("usb-del", args, 2, 2)
+    xend().domain_usb_del(dom=args[0], dev=args[1])
+    return 0

@@ -134,7 +134,7 @@ function openConsole(name) {
   ws.onmessage = (ev) => {
     if (typeof ev.data === "string") {
       const role = JSON.parse(ev.data).role;
-      section.querySelector(".role").textContent = role === "writer" ? "" : "(watching: another window types)";
+      section.querySelector(".role").textContent = role === "writer" ? "" : "(watching: another console types)";
       section.dataset.role = role;
     } else {
       term.write(decoder.decode(ev.data, {stream: true}));
