@@ -63,8 +63,8 @@ def test_every_field_has_a_spec_and_names_real_xm_variables() -> None:
     for name, spec in SPECS.items():
         for var in reads(spec):
             assert var in VARS_BY_NAME, (name, var)
-    # xm 3.4's 94 and Xen 4.0's maxvcpus (issue 10 item 3)
-    assert len(XM_VARIABLES) == len(VARS_BY_NAME) == 94 + 1
+    # xm 3.4's 94, Xen 4.0's maxvcpus (issue 10 item 3) and Xen 4's bios (issue 11)
+    assert len(XM_VARIABLES) == len(VARS_BY_NAME) == 94 + 2
 
 
 def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
@@ -79,7 +79,12 @@ def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
         "nfs_server", "nfs_root", "videoram", "disk", "vif", "nics",
         # issue 11: a PV domain's screen (vfb, or the top-level vnc/sdl lines)
         "vfb", "vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "vncpasswd", "display",
-        "xauthority"}
+        "xauthority",
+        # issue 11: the HVM image (model/hvm.py), and loader/bios naming its firmware
+        "loader", "bios", "device_model", "pae", "boot", "fda", "fdb", "timer_mode",
+        "localtime", "serial", "stdvga", "isa", "nographic", "soundhw", "rtc_timeoffset",
+        "monitor", "acpi", "apic", "keymap", "hpet", "guest_os_type", "hap", "viridian",
+        "pci_msitranslate", "vpt_align", "pci_power_mgmt", "xen_platform_pci"}
 
 
 def test_variables_table_keeps_its_shape_for_help_config() -> None:
@@ -144,11 +149,12 @@ def test_device_fields_round_trip() -> None:
 
 def test_unmodelled_variables_land_in_other_unless_default() -> None:
     unread = {v.name for v in XM_VARIABLES} - {v for s in SPECS.values() for v in reads(s)}
-    assert len(unread) == 94 - 35 - 9 and {"usb", "keymap", "pae", "vtpm"} <= unread
-    words = ["usb=1", "keymap=de", "pae=1", "vtpm=instance=1"]
+    # the HVM part (issue 11) reads 25 of xm 3.4's variables, and loader
+    assert len(unread) == 94 - 35 - 9 - 26 and {"usb", "opengl", "vtpm"} <= unread
+    words = ["usb=1", "opengl=1", "shadow_memory=8", "vtpm=instance=1"]
     _, values = resolve_variables(parse_create_args(words))
-    assert build_config(values).other == {"usb": 1, "keymap": "de", "vtpm": ["instance=1"],
-                                          "s3_integrity": 1}
+    assert build_config(values).other == {"usb": 1, "opengl": "1", "shadow_memory": 8,
+                                          "vtpm": ["instance=1"], "s3_integrity": 1}
 
 
 # ---- a new field is one declaration ------------------------------------------------------
