@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dom0.backends import ramsample
+    from dom0.backends.platform import Platform
     from dom0.devices.vbd import Vbd
     from dom0.devices.vif import Vif
     from dom0.store.layout import DomainPaths
@@ -62,6 +63,9 @@ class MachineSpec:
     display: Display | None = None
     #: vCPUs the machine can ever have (hot-plug slots); 0 means ``vcpus``
     maxvcpus: int = 0
+    #: an HVM machine (firmware boots from the disks; kernel/cmdline unused); None:
+    #: the kernel is loaded directly (PV-style)
+    platform: Platform | None = None
 
 
 @dataclass(frozen=True)
