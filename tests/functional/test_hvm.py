@@ -6,7 +6,9 @@ and ``xm console``."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -91,6 +93,22 @@ def test_install_from_the_cd_onto_an_empty_disk_then_boot_it(host: Host) -> None
     assert booted_from(host, "inst") == "dom0.boot=disk"
 
 
+def _monitor(path: Path, command: str) -> str:
+    """One command on QEMU's human monitor socket; its answer."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        seen = b""
+        for line in (b"", command.encode() + b"\n"):
+            sock.sendall(line)
+            while not seen.rstrip().endswith(b"(qemu)"):
+                seen += sock.recv(65536)
+            if line:
+                break
+            seen = b""
+        return seen.decode(errors="replace")
+
+
 def _reboot(con: GuestConsole) -> None:
     """``reboot -f`` in the guest, until its kernel says it restarts (a line typed
     while the console is busy can be lost: it is typed again)."""
@@ -118,8 +136,15 @@ def test_disk_boot_with_an_e1000_nic_pinging_the_host_and_xm_console(
                      netns=True)
     host.ns_run("ip", "addr", "add", "10.50.0.1/24", "dev", "xenbr0")
     disk = disk_copy(host)
+    floppy = host.dir / "floppy.img"
+    with open(floppy, "wb") as f:
+        f.truncate(1440 * 1024)
     hvm(host, "net", [f"file:{disk},ioemu:hda,w"],
-        vif=["type=ioemu,model=e1000,bridge=xenbr0"])
+        vif=["type=ioemu,model=e1000,bridge=xenbr0"], fda=str(floppy), monitor=1)
+    # the guest kernel has no floppy driver: QEMU's own monitor (monitor=1) shows the drive
+    (sock,) = host.dir.glob("run/dom/*/monitor.sock")
+    blocks = _monitor(sock, "info block")
+    assert re.search(rf"floppy0 \(#block\d+\): {re.escape(str(floppy))} \(raw\)", blocks), blocks
     with host.console("net", boot_timeout=150) as con:
         assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
         driver = con.run("basename $(readlink /sys/class/net/eth0/device/driver)").strip()
