@@ -226,3 +226,27 @@ def test_pv_argv_is_unchanged_by_the_platform() -> None:
     argv = build_argv(machine_spec(c, [], []), paths())
     assert option(argv, "-machine") == "pc" and option(argv, "-kernel") == "/k"
     assert "-boot" not in argv and "-rtc" not in argv
+
+
+def test_list_long_of_an_hvm_domain_shows_its_vnc_and_hides_the_password() -> None:
+    from dom0.cli import format as fmt
+
+    c = cfg(vnc=1, vncpasswd="secret")
+    info = {"name": "h", "uuid": "u", "domid": 3, "vcpus": 1, "memory": 96,
+            "config": c.to_dict(), "vnc": "127.0.0.1:5902"}
+    forms = fmt.domain_sxp(info)
+    assert ["device", ["vfb", ["vnc", "1"], ["location", "127.0.0.1:5902"]]] in forms
+    assert "secret" not in fmt.list_long([info])
+    assert sxp.child_value(forms, "image")[0] == "hvm"
+
+
+def test_hvm_screen_is_the_display_with_xend_defaults() -> None:
+    from dom0.domain.spec import display
+
+    settings = DomainSettings(vnc_listen="127.0.0.2", vncpasswd="xendpw")
+    d = display(cfg(vnc=1, vncdisplay="4"), settings)
+    assert d is not None and d.vnc and d.vnc_display == 4 and d.vnc_listen == "127.0.0.2"
+    assert d.vnc_password == "xendpw"
+    assert display(cfg(vnc=1, nographic=1), settings) is None
+    assert display(cfg(), settings) is None
+    assert cfg(vnc=1).vfbs == []  # no PV framebuffer device: the screen is the VGA card
