@@ -16,6 +16,7 @@ from pathlib import Path
 from conftest import GUEST_DIR, Host
 from guestconsole import GuestConsole
 from test_console import Terminal
+from test_vnc import capture, lit_rows
 
 DISK, ISO = GUEST_DIR / "disk.img", GUEST_DIR / "guest.iso"
 
@@ -50,9 +51,19 @@ def test_boot_order_dc_boots_the_cd_and_its_medium_can_be_changed(host: Host) ->
     second = host.dir / "second.iso"
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-o", str(second), "-V", "SECOND",
                     str(medium)], check=True, capture_output=True)
-    hvm(host, "cd", [f"file:{disk},ioemu:hda,w", f"file:{ISO},hdc:cdrom,r"], boot="dc")
+    hvm(host, "cd", [f"file:{disk},ioemu:hda,w", f"file:{ISO},hdc:cdrom,r"], boot="dc",
+        vnc=1, vncpasswd="hvmpw", stdvga=1)
     with host.console("cd", boot_timeout=150) as con:
         assert "dom0.boot=cdrom" in con.run("cat /proc/cmdline")
+        # its screen (the top-level vnc lines): behind the password, showing the guest
+        location = host.info("cd")["vnc"]
+        assert f"(location {location})" in host.xm("list", "-l", "cd").stdout
+        assert capture(location, "wrong", host.dir / "bad.png").returncode != 0
+        con.run("printf '\\033[2J\\033[H' > /dev/tty1; for i in 1 2 3 4 5 6; do "
+                "printf '%70s\\n' | tr ' ' '#'; done > /dev/tty1")
+        shot = host.dir / "screen.png"
+        assert capture(location, "hvmpw", shot).returncode == 0
+        assert all(n > 0 for n in lit_rows(shot)[:6]) and sum(lit_rows(shot)[8:]) == 0
         # both media are there: the IDE disk and the CD (its size is the ISO's)
         blocks = con.run("ls /sys/block").split()
         assert "sda" in blocks and "sr0" in blocks, blocks
