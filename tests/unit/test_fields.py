@@ -63,8 +63,8 @@ def test_every_field_has_a_spec_and_names_real_xm_variables() -> None:
     for name, spec in SPECS.items():
         for var in reads(spec):
             assert var in VARS_BY_NAME, (name, var)
-    # xm 3.4's 94 and Xen 4.0's maxvcpus (issue 10 item 3)
-    assert len(XM_VARIABLES) == len(VARS_BY_NAME) == 94 + 1
+    # xm 3.4's 94, Xen 4.0's maxvcpus (issue 10 item 3) and Xen 4's bios (issue 11)
+    assert len(XM_VARIABLES) == len(VARS_BY_NAME) == 94 + 2
 
 
 def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
@@ -83,7 +83,12 @@ def test_consumed_variables_are_exactly_what_xm_3_4_preprocess_read() -> None:
         # issue 12: the virtual TPM
         "vtpm",
         # issue 11: USB (a controller, its devices)
-        "usb", "usbdevice"}
+        "usb", "usbdevice",
+        # issue 11: the HVM image (model/hvm.py), and loader/bios naming its firmware
+        "loader", "bios", "device_model", "pae", "boot", "fda", "fdb", "timer_mode",
+        "localtime", "serial", "stdvga", "isa", "nographic", "soundhw", "rtc_timeoffset",
+        "monitor", "acpi", "apic", "keymap", "hpet", "guest_os_type", "hap", "viridian",
+        "pci_msitranslate", "vpt_align", "pci_power_mgmt", "xen_platform_pci"}
 
 
 def test_variables_table_keeps_its_shape_for_help_config() -> None:
@@ -148,11 +153,12 @@ def test_device_fields_round_trip() -> None:
 
 def test_unmodelled_variables_land_in_other_unless_default() -> None:
     unread = {v.name for v in XM_VARIABLES} - {v for s in SPECS.values() for v in reads(s)}
-    assert len(unread) == 94 - 36 - 9 - 2 and {"shadow_memory", "pci"} <= unread
-    words = ["shadow_memory=8", "pci=00:1d.0"]
+    # the HVM part (issue 11) reads 25 of xm 3.4's variables, and loader
+    assert len(unread) == 94 - 36 - 9 - 2 - 26 and {"opengl", "pci"} <= unread
+    words = ["opengl=1", "shadow_memory=8", "pci=00:1d.0"]
     _, values = resolve_variables(parse_create_args(words))
-    assert build_config(values).other == {"shadow_memory": 8, "pci": ["00:1d.0"],
-                                          "s3_integrity": 1}
+    assert build_config(values).other == {"opengl": "1", "shadow_memory": 8,
+                                          "pci": ["00:1d.0"], "s3_integrity": 1}
 
 
 # ---- a new field is one declaration ------------------------------------------------------

@@ -267,7 +267,8 @@ def test_device_virtio_with_the_xen_name_as_serial(img: Path) -> None:
 
 def test_device_ioemu_hd_is_ide(img: Path) -> None:
     assert vbd.device(parse(f"file:{img}", "ioemu:hdb")) == {
-        "driver": "ide-hd", "id": "vbd-dev832", "drive": "vbd832", "serial": "hdb"}
+        "driver": "ide-hd", "id": "vbd-dev832", "drive": "vbd832", "bus": "ide.0", "unit": 1,
+        "serial": "hdb"}
 
 
 def test_device_ioemu_sd_is_scsi(img: Path) -> None:
@@ -278,10 +279,11 @@ def test_device_ioemu_sd_is_scsi(img: Path) -> None:
 
 def test_device_cdrom(img: Path) -> None:
     assert vbd.device(parse(f"file:{img}", "hdc:cdrom", "r")) == {
-        "driver": "ide-cd", "id": "vbd-dev5632", "drive": "vbd5632", "serial": "hdc"}
+        "driver": "ide-cd", "id": "vbd-dev5632", "drive": "vbd5632", "bus": "ide.1", "unit": 0,
+        "serial": "hdc"}
     # an empty drive has no backing node
     assert vbd.device(parse("", "hdc:cdrom", "r")) == {
-        "driver": "ide-cd", "id": "vbd-dev5632", "serial": "hdc"}
+        "driver": "ide-cd", "id": "vbd-dev5632", "bus": "ide.1", "unit": 0, "serial": "hdc"}
 
 
 def test_device_tap_sync_turns_the_write_cache_off(img: Path) -> None:
@@ -307,7 +309,7 @@ def test_argv_nested_format_node(img: Path) -> None:
 
 def test_argv_empty_cdrom_has_no_blockdev() -> None:
     assert vbd.argv([parse("", "hdc:cdrom", "r")]) == [
-        "-device", "ide-cd,id=vbd-dev5632,serial=hdc"]
+        "-device", "ide-cd,id=vbd-dev5632,bus=ide.1,unit=0,serial=hdc"]
 
 
 def test_argv_adds_one_scsi_controller_only_for_emulated_sd(img: Path) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dom0.backends import ramsample
+    from dom0.backends.platform import Platform
     from dom0.devices.vbd import Vbd
     from dom0.devices.vif import Vif
     from dom0.model.usb import UsbDevice, UsbSlot
@@ -78,6 +79,9 @@ class MachineSpec:
     #: the USB devices at start, each at its port; None: no USB controller at all
     #: (``()``: an empty one)
     usb: tuple[UsbSlot, ...] | None = None
+    #: an HVM machine (firmware boots from the disks; kernel/cmdline unused); None:
+    #: the kernel is loaded directly (PV-style)
+    platform: Platform | None = None
 
 
 @dataclass(frozen=True)

@@ -289,6 +289,12 @@ def resolve_variables(opts: CreateOptions) -> tuple[str | None, dict[str, Any]]:
         for name, value in file_vars.items():
             if name in VARIABLES and name not in opts.given:
                 values[name] = _plain(name, value)
+            elif name not in VARIABLES and name not in opts.script_vars \
+                    and not name.startswith("_"):
+                # xm 3.4 dropped these silently: a misspelt variable (``bot='d'``) is
+                # said, not lost; a helper variable of the script gets the same line
+                print(f"Warning: {name} is not a config variable (xm create --help_config "
+                      "lists them): ignored", file=sys.stderr)
     values.update(opts.given)
     for name, (_, default) in VARIABLES.items():
         values.setdefault(name, default)

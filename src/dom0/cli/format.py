@@ -67,7 +67,9 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     out.append(["online_vcpus", str(d.get("online_vcpus", 0))])
     if cfg:
         out += cfg.sxp_fields("cpu_weight", "cpu_cap")
-        out.append(["image", cfg.image_sxp()])
+        # an HVM screen's password sits in the image (as -n prints it): not shown here
+        out.append(["image", [c for c in cfg.image_sxp()
+                              if not (isinstance(c, list) and c[:1] == ["vncpasswd"])]])
     out.append(["status", str(d.get("status", 0))])
     if d.get("state"):
         out.append(["state", d["state"]])
@@ -76,7 +78,10 @@ def domain_sxp(d: dict[str, Any]) -> list[Sxp]:
     if d.get("crash_reason"):  # dom0's own: why xend keeps it crashed (not Xen's key)
         out.append(["crash_reason", d["crash_reason"]])
     if cfg:
-        out += _with_vnc_location(cfg.device_sxp(), d.get("vnc"))
+        devices = cfg.device_sxp()
+        if cfg.hvm is not None and d.get("vnc"):  # Xen listed an HVM screen as a vfb too
+            devices.append(["device", ["vfb", ["vnc", "1"]]])
+        out += _with_vnc_location(devices, d.get("vnc"))
     if d.get("console") or d.get("crash_reason"):
         # a domain kept crashed has no console to attach to, but its log is kept
         console: list[Sxp] = ["console", ["protocol", "vt100"]]

@@ -236,14 +236,26 @@ def device(vbd: Vbd) -> dict[str, Any]:
     if vbd.kind != "empty":
         props["drive"] = vbd.node
     serial = {"serial": vbd.dev[:20]}
+    place = _ide_place(vbd.dev)
     if vbd.cdrom:
-        return {"driver": "ide-cd", **props, **serial}
+        return {"driver": "ide-cd", **props, **place, **serial}
     if vbd.emulated and vbd.dev.startswith("hd"):
-        return {"driver": "ide-hd", **props, **serial}
+        return {"driver": "ide-hd", **props, **place, **serial}
     if vbd.emulated:
         return {"driver": "scsi-hd", "bus": "scsi0.0", **props, **serial}
     extra = {"write-cache": "off"} if vbd.kind == "tap:sync" else {}
     return {"driver": "virtio-blk-pci", **props, **serial, **extra}
+
+
+def _ide_place(dev: str) -> dict[str, Any]:
+    """hda..hdd where a PC has them (primary/secondary channel, master/slave), so that
+    ``hdc:cdrom`` is the secondary master as the guest and its BIOS expect; other
+    names are placed by QEMU."""
+    m = re.fullmatch(r"hd([a-d])", dev)
+    if not m:
+        return {}
+    n = ord(m.group(1)) - ord("a")
+    return {"bus": f"ide.{n // 2}", "unit": n % 2}
 
 
 def _flatten(prefix: str, value: dict[str, Any]) -> list[str]:

@@ -28,13 +28,14 @@ from dom0.domain.resources import ResourceController, pin_vcpus
 from dom0.domain.sched import Scheduler
 from dom0.domain.security import DomainSecurity
 from dom0.domain.settings import DomainSettings
-from dom0.domain.spec import machine_spec
+from dom0.domain.spec import machine_spec, platform
 from dom0.domain.storage import DiskController
 from dom0.domain.table import DomainTable
 from dom0.domain.vtpm import VtpmStates
 from dom0.errors import BackendError, ConfigError, VmError
 from dom0.model.checks import check_memory_floor
 from dom0.model.config import DomainConfig
+from dom0.model.hvm import HvmImage
 from dom0.model.state import LIVE, PowerState
 from dom0.store.layout import Layout
 from dom0.waiting import wait_changes
@@ -107,6 +108,9 @@ class Lifecycle:
     def check_bootable(self, cfg: DomainConfig) -> None:
         # also at `xm start`: a managed row may predate the floor
         check_memory_floor(cfg.memory)
+        if cfg.builder == "hvm":  # firmware, not a kernel: it and the floppies must exist
+            platform(cfg.kernel, cfg.hvm or HvmImage())
+            return
         if not os.path.isfile(cfg.kernel):
             raise ConfigError(f"Kernel image does not exist: {cfg.kernel}")
         if cfg.ramdisk and not os.path.isfile(cfg.ramdisk):

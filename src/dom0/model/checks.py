@@ -119,6 +119,8 @@ def check_cpu_cap(value: int | None, cfg: ConfigView) -> None:
 
 
 def check_kernel(value: str, cfg: ConfigView) -> None:
+    if getattr(cfg, "builder", "linux") == "hvm":
+        return  # an HVM domain boots firmware: kernel/loader only names it (model/hvm.py)
     if not value:
         raise ConfigError("kernel must be set for a linux domain")
 

@@ -45,6 +45,7 @@ from dom0.model.devices import DiskSpec as DiskSpec  # re-exported
 from dom0.model.devices import VfbSpec as VfbSpec  # re-exported
 from dom0.model.devices import VifSpec as VifSpec  # re-exported
 from dom0.model.fields import VARS_BY_NAME, XM_VARIABLES, Place, Table, sxp_value, xm
+from dom0.model.hvm import HVM_VARIABLES, HvmImage, check_hvm
 from dom0.model.jsontypes import check_fields, json_name
 from dom0.model.preprocess import (
     VFB_VARIABLES,
@@ -52,8 +53,10 @@ from dom0.model.preprocess import (
     disks_from_entries,
     event_action,
     extra_with_nfsroot,
+    hvm_part,
     image_videoram,
     ip_from_network,
+    kernel_or_loader,
     root_without_prefix,
     vfbs_from_entries,
     vifs_with_nics,
@@ -120,9 +123,11 @@ class DomainConfig:
     bootloader: str = field(default="", metadata=xm(var="bootloader", sxp="bootloader"))
     builder: str = field(default="linux", metadata=xm(
         var="builder", place=Place.IMAGE_TAG,
-        check=check_choice("unknown image type", ("linux",))))
+        check=check_choice("unknown image type", ("linux", "hvm"))))
+    #: a linux domain's kernel; an HVM domain's firmware (model/hvm.firmware)
     kernel: str = field(default="", metadata=xm(
-        var="kernel", sxp="kernel", place=IMAGE, always=True, check=check_kernel))
+        var="kernel", reads=("loader",), derive=kernel_or_loader, sxp="kernel", place=IMAGE,
+        always=True, check=check_kernel))
     ramdisk: str = field(default="", metadata=xm(var="ramdisk", sxp="ramdisk", place=IMAGE))
     #: Xen's ``ip=`` kernel argument, already assembled from ip/gateway/... (spec §2.3)
     ip: str = field(default="", metadata=xm(
@@ -142,6 +147,9 @@ class DomainConfig:
     #: image keys not interpreted yet (HVM platform keys, videoram, ...), in order
     image_extra: dict[str, Any] = field(default_factory=dict, metadata=xm(
         var="videoram", derive=image_videoram, place=Place.IMAGE_REST))
+    #: builder='hvm': the HVM image variables (model/hvm.py); None for a linux domain
+    hvm: HvmImage | None = field(default=None, metadata=xm(
+        reads=HVM_VARIABLES, derive=hvm_part, place=Place.IMAGE_PART, check=check_hvm))
     extra: str = field(default="", metadata=xm(
         var="extra", reads=("nfs_server", "nfs_root"), derive=extra_with_nfsroot,
         sxp="args", place=IMAGE))
@@ -271,6 +279,8 @@ class DomainConfig:
                 image += self.sxp_fields(col.name)
             elif col.spec.place is Place.IMAGE_REST:
                 image += [[k, sxp_value(v)] for k, v in value.items()]
+            elif col.spec.place is Place.IMAGE_PART and value is not None:
+                image += value.to_sxp(self.vcpus)
         return image
 
     def device_sxp(self) -> list[Sxp]:
@@ -323,6 +333,8 @@ class DomainConfig:
         for col in Table.of(cls).columns:
             if col.spec.item is not None:
                 values[col.name] = [col.spec.item(**d) for d in values.get(col.name, [])]
+            elif col.spec.place is Place.IMAGE_PART and isinstance(values.get(col.name), dict):
+                values[col.name] = col.base(**values[col.name])
         return cls(**values)
 
 
@@ -333,6 +345,7 @@ def _read_image(cfg: DomainConfig, table: Table, image: list[Sxp]) -> None:
     (rest,) = table.placed(Place.IMAGE_REST)
     (tag,) = table.placed(Place.IMAGE_TAG)
     setattr(cfg, tag.name, str(image[0]))
+    part: dict[str, str] = {}
     for child in image[1:]:
         if not isinstance(child, list) or not child:
             continue
@@ -342,8 +355,13 @@ def _read_image(cfg: DomainConfig, table: Table, image: list[Sxp]) -> None:
         value = col.decode(raw) if col is not None else None
         if col is not None and value is not None:
             setattr(cfg, col.name, value)
+        elif cfg.builder == "hvm" and key in HvmImage.SXP_KEYS:
+            if isinstance(raw, str):
+                part[key] = raw
         else:
             getattr(cfg, rest.name)[key] = raw
+    if cfg.builder == "hvm":
+        cfg.hvm = HvmImage.from_sxp_keys(part)
 
 
 def _read_device(cfg: DomainConfig, table: Table, device: list[Sxp]) -> None:

@@ -81,6 +81,8 @@ XM_VARIABLES: tuple[Var, ...] = (
     Var("kernel", STR, None),
     Var("ramdisk", STR, ""),
     Var("loader", STR, ""),
+    #: not xm 3.4's: Xen 4's HVM firmware choice (``seabios``/``ovmf``), see model/hvm.py
+    Var("bios", STR, ""),
     Var("bootloader", STR, None),
     Var("bootargs", STR, None),
     Var("bootentry", STR, None),
@@ -187,6 +189,8 @@ class Place(enum.Enum):
     IMAGE_TAG = "image tag"  #: the builder: ``(image (<value> ...))``
     IMAGE = "image"  #: ``(key value)`` inside ``(image (linux ...))``
     IMAGE_REST = "image rest"  #: a dict of further image keys, spliced in
+    #: a typed part of the image (model/hvm.HvmImage): its own to_sxp() gives its keys
+    IMAGE_PART = "image part"
     DEVICE = "device"  #: a list of specs, each a ``(device (<kind> ...))``
     NONE = "none"  #: JSON only
 

@@ -61,6 +61,9 @@ def _fits(value: Any, tp: Any, where: str) -> bool:
         return True
     origin = typing.get_origin(tp)
     if isinstance(tp, types.UnionType) or origin is typing.Union:
+        others = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is not None and len(others) == 1 and dataclasses.is_dataclass(others[0]):
+            return _fits(value, others[0], where)  # an optional part: name its own field
         return any(_fits_quietly(value, a) for a in typing.get_args(tp))
     if origin is list or tp is list:
         if not isinstance(value, list):

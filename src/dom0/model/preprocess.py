@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dom0.errors import OptionError
+from dom0.model import hvm
 from dom0.model.devices import DiskSpec, VfbSpec, VifSpec, parse_disk, parse_vfb, parse_vif
 from dom0.model.fields import VARS_BY_NAME, Derive
 
@@ -117,13 +118,19 @@ VFB_VARIABLES = ("vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "vncpassw
                  "xauthority")
 
 
+def screen_options(values: Mapping[str, Any]) -> dict[str, str]:
+    """The top-level screen variables that were given (a PV domain's vfb without a
+    ``vfb`` line, or an HVM domain's screen)."""
+    return {k: str(values[k]) for k in VFB_VARIABLES if values.get(k) not in (None, "")}
+
+
 def vfbs_from_entries(values: Mapping[str, Any]) -> list[VfbSpec]:
     """``vfb`` entries (spec §3.5).  A PV domain without one that says ``vnc=1`` or
     ``sdl=1`` at the top level gets one from those variables, so that the manual's
     HVM-style lines also give a kernel guest a screen.  As xm did, an SDL screen
     carries the X display and authority xm was run with."""
     vfbs = [parse_vfb(v) for v in entries(values.get("vfb"))]
-    top = {k: str(values[k]) for k in VFB_VARIABLES if values.get(k) not in (None, "")}
+    top = screen_options(values)
     if not vfbs and values.get("builder") != "hvm" and (
             top.get("vnc", "0") not in ("0", "no") or top.get("sdl", "0") not in ("0", "no")):
         vfbs = [VfbSpec({k: ("1" if k in ("vnc", "sdl") and v in ("yes", "y") else v)
@@ -135,3 +142,24 @@ def vfbs_from_entries(values: Mapping[str, Any]) -> list[VfbSpec]:
             vfb.options["xauthority"] = os.environ.get(
                 "XAUTHORITY", os.path.expanduser("~/.Xauthority"))
     return vfbs
+
+
+# ---- HVM (model/hvm.py) ------------------------------------------------------------
+
+
+def kernel_or_loader(values: Mapping[str, Any]) -> str:
+    """``kernel``; for an HVM domain the firmware: ``loader`` (3.4's name for it),
+    else ``kernel``, else Xen's hvmloader (which means "the standard BIOS" here)."""
+    kernel = str(values.get("kernel") or "")
+    loader = str(values.get("loader") or "")
+    if values.get("builder") == "hvm":
+        return loader or kernel or hvm.HVMLOADER
+    if loader:
+        hvm.warn("loader is read for HVM domains only (builder='hvm'): ignored here")
+    return kernel
+
+
+def hvm_part(values: Mapping[str, Any]) -> hvm.HvmImage | None:
+    """The HVM image variables, with the screen from the same top-level variables a
+    PV domain's vfb reads (VFB_VARIABLES)."""
+    return hvm.from_variables(values, screen_options(values))

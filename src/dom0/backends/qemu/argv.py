@@ -19,6 +19,8 @@ never from a domain's configuration: Xen's syntax stops at the domain layer.
 from __future__ import annotations
 
 from dom0.backends.machine import Display, MachineSpec, Tpm
+from dom0.backends.platform import Platform
+from dom0.backends.qemu import hvmargv
 from dom0.backends.qemu import tpm as tpm_mod
 from dom0.devices import usb as usb_mod
 from dom0.devices import vbd as vbd_mod
@@ -33,14 +35,14 @@ def kernel_append(cmdline: str) -> str:
     return cmdline
 
 
-def display_argv(display: Display | None) -> list[str]:
+def display_argv(display: Display | None, vga: str = "std") -> list[str]:
     """The guest's screen.  A standard VGA card: the kernel's VGA text console (and a
     framebuffer console, where the kernel has a driver for it) shows on it.  VNC is
     given a password over QMP after start (``password=on`` refuses every client
     until then), never on the command line, which any user can read in /proc."""
     if display is None:
         return ["-display", "none", "-vga", "none"]
-    argv = ["-vga", "std", "-display", "sdl" if display.sdl else "none"]
+    argv = ["-vga", vga, "-display", "sdl" if display.sdl else "none"]
     if display.vnc:
         host = display.vnc_listen
         host = f"[{host}]" if ":" in host else host
@@ -60,6 +62,15 @@ def tpm_argv(tpm: Tpm | None, paths: DomainPaths) -> list[str]:
     return tpm_mod.qemu_args(tpm_mod.paths_for(paths, tpm.state_dir), tpm.version)
 
 
+def hvm_screen_argv(platform: Platform, display: Display | None) -> list[str]:
+    """An HVM guest's screen: its graphics card (cirrus, or std for ``stdvga``) even
+    with nobody watching, as on Xen; none at all for ``nographic``."""
+    if platform.vga == "none":
+        return ["-display", "none", "-vga", "none"]
+    argv = display_argv(display or Display(), vga=platform.vga)
+    return argv + (["-k", platform.keymap] if platform.keymap else [])
+
+
 def build_argv(
     spec: MachineSpec,
     paths: DomainPaths,
@@ -73,19 +84,22 @@ def build_argv(
         binary,
         "-name", f"guest={spec.name},debug-threads=on",
         "-uuid", spec.uuid,
-        "-machine", "pc",
+        "-machine", hvmargv.machine_option(spec.platform),
         "-accel", accel,
-        "-cpu", "host" if accel == "kvm" else "qemu64",
+        "-cpu", hvmargv.cpu_option("host" if accel == "kvm" else "qemu64", spec.platform),
         "-m", f"{spec.maxmem}M",
         "-smp", f"{spec.vcpus},maxcpus={max(spec.maxvcpus, spec.vcpus)}",
         "-nodefaults",
         "-no-user-config",
-        *display_argv(spec.display),
-        "-kernel", spec.kernel,
     ]
-    if spec.ramdisk:
-        argv += ["-initrd", spec.ramdisk]
-    argv += ["-append", kernel_append(spec.cmdline)]
+    if spec.platform is not None:  # HVM: firmware boots from the disks
+        argv += [*hvm_screen_argv(spec.platform, spec.display),
+                 *hvmargv.hvm_argv(spec.platform, paths)]
+    else:
+        argv += [*display_argv(spec.display), "-kernel", spec.kernel]
+        if spec.ramdisk:
+            argv += ["-initrd", spec.ramdisk]
+        argv += ["-append", kernel_append(spec.cmdline)]
     argv += [
         "-chardev",
         f"socket,id=console0,path={paths.serial_socket},server=on,wait=off,"
