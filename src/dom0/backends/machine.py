@@ -62,6 +62,9 @@ class MachineSpec:
     display: Display | None = None
     #: vCPUs the machine can ever have (hot-plug slots); 0 means ``vcpus``
     maxvcpus: int = 0
+    #: (uid, gid) the machine drops to once it has opened its devices (ACM below xend:
+    #: domain/ownership.py); None: it runs as xend's user
+    run_as: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

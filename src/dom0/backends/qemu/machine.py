@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dom0.backends import ramsample
 from dom0.backends.machine import BlockStats, MachineEvents, MachineSpec
-from dom0.backends.qemu import cpuslots, process
+from dom0.backends.qemu import cpuslots, fdpass, process
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
@@ -201,8 +202,18 @@ class QemuMachine:
         await self._exec("balloon", value=mib * 1024 * 1024)
 
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
+        if not fdpass.unprivileged(self.pid):
+            await self._exec("dump-guest-memory", timeout=timeout, paging=False,
+                             protocol=f"file:{path}")
+            return
+        assert self.qmp is not None  # QEMU's user may not write there: xend opens it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            await self.qmp.execute_with_fd("getfd", fd, fdname="dump")
+        finally:
+            os.close(fd)
         await self._exec("dump-guest-memory", timeout=timeout, paging=False,
-                         protocol=f"file:{path}")
+                         protocol="fd:dump")
 
     # ---- the screen ---------------------------------------------------------------
 
@@ -221,7 +232,19 @@ class QemuMachine:
             self.vnc_location = f"{host}:{info['service']}"
 
     async def screendump(self, path: str) -> None:
-        await self._exec("screendump", filename=path)
+        if not fdpass.unprivileged(self.pid):
+            await self._exec("screendump", filename=path)
+            return
+        assert self.qmp is not None  # QEMU's user may not write there: xend opens it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            added = await self.qmp.execute_with_fd("add-fd", fd, opaque="screendump")
+        finally:
+            os.close(fd)
+        try:
+            await self._exec("screendump", filename=f"/dev/fdset/{added['fdset-id']}")
+        finally:
+            await self._drop_fdsets("screendump")
 
     # ---- block devices ----------------------------------------------------------
 
@@ -235,13 +258,44 @@ class QemuMachine:
         """Hot-plug a disk; return once the guest's driver has taken it."""
         if vbd.emulated or vbd.cdrom:
             raise BackendError(f"Device {vbd.dev}: emulated IDE/SCSI disks cannot be hot-plugged")
-        await self._exec_args("blockdev-add", vbd_mod.blockdev(vbd))
+        await self._blockdev_add(vbd)
         try:
             await self._exec_args("device_add", vbd_mod.device(vbd))
         except BackendError:
             await self._exec_args("blockdev-del", {"node-name": vbd.node})
+            await self._drop_fdsets(vbd.node)
             raise
         await self._wait_driver_ok(vbd.device_id, timeout)
+
+    async def _blockdev_add(self, vbd: Vbd) -> None:
+        """Add a disk's block node; an unprivileged QEMU (-runas) gets a host path as a
+        descriptor xend opened (backends/qemu/fdpass.py), tagged with the node's name."""
+        description = vbd_mod.blockdev(vbd)
+        if fdpass.handed_over(vbd) and fdpass.unprivileged(self.pid):
+            assert self.qmp is not None
+            try:
+                fd = fdpass.open_image(vbd)
+            except OSError as exc:
+                raise BackendError(f"cannot open {vbd.target}: {exc.strerror}") from None
+            try:
+                added = await self.qmp.execute_with_fd("add-fd", fd, opaque=vbd.node)
+            finally:
+                os.close(fd)
+            description = fdpass.with_fdset(description, int(added["fdset-id"]))
+        try:
+            await self._exec_args("blockdev-add", description)
+        except BackendError:
+            await self._drop_fdsets(vbd.node)
+            raise
+
+    async def _drop_fdsets(self, node: str) -> None:
+        """Forget the descriptors handed over for block node *node* (the block layer
+        keeps its own duplicate while the node lives)."""
+        if not fdpass.unprivileged(self.pid):
+            return
+        with contextlib.suppress(BackendError):
+            for fdset in fdpass.fdsets_of(await self._exec("query-fdsets"), node):
+                await self._exec_args("remove-fd", {"fdset-id": fdset})
 
     async def _wait_driver_ok(self, device_id: str, timeout: float) -> None:
         if not await poll_until(lambda: self.guest_uses(device_id), timeout, interval=0.05):
@@ -270,6 +324,7 @@ class QemuMachine:
             return False
         if vbd.kind != "empty":
             await self._exec_args("blockdev-del", {"node-name": vbd.node})
+            await self._drop_fdsets(vbd.node)
         return True
 
     async def attach_nic(self, vif: Vif, timeout: float) -> None:
@@ -301,8 +356,9 @@ class QemuMachine:
         if old.kind != "empty":
             await self._exec("blockdev-remove-medium", id=old.device_id)
             await self._exec_args("blockdev-del", {"node-name": old.node})
+            await self._drop_fdsets(old.node)
         if new.kind != "empty":
-            await self._exec_args("blockdev-add", vbd_mod.blockdev(new))
+            await self._blockdev_add(new)
             await self._exec_args("blockdev-insert-medium",
                                   {"id": new.device_id, "node-name": new.node})
         await self._exec("blockdev-close-tray", id=new.device_id)
@@ -327,6 +383,12 @@ class QemuMachine:
                 writer.close()
                 finished.set()
 
+        if fdpass.unprivileged(self.pid):
+            # QEMU's user cannot reach a socket in xend's run directory: it gets one
+            # end of a socket pair instead
+            await self._migrate_out_by_fd(receive, timeout)
+            await asyncio.wait_for(finished.wait(), timeout)
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         server = await asyncio.start_unix_server(receive, path)
@@ -339,6 +401,29 @@ class QemuMachine:
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    async def _migrate_out_by_fd(self, receive: Callable[[asyncio.StreamReader,
+                                                           asyncio.StreamWriter], Any],
+                                 timeout: float) -> None:
+        assert self.qmp is not None
+        ours, theirs = socket.socketpair()
+        try:
+            await self.qmp.execute_with_fd("getfd", theirs.fileno(), fdname="save")
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        task = asyncio.ensure_future(receive(reader, writer))
+        try:
+            await self._exec_args("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+            await self._exec("migrate", uri="fd:save")
+            await self._wait_migration(timeout)
+        except BaseException:
+            task.cancel()
+            writer.close()
+            raise
 
     async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None:
         """Load a saved stream into a QEMU started with ``incoming=True``: QEMU reads
