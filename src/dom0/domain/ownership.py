@@ -55,11 +55,13 @@ def labelled_under_policy(security: DomainSecurity | None, dom: Domain | None) -
 
 class DiskOwnership:
     def __init__(self, store: Store, ids: range | None,
-                 wanted: Callable[[MachineSpec], bool]) -> None:
+                 wanted: Callable[[MachineSpec], bool],
+                 account_exists: Callable[[int], bool] = _account_exists) -> None:
         self.store = store
         #: None: no range configured, every QEMU runs as root
         self.ids = ids
         self.wanted = wanted
+        self._account_exists = account_exists
 
     def wrap(self, machine: Machine) -> Machine:
         instance = os.path.basename(machine.paths.run_dir)
@@ -69,9 +71,9 @@ class DiskOwnership:
 
     def user_for(self, instance: str) -> int:
         assert self.ids is not None
-        ids = self.ids
+        ids, exists = self.ids, self._account_exists
         return self.store.take_qemu_uid(
-            instance, lambda taken: rules.pick_uid(ids, taken, _account_exists))
+            instance, lambda taken: rules.pick_uid(ids, taken, exists))
 
     def user_of(self, instance: str) -> int | None:
         return self.store.qemu_uid(instance)
