@@ -50,9 +50,10 @@ def test_only_writable_host_paths_change_owner() -> None:
 
 
 def test_a_grant_record_round_trips() -> None:
-    grant = rules.Grant("/srv/a.img", "abc", rules.Owner.of(0o100640, 0, 4))
+    grant = rules.Grant("/srv/a.img", "abc", rules.Owner.of(0o100640, 0, 4), 300000)
     assert grant.before == rules.Owner(0, 4, 0o640)
     assert rules.Grant.from_record(grant.to_record()) == grant
+    assert grant.still_given(300000) and not grant.still_given(300001)
 
 
 def test_a_handed_over_image_is_read_from_its_descriptor_set() -> None:

@@ -94,7 +94,8 @@ class DiskOwnership:
             else:
                 st = os.stat(path)
                 before = Owner.of(st.st_mode, st.st_uid, st.st_gid)
-            self.store.put_disk_owner(path, instance, Grant(path, instance, before).to_record())
+            self.store.put_disk_owner(path, instance,
+                                      Grant(path, instance, before, uid).to_record())
             os.chown(path, uid, uid)
             os.chmod(path, rules.TAKEN_MODE)
         except OSError as exc:
@@ -109,8 +110,9 @@ class DiskOwnership:
             if only is not None and grant.path != only:
                 continue
             try:
-                os.chown(grant.path, grant.before.uid, grant.before.gid)
-                os.chmod(grant.path, grant.before.mode)
+                if grant.still_given(os.stat(grant.path).st_uid):
+                    os.chown(grant.path, grant.before.uid, grant.before.gid)
+                    os.chmod(grant.path, grant.before.mode)
             except FileNotFoundError:
                 pass  # deleted meanwhile: nothing to give back
             except OSError as exc:  # kept, so that the next release tries again

@@ -81,15 +81,23 @@ class Grant:
     path: str
     instance: str
     before: Owner
+    #: the user it was given to
+    given: int
 
     def to_record(self) -> dict[str, int | str]:
         return {"path": self.path, "instance": self.instance, "uid": self.before.uid,
-                "gid": self.before.gid, "mode": self.before.mode}
+                "gid": self.before.gid, "mode": self.before.mode, "given": self.given}
 
     @classmethod
     def from_record(cls, rec: dict[str, int | str]) -> Grant:
         return cls(str(rec["path"]), str(rec["instance"]),
-                   Owner(int(rec["uid"]), int(rec["gid"]), int(rec["mode"])))
+                   Owner(int(rec["uid"]), int(rec["gid"]), int(rec["mode"])),
+                   int(rec.get("given", -1)))
+
+    def still_given(self, st_uid: int) -> bool:
+        """Is the disk still its user's?  One taken since by another xend (the
+        destination of a migration over shared storage) is that one's to give back."""
+        return st_uid == self.given
 
 
 #: the mode a taken disk has: its QEMU's user reads and writes it, nobody else does
