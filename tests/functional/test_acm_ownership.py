@@ -123,3 +123,59 @@ def test_save_restore_and_an_xend_crash_keep_the_bookkeeping(make_host) -> None:
     assert qemu_ids(host, "a") == (ua2, ua2) and owner(a_img) == (ua2, ua2, 0o600)
     host.xm("destroy", "a")
     assert owner(a_img) == (0, 4, 0o640)
+
+
+def test_what_an_unprivileged_qemu_opens_later_xend_hands_over(make_host) -> None:  # type: ignore[no-untyped-def]
+    """A CD inserted, a NIC hot-plugged, a core dump: paths and a tap QEMU's user may
+    not open, opened by xend and passed as descriptors."""
+    host: Host = make_host("(network-script 'network-bridge bridge=xenbr0')\n"
+                           "(vif-script vif-bridge)", netns=True)
+    host.dir.chmod(0o711)
+    (host.dir / "dom0").mkdir()
+    shutil.copy(EXAMPLE, host.dir / "dom0" / "example-security_policy.xml")
+    host.xm("setpolicy", "ACM", P)
+    cd1, cd2 = image(host, "cd1.raw", "blue_disk"), image(host, "cd2.raw", "blue_disk")
+    cd2.write_bytes(b"DOM0-CD-MEDIA-2".ljust(2048 * 16, b"\0"))
+    cd2.chmod(0o600)  # root's alone: QEMU's user could not open it even by name
+    labelled(host, "a", "blue", f"file:{cd1},hdc:cdrom,r")
+    ua, _ = qemu_ids(host, "a")
+    assert ua != 0
+    with host.console("a") as con:
+        con.run("i=0; while [ ! -b /dev/sr0 ] && [ $i -lt 100 ]; do usleep 100000; "
+                "i=$((i+1)); done")
+        host.xm("block-configure", "a", f"file:{cd2}", "hdc:cdrom", "r")
+        assert host.wait_for(
+            lambda: "DOM0-CD-MEDIA-2" in con.run("dd if=/dev/sr0 bs=2048 count=1 2>/dev/null "
+                                                 "| head -c 15"), 30, "the new medium")
+        assert owner(cd2) == (0, 0, 0o600)  # read-only media keep their owner
+
+        host.xm("network-attach", "a", "bridge=xenbr0", "mac=00:16:3e:0a:0b:0c")
+        assert con.run("cat /sys/class/net/eth0/address").strip() == "00:16:3e:0a:0b:0c"
+
+    core = host.dir / "a.core"
+    host.xm("dump-core", "a", str(core))
+    assert core.stat().st_size > 32 << 20 and owner(core)[0] == 0
+
+
+def test_a_qemu_user_cannot_take_another_domains_tap(make_host) -> None:  # type: ignore[no-untyped-def]
+    """Taps are root's: a QEMU running as a domain's user may not attach to another
+    domain's vif (which would bypass the bridge filter)."""
+    host: Host = make_host("(network-script 'network-bridge bridge=xenbr0')\n"
+                           "(vif-script vif-bridge)", netns=True)
+    (host.dir / "dom0").mkdir()
+    shutil.copy(EXAMPLE, host.dir / "dom0" / "example-security_policy.xml")
+    host.xm("setpolicy", "ACM", P)
+    host.create("a", "-p", access_control=[f"policy={P},label=blue"], vif=["bridge=xenbr0"])
+    host.create("b", "-p", access_control=[f"policy={P},label=red"], vif=["bridge=xenbr0"])
+    ua, _ = qemu_ids(host, "a")
+    vif_b = f"vif{host.info('b')['domid']}.0"
+    attach = ("import fcntl, os, struct, sys\n"
+              "fd = os.open('/dev/net/tun', os.O_RDWR)\n"
+              "fcntl.ioctl(fd, 0x400454CA, struct.pack('16sH', sys.argv[1].encode(), 0x1002))\n")
+    r = host.ns_run("setpriv", f"--reuid={ua}", f"--regid={ua}", "--clear-groups",
+                    "/usr/bin/python3", "-c", attach, vif_b, check=False)
+    assert r.returncode != 0 and "Operation not permitted" in r.stderr, r.stderr
+    # root is refused only because b's QEMU holds it (without an owner on the tap, the
+    # user was too, and only for that reason)
+    r = host.ns_run("/usr/bin/python3", "-c", attach, vif_b, check=False)
+    assert "Device or resource busy" in r.stderr, r.stderr

@@ -12,7 +12,9 @@ itself, as it always did.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 from typing import Any
 
 from dom0.devices.vbd import Vbd
@@ -45,6 +47,31 @@ def open_image(vbd: Vbd) -> int:
     """The image opened as QEMU's block layer would (read-write or read-only);
     ``O_CLOEXEC``: only the copy passed over the QMP socket reaches QEMU."""
     return os.open(vbd.target, (os.O_RDWR if vbd.writable else os.O_RDONLY) | os.O_CLOEXEC)
+
+
+#: linux/if_tun.h
+_TUNSETIFF, _IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR = 0x400454CA, 0x0002, 0x1000, 0x4000
+
+
+def open_tap(name: str) -> int:
+    """A descriptor on the (persistent) tap *name*, opened as QEMU opens one by name
+    (an unprivileged QEMU may not: attaching to a tap takes CAP_NET_ADMIN)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH", name.encode(),
+                                                _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def tap_by_fd(netdev: dict[str, Any], fdname: str) -> dict[str, Any]:
+    """A ``netdev_add`` of a tap given as a descriptor (QEMU refuses a name or
+    scripts beside ``fd``)."""
+    out = {k: v for k, v in netdev.items() if k not in ("ifname", "script", "downscript")}
+    out["fd"] = fdname
+    return out
 
 
 def with_fdset(description: dict[str, Any], fdset: int) -> dict[str, Any]:

@@ -329,7 +329,19 @@ class QemuMachine:
 
     async def attach_nic(self, vif: Vif, timeout: float) -> None:
         """Hot-plug a NIC on its (already made) tap; return once the guest has it."""
-        await self._exec_args("netdev_add", vif_mod.netdev(vif))
+        description = vif_mod.netdev(vif)
+        if fdpass.unprivileged(self.pid):  # it may not open a tap itself: xend does
+            assert self.qmp is not None
+            try:
+                fd = fdpass.open_tap(vif.vifname)
+            except OSError as exc:
+                raise BackendError(f"cannot open tap {vif.vifname}: {exc.strerror}") from None
+            try:
+                await self.qmp.execute_with_fd("getfd", fd, fdname=vif.netdev_id)
+            finally:
+                os.close(fd)
+            description = fdpass.tap_by_fd(description, vif.netdev_id)
+        await self._exec_args("netdev_add", description)
         try:
             await self._exec_args("device_add", vif_mod.device(vif))
         except BackendError:
