@@ -10,9 +10,11 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
-from conftest import REPO, Host
+from conftest import GUEST_DIR, REPO, Host
+from test_migration import two_hosts  # noqa: F401 (a fixture)
 
 EXAMPLE = REPO / "examples" / "acm" / "dom0" / "example-security_policy.xml"
 P = "dom0.example"
@@ -179,3 +181,37 @@ def test_a_qemu_user_cannot_take_another_domains_tap(make_host) -> None:  # type
     # user was too, and only for that reason)
     r = host.ns_run("/usr/bin/python3", "-c", attach, vif_b, check=False)
     assert "Device or resource busy" in r.stderr, r.stderr
+
+
+def test_a_labelled_domain_migrates_and_its_image_follows_it(two_hosts) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Live migration over shared storage: the destination's QEMU, a user of its own
+    (not the source's), takes the image; the source's end does not give it back
+    under it; the real owner, kept on the image itself, comes back at the end."""
+    storage = Path(tempfile.mkdtemp(prefix="d0t-shared-"))
+    try:
+        storage.chmod(0o711)
+        a, b = two_hosts(extra=f"(xend-relocation-storage-roots '{GUEST_DIR} {storage}')")
+        img = storage / "m.img"
+        img.write_bytes(bytes(1 << 20))
+        img.chmod(0o644)
+        for host in (a, b):
+            (host.dir / "dom0").mkdir()
+            shutil.copy(EXAMPLE, host.dir / "dom0" / "example-security_policy.xml")
+            host.xm("setpolicy", "ACM", P)
+            host.xm("addlabel", "blue_disk", "res", f"file:{img}")
+        labelled(a, "m", "blue", f"file:{img},xvdb,w")
+        ua, _ = qemu_ids(a, "m")
+        with a.console("m") as con:
+            con.run("echo before-move > /tmp/mark")
+        a.xm("migrate", "--live", "m", "10.99.0.2", timeout=300)
+        assert a.xm("domid", "m", check=False).returncode == 3
+        ub, _ = qemu_ids(b, "m")
+        assert ub not in (0, ua) and owner(img) == (ub, ub, 0o600)
+        with b.console("m") as con:
+            assert "before-move" in con.run("cat /tmp/mark")
+            assert "records out" in con.run(
+                "echo moved > /tmp/h; dd if=/tmp/h of=/dev/xvdb bs=512 count=1 conv=fsync")
+        b.xm("destroy", "m")
+        assert owner(img) == (0, 0, 0o644) and img.read_bytes().startswith(b"moved")
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)

@@ -54,6 +54,8 @@ def test_a_grant_record_round_trips() -> None:
     assert grant.before == rules.Owner(0, 4, 0o640)
     assert rules.Grant.from_record(grant.to_record()) == grant
     assert grant.still_given(300000) and not grant.still_given(300001)
+    assert rules.Owner.from_xattr(rules.Owner(0, 4, 0o640).to_xattr()) == rules.Owner(0, 4, 0o640)
+    assert rules.Owner.from_xattr(b"garbage") is None
 
 
 def test_a_handed_over_image_is_read_from_its_descriptor_set() -> None:

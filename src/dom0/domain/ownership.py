@@ -53,6 +53,34 @@ def labelled_under_policy(security: DomainSecurity | None, dom: Domain | None) -
         dom is not None and label_of(dom.config) is not None
 
 
+def _current_owner(path: str) -> Owner:
+    st = os.stat(path)
+    return Owner.of(st.st_mode, st.st_uid, st.st_gid)
+
+
+def _kept_owner(path: str) -> Owner | None:
+    try:
+        return Owner.from_xattr(os.getxattr(path, rules.XATTR))
+    except OSError:  # none kept, or a file system without trusted attributes
+        return None
+
+
+def _keep_owner(path: str, owner: Owner) -> None:
+    with contextlib.suppress(OSError):  # without xattrs the store alone remembers
+        os.setxattr(path, rules.XATTR, owner.to_xattr())
+
+
+def disk_users(spec: MachineSpec) -> frozenset[int]:
+    """The QEMU users (of any xend sharing the storage) that hold the disks a launch
+    will take, now: those whose image keeps an owner from before on itself."""
+    out = set()
+    for vbd in spec.disks:
+        if rules.takes(vbd.kind, vbd.writable) and _kept_owner(vbd.target) is not None:
+            with contextlib.suppress(OSError):
+                out.add(os.stat(vbd.target).st_uid)
+    return frozenset(out)
+
+
 class DiskOwnership:
     def __init__(self, store: Store, ids: range | None,
                  wanted: Callable[[MachineSpec], bool],
@@ -69,11 +97,13 @@ class DiskOwnership:
 
     # ---- the user of a launch ----------------------------------------------------
 
-    def user_for(self, instance: str) -> int:
+    def user_for(self, instance: str, avoid: frozenset[int] = frozenset()) -> int:
+        """The launch's user; never one of *avoid* (the users that own its disks
+        now: another xend's QEMU, a migration's source, must stay told apart)."""
         assert self.ids is not None
         ids, exists = self.ids, self._account_exists
         return self.store.take_qemu_uid(
-            instance, lambda taken: rules.pick_uid(ids, taken, exists))
+            instance, lambda taken: rules.pick_uid(ids, [*taken, *avoid], exists))
 
     def user_of(self, instance: str) -> int | None:
         return self.store.qemu_uid(instance)
@@ -92,10 +122,10 @@ class DiskOwnership:
             if held is not None:
                 before = Grant.from_record(held).before
             else:
-                st = os.stat(path)
-                before = Owner.of(st.st_mode, st.st_uid, st.st_gid)
+                before = _kept_owner(path) or _current_owner(path)
             self.store.put_disk_owner(path, instance,
                                       Grant(path, instance, before, uid).to_record())
+            _keep_owner(path, before)
             os.chown(path, uid, uid)
             os.chmod(path, rules.TAKEN_MODE)
         except OSError as exc:
@@ -113,6 +143,8 @@ class DiskOwnership:
                 if grant.still_given(os.stat(grant.path).st_uid):
                     os.chown(grant.path, grant.before.uid, grant.before.gid)
                     os.chmod(grant.path, grant.before.mode)
+                    with contextlib.suppress(OSError):
+                        os.removexattr(grant.path, rules.XATTR)
             except FileNotFoundError:
                 pass  # deleted meanwhile: nothing to give back
             except OSError as exc:  # kept, so that the next release tries again
@@ -149,7 +181,7 @@ class OwnedMachine:
     async def launch(self, spec: MachineSpec, events: MachineEvents,
                      incoming: bool = False) -> None:
         if self._owner.ids is not None and self._owner.wanted(spec):
-            uid = self._owner.user_for(self._instance)
+            uid = self._owner.user_for(self._instance, disk_users(spec))
             for vbd in spec.disks:
                 self._owner.take(self._instance, uid, vbd)
             spec = dataclasses.replace(spec, run_as=(uid, uid))

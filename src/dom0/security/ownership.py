@@ -72,6 +72,18 @@ class Owner:
     def of(cls, st_mode: int, st_uid: int, st_gid: int) -> Owner:
         return cls(st_uid, st_gid, stat.S_IMODE(st_mode))
 
+    def to_xattr(self) -> bytes:
+        return f"{self.uid}:{self.gid}:{self.mode:o}".encode()
+
+    @classmethod
+    def from_xattr(cls, value: bytes) -> Owner | None:
+        """The owner kept on the file itself; None for a value that is not ours."""
+        try:
+            uid, gid, mode = value.decode().split(":")
+            return cls(int(uid), int(gid), int(mode, 8) & 0o7777)
+        except ValueError:
+            return None
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -99,6 +111,11 @@ class Grant:
         destination of a migration over shared storage) is that one's to give back."""
         return st_uid == self.given
 
+
+#: where a taken image keeps its previous owner on itself (as libvirt's DAC driver
+#: does), so that it travels with shared storage: the destination of a live
+#: migration takes it from the source's QEMU user and still knows the real owner
+XATTR = "trusted.dom0.owner"
 
 #: the mode a taken disk has: its QEMU's user reads and writes it, nobody else does
 TAKEN_MODE = 0o600
