@@ -215,3 +215,23 @@ def test_a_labelled_domain_migrates_and_its_image_follows_it(two_hosts) -> None:
         assert owner(img) == (0, 0, 0o644) and img.read_bytes().startswith(b"moved")
     finally:
         shutil.rmtree(storage, ignore_errors=True)
+
+
+def test_a_labelled_domain_migrates_over_tls(two_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Over the TLS port xend relays the stream through sockets in its run directory,
+    which QEMU's user cannot reach: it is handed their other ends instead."""
+    from test_migration import tls_hosts
+
+    a, b = tls_hosts(two_hosts, tmp_path)
+    for host in (a, b):
+        (host.dir / "dom0").mkdir()
+        shutil.copy(EXAMPLE, host.dir / "dom0" / "example-security_policy.xml")
+        host.xm("setpolicy", "ACM", P)
+    labelled(a, "t", "blue")
+    assert qemu_ids(a, "t")[0] != 0
+    with a.console("t") as con:
+        con.run("echo over-tls > /run/mark")
+    a.xm("migrate", "--live", "--ssl", "t", "10.99.0.2", timeout=300)
+    assert qemu_ids(b, "t")[0] != 0
+    with b.console("t") as con:
+        assert con.run("cat /run/mark").strip() == "over-tls"

@@ -514,6 +514,12 @@ class QemuMachine:
                                "downtime-limit": round(downtime_limit * 1000)})
         if not live:
             await self.stop()
+        if fd is None and uri.startswith("unix:") and fdpass.unprivileged(self.pid):
+            # QEMU's user may not reach xend's socket: xend connects, QEMU gets the end
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(uri[len("unix:"):])  # our own listener: at once
+                await self.qmp.execute_with_fd("getfd", sock.fileno(), fdname="migrate")
+            uri = "fd:migrate"
         if fd is not None:
             await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
             uri = "fd:migrate"
@@ -525,10 +531,50 @@ class QemuMachine:
         connected socket *fd* handed to QEMU."""
         assert self.qmp is not None
         await self._migration_capabilities(postcopy=postcopy and fd is not None)
+        if fd is None and uri.startswith("unix:") and fdpass.unprivileged(self.pid):
+            await self._relay_incoming(uri[len("unix:"):])
+            return
         if fd is not None:
             await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
             uri = "fd:migrate"
         await self._exec("migrate-incoming", uri=uri)
+
+    async def _relay_incoming(self, path: str) -> None:
+        """``migrate-incoming unix:<path>`` for a QEMU whose user may not listen in
+        xend's run directory: QEMU reads one end of a socket pair, and xend listens on
+        *path* and pours the one connection it takes into the other end."""
+        assert self.qmp is not None
+        ours, theirs = socket.socketpair()
+        try:
+            await self.qmp.execute_with_fd("getfd", theirs.fileno(), fdname="migrate")
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        _, to_qemu = await asyncio.open_unix_connection(sock=ours)
+
+        async def pour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            server.close()  # one stream only
+            try:
+                while chunk := await reader.read(1 << 20):
+                    to_qemu.write(chunk)
+                    await to_qemu.drain()
+            except OSError as exc:
+                log.warning("incoming migration relay: %s", exc)
+            finally:
+                to_qemu.close()
+                writer.close()
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        server = await asyncio.start_unix_server(pour, path)
+        try:
+            await self._exec("migrate-incoming", uri="fd:migrate")
+        except BaseException:
+            server.close()
+            to_qemu.close()
+            raise
 
     @property
     def migration_socket(self) -> str:
