@@ -82,6 +82,9 @@ class MachineSpec:
     #: an HVM machine (firmware boots from the disks; kernel/cmdline unused); None:
     #: the kernel is loaded directly (PV-style)
     platform: Platform | None = None
+    #: (uid, gid) the machine drops to once it has opened its devices (ACM below xend:
+    #: domain/ownership.py); None: it runs as xend's user
+    run_as: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

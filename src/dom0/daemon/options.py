@@ -11,7 +11,9 @@ from typing import Any
 
 from dom0.domain.network import NetworkOptions
 from dom0.domain.settings import DomainSettings
+from dom0.errors import ConfigError
 from dom0.model import sxp
+from dom0.security import ownership
 from dom0.store.layout import Layout
 
 DEFAULT_CONFIG = "/etc/xen/xend-config.sxp"
@@ -100,6 +102,9 @@ class XendOptions:
     xend_metrics_port: int = _opt("xend-metrics-port", 9101)
     xend_metrics_address: str = _opt("xend-metrics-address", "localhost")
     xend_metrics_hosts_allow: str = _opt("xend-metrics-hosts-allow", DEFAULT_HOSTS_ALLOW)
+    # dom0's own (ACM below xend, README "Access control"): the user IDs labelled
+    # domains' QEMUs run as, FIRST-LAST; "none": they run as root like the others
+    xend_qemu_uid_range: str = _opt("xend-qemu-uid-range", ownership.DEFAULT_RANGE)
 
     #: messages about the file itself, logged once logging is up
     warnings: list[str] = field(default_factory=list, metadata={"sxp": None})
@@ -234,6 +239,10 @@ def load(path: str | None = None) -> XendOptions:
         except re.error as exc:
             raise OptionsError(f"invalid xend config xend-metrics-hosts-allow: {pattern}: "
                                f"{exc}") from None
+    try:
+        ownership.parse_range(opts.xend_qemu_uid_range)
+    except ConfigError as exc:
+        raise OptionsError(f"invalid xend config: {exc}") from None
     if opts.qemu_accel not in ("auto", "kvm", "tcg"):
         raise OptionsError(f"invalid xend config qemu-accel: {opts.qemu_accel}")
     return opts

@@ -34,12 +34,14 @@ from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
 from dom0.domain.manager import DomainManager
 from dom0.domain.network import VifController
+from dom0.domain.ownership import DiskOwnership, labelled_under_policy
 from dom0.domain.security import DomainSecurity
 from dom0.errors import DeviceError
 from dom0.migration.auth import AuthError, Credentials, load_key, own_key
 from dom0.migration.destination import RelocationServer
 from dom0.migration.policy import StoragePolicy
 from dom0.model.figures import DomainFigures, HostFigures
+from dom0.security import ownership as ownership_rules
 from dom0.security.acm import AccessControl
 from dom0.store.db import Store
 from dom0.store.layout import DomainPaths, Layout
@@ -97,10 +99,15 @@ class Xend:
     web: WebConsole | None = None
     #: the Prometheus exporter, when xend-metrics-server is on
     metrics: MetricsServer | None = None
+    #: labelled domains' QEMU users and the disks they own (ACM below xend)
+    ownership: DiskOwnership | None = None
 
     async def start(self) -> None:
         await self.network_script("start")
         await self.manager.adopt_all()
+        if self.ownership is not None:  # what launches that ended left taken
+            self.ownership.sweep({d.running.instance for d in self.manager.table
+                                  if d.running is not None})
         if self.manager.security is not None:  # the policy loaded may differ from the last
             try:
                 await asyncio.to_thread(self.manager.security.refresh_frame_filter)
@@ -176,7 +183,12 @@ async def build(options: XendOptions) -> Xend:
     hvlog = HypervisorLog()
     hvlog.add(f"dom0 xend starting; guests run under QEMU with {accel}")
     log.info("accelerator: %s", accel)
-    manager, relocation = _wire_domains(options, store, layout, hvlog, accel)
+    # ACM below xend: labelled domains' QEMUs run as users of their own (late-bound:
+    # the manager and its policy are made below)
+    ownership = DiskOwnership(
+        store, ownership_rules.parse_range(options.xend_qemu_uid_range),
+        lambda spec: labelled_under_policy(manager.security, manager.table.get(spec.uuid)))
+    manager, relocation = _wire_domains(options, store, layout, hvlog, accel, ownership)
     machine_host = Host(options.qemu_binary, accel, options.sched, manager.free_memory_kib)
     security = DomainSecurity(
         AccessControl(options.xend_security_path),
@@ -202,17 +214,19 @@ async def build(options: XendOptions) -> Xend:
     if options.xend_metrics_server:
         metrics = MetricsServer(machine_host, manager, options.xend_metrics_address,
                                 options.xend_metrics_port, options.xend_metrics_hosts_allow)
-    return Xend(options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
+    return Xend(ownership=ownership,
+                options=options, store=store, hvlog=hvlog, manager=manager, host=machine_host,
                 relocation=relocation, api=api, web=web, metrics=metrics)
 
 
 def _wire_domains(options: XendOptions, store: Store, layout: Layout, hvlog: HypervisorLog,
-                  accel: str) -> tuple[DomainManager, list[RelocationServer]]:
+                  accel: str, ownership: DiskOwnership,
+                  ) -> tuple[DomainManager, list[RelocationServer]]:
     """The domain manager and the relocation servers that hand it incoming guests.
     (The one place naming their constructors: they change with domain/ and migration/.)"""
 
     def machines(paths: DomainPaths) -> Machine:
-        return QemuMachine(paths, options.qemu_binary, accel)
+        return ownership.wrap(QemuMachine(paths, options.qemu_binary, accel))
 
     settings = options.domain_settings()
     cpu = cgroups.detect()

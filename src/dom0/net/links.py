@@ -53,7 +53,10 @@ def create_tap(name: str, bridge: str | None) -> None:
         try:
             if _index(ip, name) is not None:
                 ip.link("del", index=_index(ip, name))  # a leftover of a dead domain
-            ip.link("add", ifname=name, kind="tuntap", mode="tap")
+            # owned by root: else any user may attach to a persistent tap, and a QEMU
+            # run as a domain's own user (ACM, domain/ownership.py) could take
+            # another domain's vif; xend hands a later tap to such a QEMU as a descriptor
+            ip.link("add", ifname=name, kind="tuntap", mode="tap", uid=0)
             idx = _index(ip, name)
             if bridge:
                 br = _index(ip, bridge)

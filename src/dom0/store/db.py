@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 SCHEMA = """
@@ -20,6 +21,9 @@ CREATE TABLE IF NOT EXISTS running (instance TEXT PRIMARY KEY, domid INTEGER NOT
                                     record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS partials (path TEXT PRIMARY KEY, instance TEXT NOT NULL,
                                      resume INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS qemu_users (instance TEXT PRIMARY KEY, uid INTEGER NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS disk_owners (path TEXT PRIMARY KEY, instance TEXT NOT NULL,
+                                        record TEXT NOT NULL);
 """
 SCHEMA_VERSION = "1"
 
@@ -110,6 +114,53 @@ class Store:
     def partials(self) -> list[tuple[str, str, bool]]:
         rows = self.db.execute("SELECT path, instance, resume FROM partials").fetchall()
         return [(p, i, bool(r)) for p, i, r in rows]
+
+    # ---- QEMU users and the disks they own (ACM below xend: domain/ownership.py) ----
+
+    def take_qemu_uid(self, instance: str, pick: Callable[[list[int]], int]) -> int:
+        """The user ID of launch *instance*: the one it holds, or ``pick(taken)`` of the
+        IDs no other launch holds, recorded in the same transaction."""
+        with self._tx():
+            row = self.db.execute("SELECT uid FROM qemu_users WHERE instance=?",
+                                  (instance,)).fetchone()
+            if row:
+                return int(row[0])
+            taken = [r[0] for r in self.db.execute("SELECT uid FROM qemu_users")]
+            uid = int(pick(taken))
+            self.db.execute("INSERT INTO qemu_users VALUES (?, ?)", (instance, uid))
+        return uid
+
+    def qemu_uid(self, instance: str) -> int | None:
+        row = self.db.execute("SELECT uid FROM qemu_users WHERE instance=?",
+                              (instance,)).fetchone()
+        return int(row[0]) if row else None
+
+    def release_qemu_uid(self, instance: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM qemu_users WHERE instance=?", (instance,))
+
+    def qemu_users(self) -> dict[str, int]:
+        return {i: int(u) for i, u in self.db.execute("SELECT instance, uid FROM qemu_users")}
+
+    def disk_owner(self, path: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT record FROM disk_owners WHERE path=?", (path,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_disk_owner(self, path: str, instance: str, record: dict[str, Any]) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO disk_owners VALUES (?, ?, ?)",
+                            (path, instance, json.dumps(record)))
+
+    def delete_disk_owner(self, path: str) -> None:
+        with self._tx():
+            self.db.execute("DELETE FROM disk_owners WHERE path=?", (path,))
+
+    def disk_owners(self, instance: str | None = None) -> list[dict[str, Any]]:
+        """The disks launch *instance* holds (None: every launch's)."""
+        rows = self.db.execute("SELECT record FROM disk_owners" + (
+            " WHERE instance=?" if instance is not None else ""),
+            (instance,) if instance is not None else ()).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # ---- managed domains -----------------------------------------------------
 

@@ -117,6 +117,8 @@ def build_argv(
         "-pidfile", paths.pidfile,
         "-daemonize",
     ]
+    if spec.run_as is not None:  # after opening everything above, before the guest runs
+        argv += ["-runas", f"{spec.run_as[0]}:{spec.run_as[1]}"]
     if paused or incoming:
         argv.append("-S")
     if incoming:

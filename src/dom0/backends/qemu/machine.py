@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from dom0.backends import ramsample
 from dom0.backends.machine import BlockStats, MachineEvents, MachineSpec
-from dom0.backends.qemu import cpuslots, process, tpm
+from dom0.backends.qemu import cpuslots, fdpass, process, tpm
 from dom0.backends.qemu.argv import build_argv
 from dom0.backends.qemu.events import guest_stop_reason
 from dom0.backends.qemu.qmp import QMPSession
@@ -205,8 +206,18 @@ class QemuMachine:
         await self._exec("balloon", value=mib * 1024 * 1024)
 
     async def dump_memory(self, path: str, timeout: float = 600.0) -> None:
+        if not fdpass.unprivileged(self.pid):
+            await self._exec("dump-guest-memory", timeout=timeout, paging=False,
+                             protocol=f"file:{path}")
+            return
+        assert self.qmp is not None  # QEMU's user may not write there: xend opens it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            await self.qmp.execute_with_fd("getfd", fd, fdname="dump")
+        finally:
+            os.close(fd)
         await self._exec("dump-guest-memory", timeout=timeout, paging=False,
-                         protocol=f"file:{path}")
+                         protocol="fd:dump")
 
     # ---- the screen ---------------------------------------------------------------
 
@@ -225,7 +236,19 @@ class QemuMachine:
             self.vnc_location = f"{host}:{info['service']}"
 
     async def screendump(self, path: str) -> None:
-        await self._exec("screendump", filename=path)
+        if not fdpass.unprivileged(self.pid):
+            await self._exec("screendump", filename=path)
+            return
+        assert self.qmp is not None  # QEMU's user may not write there: xend opens it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            added = await self.qmp.execute_with_fd("add-fd", fd, opaque="screendump")
+        finally:
+            os.close(fd)
+        try:
+            await self._exec("screendump", filename=f"/dev/fdset/{added['fdset-id']}")
+        finally:
+            await self._drop_fdsets("screendump")
 
     # ---- block devices ----------------------------------------------------------
 
@@ -239,13 +262,44 @@ class QemuMachine:
         """Hot-plug a disk; return once the guest's driver has taken it."""
         if vbd.emulated or vbd.cdrom:
             raise BackendError(f"Device {vbd.dev}: emulated IDE/SCSI disks cannot be hot-plugged")
-        await self._exec_args("blockdev-add", vbd_mod.blockdev(vbd))
+        await self._blockdev_add(vbd)
         try:
             await self._exec_args("device_add", vbd_mod.device(vbd))
         except BackendError:
             await self._exec_args("blockdev-del", {"node-name": vbd.node})
+            await self._drop_fdsets(vbd.node)
             raise
         await self._wait_driver_ok(vbd.device_id, timeout)
+
+    async def _blockdev_add(self, vbd: Vbd) -> None:
+        """Add a disk's block node; an unprivileged QEMU (-runas) gets a host path as a
+        descriptor xend opened (backends/qemu/fdpass.py), tagged with the node's name."""
+        description = vbd_mod.blockdev(vbd)
+        if fdpass.handed_over(vbd) and fdpass.unprivileged(self.pid):
+            assert self.qmp is not None
+            try:
+                fd = fdpass.open_image(vbd)
+            except OSError as exc:
+                raise BackendError(f"cannot open {vbd.target}: {exc.strerror}") from None
+            try:
+                added = await self.qmp.execute_with_fd("add-fd", fd, opaque=vbd.node)
+            finally:
+                os.close(fd)
+            description = fdpass.with_fdset(description, int(added["fdset-id"]))
+        try:
+            await self._exec_args("blockdev-add", description)
+        except BackendError:
+            await self._drop_fdsets(vbd.node)
+            raise
+
+    async def _drop_fdsets(self, node: str) -> None:
+        """Forget the descriptors handed over for block node *node* (the block layer
+        keeps its own duplicate while the node lives)."""
+        if not fdpass.unprivileged(self.pid):
+            return
+        with contextlib.suppress(BackendError):
+            for fdset in fdpass.fdsets_of(await self._exec("query-fdsets"), node):
+                await self._exec_args("remove-fd", {"fdset-id": fdset})
 
     async def _wait_driver_ok(self, device_id: str, timeout: float) -> None:
         if not await poll_until(lambda: self.guest_uses(device_id), timeout, interval=0.05):
@@ -274,11 +328,24 @@ class QemuMachine:
             return False
         if vbd.kind != "empty":
             await self._exec_args("blockdev-del", {"node-name": vbd.node})
+            await self._drop_fdsets(vbd.node)
         return True
 
     async def attach_nic(self, vif: Vif, timeout: float) -> None:
         """Hot-plug a NIC on its (already made) tap; return once the guest has it."""
-        await self._exec_args("netdev_add", vif_mod.netdev(vif))
+        description = vif_mod.netdev(vif)
+        if fdpass.unprivileged(self.pid):  # it may not open a tap itself: xend does
+            assert self.qmp is not None
+            try:
+                fd = fdpass.open_tap(vif.vifname)
+            except OSError as exc:
+                raise BackendError(f"cannot open tap {vif.vifname}: {exc.strerror}") from None
+            try:
+                await self.qmp.execute_with_fd("getfd", fd, fdname=vif.netdev_id)
+            finally:
+                os.close(fd)
+            description = fdpass.tap_by_fd(description, vif.netdev_id)
+        await self._exec_args("netdev_add", description)
         try:
             await self._exec_args("device_add", vif_mod.device(vif))
         except BackendError:
@@ -321,8 +388,9 @@ class QemuMachine:
         if old.kind != "empty":
             await self._exec("blockdev-remove-medium", id=old.device_id)
             await self._exec_args("blockdev-del", {"node-name": old.node})
+            await self._drop_fdsets(old.node)
         if new.kind != "empty":
-            await self._exec_args("blockdev-add", vbd_mod.blockdev(new))
+            await self._blockdev_add(new)
             await self._exec_args("blockdev-insert-medium",
                                   {"id": new.device_id, "node-name": new.node})
         await self._exec("blockdev-close-tray", id=new.device_id)
@@ -347,6 +415,12 @@ class QemuMachine:
                 writer.close()
                 finished.set()
 
+        if fdpass.unprivileged(self.pid):
+            # QEMU's user cannot reach a socket in xend's run directory: it gets one
+            # end of a socket pair instead
+            await self._migrate_out_by_fd(receive, timeout)
+            await asyncio.wait_for(finished.wait(), timeout)
+            return
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         server = await asyncio.start_unix_server(receive, path)
@@ -359,6 +433,29 @@ class QemuMachine:
             server.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    async def _migrate_out_by_fd(self, receive: Callable[[asyncio.StreamReader,
+                                                           asyncio.StreamWriter], Any],
+                                 timeout: float) -> None:
+        assert self.qmp is not None
+        ours, theirs = socket.socketpair()
+        try:
+            await self.qmp.execute_with_fd("getfd", theirs.fileno(), fdname="save")
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        task = asyncio.ensure_future(receive(reader, writer))
+        try:
+            await self._exec_args("migrate-set-parameters", {"max-bandwidth": 1 << 40})
+            await self._exec("migrate", uri="fd:save")
+            await self._wait_migration(timeout)
+        except BaseException:
+            task.cancel()
+            writer.close()
+            raise
 
     async def migrate_in(self, image_path: str, offset: int, timeout: float) -> None:
         """Load a saved stream into a QEMU started with ``incoming=True``: QEMU reads
@@ -437,6 +534,12 @@ class QemuMachine:
                                "downtime-limit": round(downtime_limit * 1000)})
         if not live:
             await self.stop()
+        if fd is None and uri.startswith("unix:") and fdpass.unprivileged(self.pid):
+            # QEMU's user may not reach xend's socket: xend connects, QEMU gets the end
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.connect(uri[len("unix:"):])  # our own listener: at once
+                await self.qmp.execute_with_fd("getfd", sock.fileno(), fdname="migrate")
+            uri = "fd:migrate"
         if fd is not None:
             await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
             uri = "fd:migrate"
@@ -448,10 +551,50 @@ class QemuMachine:
         connected socket *fd* handed to QEMU."""
         assert self.qmp is not None
         await self._migration_capabilities(postcopy=postcopy and fd is not None)
+        if fd is None and uri.startswith("unix:") and fdpass.unprivileged(self.pid):
+            await self._relay_incoming(uri[len("unix:"):])
+            return
         if fd is not None:
             await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
             uri = "fd:migrate"
         await self._exec("migrate-incoming", uri=uri)
+
+    async def _relay_incoming(self, path: str) -> None:
+        """``migrate-incoming unix:<path>`` for a QEMU whose user may not listen in
+        xend's run directory: QEMU reads one end of a socket pair, and xend listens on
+        *path* and pours the one connection it takes into the other end."""
+        assert self.qmp is not None
+        ours, theirs = socket.socketpair()
+        try:
+            await self.qmp.execute_with_fd("getfd", theirs.fileno(), fdname="migrate")
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        _, to_qemu = await asyncio.open_unix_connection(sock=ours)
+
+        async def pour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            server.close()  # one stream only
+            try:
+                while chunk := await reader.read(1 << 20):
+                    to_qemu.write(chunk)
+                    await to_qemu.drain()
+            except OSError as exc:
+                log.warning("incoming migration relay: %s", exc)
+            finally:
+                to_qemu.close()
+                writer.close()
+
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        server = await asyncio.start_unix_server(pour, path)
+        try:
+            await self._exec("migrate-incoming", uri="fd:migrate")
+        except BaseException:
+            server.close()
+            to_qemu.close()
+            raise
 
     @property
     def migration_socket(self) -> str:
