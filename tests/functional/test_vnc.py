@@ -44,6 +44,7 @@ def test_vfb_vnc_password_port_and_screen(host: Host) -> None:
     long = host.xm("list", "-l", "gfx").stdout
     assert f"(location {location})" in long
     assert "s3cret" not in long
+    assert "(device (vkbd))" in long  # a PV framebuffer comes with its virtual keyboard
 
     # a wrong password is refused; the right one gets the screen
     bad = capture(location, "wrong", host.dir / "bad.png")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from fuzzing import budget, target
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 
 from dom0.cli.configfile import VARIABLES, parse_create_args
 from dom0.devices import vbd, vif
-from dom0.errors import XendError
+from dom0.errors import ConfigError, XendError
 from dom0.model.config import DomainConfig
 from dom0.model.devices import parse_disk, parse_vif
+from dom0.model.usb import parse_usbdevice
 
 NAMES = st.sampled_from(sorted(VARIABLES))
 #: what a config script may leave in a variable (evaluate_file keeps str/list/int/float)
@@ -123,3 +125,25 @@ def test_vif_grammar(entry: str, devid: int, domid: int) -> None:
         assert 0 < len(nic.vifname.encode()) <= vif.MAX_IFNAME
         assert nic.rate is None or nic.rate >= 0
         vif.argv([nic])
+
+
+HEX = st.text("0123456789abcdefABCDEF", max_size=6)
+USB_HOST = st.builds(lambda a, sep, b: f"host:{a}{sep}{b}", HEX, st.sampled_from([":", ".", "::"]),
+                     HEX)
+USB_WORDS = USB_HOST | st.sampled_from(["tablet", "Mouse", "keyboard", "host:"]) | \
+    st.text(max_size=16)
+
+
+@budget(300)
+@given(USB_WORDS)
+def test_usbdevice_grammar(text: str) -> None:
+    """``usbdevice`` and ``xm usb-add``'s device: a device whose text reads back as
+    itself and whose machine ID QEMU accepts, or the one-line ConfigError."""
+    with target("usbdevice"):
+        try:
+            dev = parse_usbdevice(text)
+        except ConfigError as exc:
+            assert "\n" not in str(exc).replace(text, "")
+            return
+        assert parse_usbdevice(str(dev)) == dev
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9.\-_]*", dev.device_id), dev.device_id
