@@ -150,3 +150,18 @@ def test_an_unlabelled_launch_runs_as_before_and_leftovers_are_swept(tmp_path: P
         assert _owner(rw)[2] == 0o640 and ownership.store.qemu_users() == {}
 
     asyncio.run(scenario())
+
+
+def test_qemu_drops_to_the_launchs_user_and_a_tap_is_handed_over_by_descriptor(
+        tmp_path: Path) -> None:
+    from dom0.backends.qemu.argv import build_argv
+
+    paths = Layout(*(str(tmp_path / d) for d in ("st", "dm", "run", "log", "dump"))).domain("i")
+    argv = build_argv(_spec(), paths, paused=True)
+    assert "-runas" not in argv  # as before: xend's user
+    argv = build_argv(MachineSpec(name="d", uuid="u", memory=64, maxmem=64, vcpus=1,
+                                  kernel="/k", run_as=(300001, 300001)), paths, paused=True)
+    assert argv[argv.index("-runas") + 1] == "300001:300001"
+    netdev = {"type": "tap", "id": "vif0", "ifname": "vif1.0", "script": "no",
+              "downscript": "no"}
+    assert fdpass.tap_by_fd(netdev, "vif0") == {"type": "tap", "id": "vif0", "fd": "vif0"}

@@ -105,9 +105,9 @@ class Xend:
     async def start(self) -> None:
         await self.network_script("start")
         await self.manager.adopt_all()
-        if self.ownership is not None:  # what launches that ended left taken
-            self.ownership.sweep({d.running.instance for d in self.manager.table
-                                  if d.running is not None})
+        if self.ownership is not None:  # what launches that ended left taken (a
+            # recorded one not adopted this time keeps its QEMU, and its disks)
+            self.ownership.sweep({rec["instance"] for rec in self.store.running_records()})
         if self.manager.security is not None:  # the policy loaded may differ from the last
             try:
                 await asyncio.to_thread(self.manager.security.refresh_frame_filter)

@@ -111,9 +111,10 @@ class DiskOwnership:
     # ---- disks -----------------------------------------------------------------------
 
     def take(self, instance: str, uid: int, vbd: Vbd) -> None:
-        """Give *vbd*'s image to *uid*, 0600, remembering its owner first.  A disk a
-        previous launch holds (a localhost migration's source, a shared ``w!`` disk)
-        keeps the owner it had before any of them took it."""
+        """Give *vbd*'s image to *uid*, 0600, remembering its owner first.  A disk
+        another launch of this xend holds (a shared ``w!`` disk), or one that keeps its
+        owner on itself (held by another xend's QEMU: a migration's source), keeps the
+        owner it had before any of them took it."""
         if not rules.takes(vbd.kind, vbd.writable):
             return
         path = os.path.realpath(vbd.target)

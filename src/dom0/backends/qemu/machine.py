@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -211,11 +210,7 @@ class QemuMachine:
                              protocol=f"file:{path}")
             return
         assert self.qmp is not None  # QEMU's user may not write there: xend opens it
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            await self.qmp.execute_with_fd("getfd", fd, fdname="dump")
-        finally:
-            os.close(fd)
+        await fdpass.pass_file(self.qmp, path, "dump")
         await self._exec("dump-guest-memory", timeout=timeout, paging=False,
                          protocol="fd:dump")
 
@@ -242,13 +237,13 @@ class QemuMachine:
         assert self.qmp is not None  # QEMU's user may not write there: xend opens it
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            added = await self.qmp.execute_with_fd("add-fd", fd, opaque="screendump")
+            fdset = await fdpass.add_fd(self.qmp, fd, "screendump")
         finally:
             os.close(fd)
         try:
-            await self._exec("screendump", filename=f"/dev/fdset/{added['fdset-id']}")
+            await self._exec("screendump", filename=f"/dev/fdset/{fdset}")
         finally:
-            await self._drop_fdsets("screendump")
+            await fdpass.drop_fdsets(self.qmp, "screendump")
 
     # ---- block devices ----------------------------------------------------------
 
@@ -277,15 +272,7 @@ class QemuMachine:
         description = vbd_mod.blockdev(vbd)
         if fdpass.handed_over(vbd) and fdpass.unprivileged(self.pid):
             assert self.qmp is not None
-            try:
-                fd = fdpass.open_image(vbd)
-            except OSError as exc:
-                raise BackendError(f"cannot open {vbd.target}: {exc.strerror}") from None
-            try:
-                added = await self.qmp.execute_with_fd("add-fd", fd, opaque=vbd.node)
-            finally:
-                os.close(fd)
-            description = fdpass.with_fdset(description, int(added["fdset-id"]))
+            description = await fdpass.image_description(self.qmp, vbd, description)
         try:
             await self._exec_args("blockdev-add", description)
         except BackendError:
@@ -295,11 +282,8 @@ class QemuMachine:
     async def _drop_fdsets(self, node: str) -> None:
         """Forget the descriptors handed over for block node *node* (the block layer
         keeps its own duplicate while the node lives)."""
-        if not fdpass.unprivileged(self.pid):
-            return
-        with contextlib.suppress(BackendError):
-            for fdset in fdpass.fdsets_of(await self._exec("query-fdsets"), node):
-                await self._exec_args("remove-fd", {"fdset-id": fdset})
+        if self.qmp is not None and fdpass.unprivileged(self.pid):
+            await fdpass.drop_fdsets(self.qmp, node)
 
     async def _wait_driver_ok(self, device_id: str, timeout: float) -> None:
         if not await poll_until(lambda: self.guest_uses(device_id), timeout, interval=0.05):
@@ -336,15 +320,8 @@ class QemuMachine:
         description = vif_mod.netdev(vif)
         if fdpass.unprivileged(self.pid):  # it may not open a tap itself: xend does
             assert self.qmp is not None
-            try:
-                fd = fdpass.open_tap(vif.vifname)
-            except OSError as exc:
-                raise BackendError(f"cannot open tap {vif.vifname}: {exc.strerror}") from None
-            try:
-                await self.qmp.execute_with_fd("getfd", fd, fdname=vif.netdev_id)
-            finally:
-                os.close(fd)
-            description = fdpass.tap_by_fd(description, vif.netdev_id)
+            description = await fdpass.tap_description(self.qmp, vif.vifname,
+                                                       vif.netdev_id, description)
         await self._exec_args("netdev_add", description)
         try:
             await self._exec_args("device_add", vif_mod.device(vif))
@@ -438,15 +415,8 @@ class QemuMachine:
                                                            asyncio.StreamWriter], Any],
                                  timeout: float) -> None:
         assert self.qmp is not None
-        ours, theirs = socket.socketpair()
-        try:
-            await self.qmp.execute_with_fd("getfd", theirs.fileno(), fdname="save")
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        reader, writer = await asyncio.open_unix_connection(
+            sock=await fdpass.socket_pair(self.qmp, "save"))
         task = asyncio.ensure_future(receive(reader, writer))
         try:
             await self._exec_args("migrate-set-parameters", {"max-bandwidth": 1 << 40})
@@ -536,9 +506,7 @@ class QemuMachine:
             await self.stop()
         if fd is None and uri.startswith("unix:") and fdpass.unprivileged(self.pid):
             # QEMU's user may not reach xend's socket: xend connects, QEMU gets the end
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.connect(uri[len("unix:"):])  # our own listener: at once
-                await self.qmp.execute_with_fd("getfd", sock.fileno(), fdname="migrate")
+            await fdpass.connect_for(self.qmp, uri[len("unix:"):], "migrate")
             uri = "fd:migrate"
         if fd is not None:
             await self.qmp.execute_with_fd("getfd", fd, fdname="migrate")
@@ -561,34 +529,9 @@ class QemuMachine:
 
     async def _relay_incoming(self, path: str) -> None:
         """``migrate-incoming unix:<path>`` for a QEMU whose user may not listen in
-        xend's run directory: QEMU reads one end of a socket pair, and xend listens on
-        *path* and pours the one connection it takes into the other end."""
+        xend's run directory: xend listens there and pours into QEMU's descriptor."""
         assert self.qmp is not None
-        ours, theirs = socket.socketpair()
-        try:
-            await self.qmp.execute_with_fd("getfd", theirs.fileno(), fdname="migrate")
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        _, to_qemu = await asyncio.open_unix_connection(sock=ours)
-
-        async def pour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            server.close()  # one stream only
-            try:
-                while chunk := await reader.read(1 << 20):
-                    to_qemu.write(chunk)
-                    await to_qemu.drain()
-            except OSError as exc:
-                log.warning("incoming migration relay: %s", exc)
-            finally:
-                to_qemu.close()
-                writer.close()
-
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        server = await asyncio.start_unix_server(pour, path)
+        server, to_qemu = await fdpass.relay_into(self.qmp, path, "migrate")
         try:
             await self._exec("migrate-incoming", uri="fd:migrate")
         except BaseException:
