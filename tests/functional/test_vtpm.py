@@ -97,6 +97,7 @@ def test_a_pcr_value_follows_the_guest_through_save_restore_and_migration(make_h
     assert listing[1].split() == ["0", "0", "0", "4", "-1", "-1",
                                   f"/local/domain/0/backend/vtpm/{info['domid']}/0"]
     assert "(pref_instance 1)" in h.xm("vtpm-list", "-l", "tpm").stdout
+    assert "(device (vtpm (pref_instance 1) (backend 0)))" in h.xm("list", "-l", "tpm").stdout
     # its state: under the domain's directory, private
     (state,) = states(h, uuid)
     assert (h.dir / "domains" / uuid / "vtpm").resolve() == state
