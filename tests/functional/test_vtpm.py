@@ -189,6 +189,16 @@ def test_tpm_2_0_by_option(make_host) -> None:  # type: ignore[no-untyped-def]
         result, payload = tpm(con, 0x17B, struct.pack(">H", 8), tag=0x8001, answer_tag=0x8001)
         assert result == 0 and struct.unpack(">H", payload[:2]) == (8,) and len(payload) == 10
     assert h.xm("vtpm-list", "-l", "tpm2").stdout.count("(version 2.0)") == 1
+    # QEMU crashes: on_crash=restart starts a new QEMU with a new emulator on the same
+    # state, the old emulator stopped
+    before, old_swtpm = h.info("tpm2"), swtpm_pid(h, "tpm2")
+    os.kill(before["pid"], 9)
+    h.wait_for(lambda: h.info("tpm2")["domid"] not in (None, before["domid"]) and
+               h.info("tpm2")["state"] in ("r-----", "-b----"), 60, "the restart")
+    assert not alive(old_swtpm) and swtpm_pid(h, "tpm2") != old_swtpm
+    with h.console("tpm2") as con:
+        result, _ = tpm(con, 0x17B, struct.pack(">H", 8), tag=0x8001, answer_tag=0x8001)
+        assert result == 0
     h.xm("destroy", "tpm2")
 
 
