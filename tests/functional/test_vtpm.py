@@ -19,7 +19,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from conftest import Host
+from conftest import GUEST_DIR, Host, keyed, veth
 from guestconsole import GuestConsole
 
 RELOCATION = "(xend-relocation-server yes)\n"
@@ -97,6 +97,7 @@ def test_a_pcr_value_follows_the_guest_through_save_restore_and_migration(make_h
     assert listing[1].split() == ["0", "0", "0", "4", "-1", "-1",
                                   f"/local/domain/0/backend/vtpm/{info['domid']}/0"]
     assert "(pref_instance 1)" in h.xm("vtpm-list", "-l", "tpm").stdout
+    assert "(device (vtpm (pref_instance 1) (backend 0)))" in h.xm("list", "-l", "tpm").stdout
     # its state: under the domain's directory, private
     (state,) = states(h, uuid)
     assert (h.dir / "domains" / uuid / "vtpm").resolve() == state
@@ -188,4 +189,41 @@ def test_tpm_2_0_by_option(make_host) -> None:  # type: ignore[no-untyped-def]
         result, payload = tpm(con, 0x17B, struct.pack(">H", 8), tag=0x8001, answer_tag=0x8001)
         assert result == 0 and struct.unpack(">H", payload[:2]) == (8,) and len(payload) == 10
     assert h.xm("vtpm-list", "-l", "tpm2").stdout.count("(version 2.0)") == 1
+    # QEMU crashes: on_crash=restart starts a new QEMU with a new emulator on the same
+    # state, the old emulator stopped
+    before, old_swtpm = h.info("tpm2"), swtpm_pid(h, "tpm2")
+    os.kill(before["pid"], 9)
+    h.wait_for(lambda: h.info("tpm2")["domid"] not in (None, before["domid"]) and
+               h.info("tpm2")["state"] in ("r-----", "-b----"), 60, "the restart")
+    assert not alive(old_swtpm) and swtpm_pid(h, "tpm2") != old_swtpm
+    with h.console("tpm2") as con:
+        result, _ = tpm(con, 0x17B, struct.pack(">H", 8), tag=0x8001, answer_tag=0x8001)
+        assert result == 0
     h.xm("destroy", "tpm2")
+
+
+def test_the_tpm_moves_to_another_host_with_its_version(make_host) -> None:  # type: ignore[no-untyped-def]
+    """A live migration between two xends (two network namespaces): the PCR value
+    arrives, the destination (set to give new domains TPM 2.0) keeps the guest's TPM
+    1.2, and the source keeps none of the TPM's state."""
+    a = keyed(make_host(start=False, netns=True))
+    b = keyed(make_host("(xend-relocation-server yes)\n(xend-relocation-port 8002)\n"
+                        "(xend-relocation-address 10.98.0.2)\n"
+                        "(xend-relocation-hosts-allow '^10\\.98\\.0\\.1$')\n"
+                        f"(xend-relocation-storage-roots {GUEST_DIR})\n(vtpm-version 2.0)",
+                        start=False, netns=True))
+    veth(a.netns, "tpm0", "10.98.0.1/24", b.netns, "tpm1", "10.98.0.2/24")
+    a.xend("start")
+    b.xend("start")
+    uuid = a.create("away", vtpm=VTPM)["uuid"]
+    with a.console("away") as con:
+        value = extend(con, b"measured on host a")
+    a.xm("migrate", "--live", "away", "10.98.0.2", timeout=300)
+    assert states(a, uuid) == [] and not (a.dir / "domains" / uuid / "vtpm").exists()
+    assert len(states(b, uuid)) == 1
+    with b.console("away") as con:
+        assert "1" in con.run("cat /sys/class/tpm/tpm0/tpm_version_major")
+        assert pcr(con) == value
+    assert "(version 1.2)" in b.xm("vtpm-list", "-l", "away").stdout
+    b.xm("destroy", "away")
+    assert states(b, uuid) == []
