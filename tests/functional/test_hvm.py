@@ -169,3 +169,16 @@ def test_disk_boot_with_an_e1000_nic_pinging_the_host_and_xm_console(
     term.expect(b"hvm-42\r\n")
     term.type(b"\x1d")  # Ctrl-]
     assert term.wait() == 0
+
+
+def test_bios_ovmf_boots_uefi(host: Host) -> None:
+    """bios='ovmf': UEFI firmware.  The project's images boot through SYSLINUX (BIOS
+    only), so UEFI finds no boot loader on the disk and opens its shell on the serial
+    console, where it answers as UEFI."""
+    disk = disk_copy(host)
+    hvm(host, "uefi", [f"file:{disk},hda,w"], bios="ovmf")
+    with GuestConsole(host.info("uefi")["console"]) as con:
+        con.read_until(b"Shell> ", 120)
+        con.send("ver\r")
+        con.read_until(b"UEFI Interactive Shell", 30)
+    assert "bios ovmf" in host.xm("list", "-l", "uefi").stdout
