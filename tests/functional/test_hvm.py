@@ -182,3 +182,19 @@ def test_bios_ovmf_boots_uefi(host: Host) -> None:
         con.send("ver\r")
         con.read_until(b"UEFI Interactive Shell", 30)
     assert "bios ovmf" in host.xm("list", "-l", "uefi").stdout
+
+
+def test_hvm_save_and_restore(host: Host) -> None:
+    disk = disk_copy(host)
+    hvm(host, "sr", [f"file:{disk},hda,w"])
+    with host.console("sr", boot_timeout=150) as con:
+        con.run("echo kept > /tmp/mark")
+    # the disk is IDE without ioemu: too, and in use by the guest
+    row = host.xm("block-list", "sr").stdout.splitlines()[1].split()
+    assert row[0] == "768" and row[3] == "4", row
+    saved = host.dir / "sr.save"
+    host.xm("save", "sr", str(saved))
+    host.xm("restore", str(saved))
+    with host.console("sr") as con:
+        assert con.run("cat /tmp/mark").strip() == "kept"
+        assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
