@@ -40,7 +40,7 @@ SOUND_DEVICES = {"sb16": "sb16", "es1370": "ES1370", "ac97": "AC97", "hda": "int
 SERIAL_CONSOLE = ("", "pty", "vc")
 
 #: the top-level screen variables, read through model/preprocess.VFB_VARIABLES
-SCREEN_KEYS = ("vnc", "vncunused", "sdl", "display", "xauthority", "vncdisplay", "vnclisten",
+SCREEN_KEYS = ("vnc", "vncdisplay", "vncunused", "vnclisten", "sdl", "display", "xauthority",
                "vncpasswd")
 
 
@@ -89,8 +89,12 @@ class HvmImage:
             value = getattr(self, f.name)
             if f.name == "boot":
                 out.append(["vcpus", str(vcpus)])
+            if f.name == "rtc_timeoffset":  # xm printed the screen here, its password last
+                out += [[k, self.screen[k]] for k in SCREEN_KEYS
+                        if k in self.screen and k != "vncpasswd"]
             if f.name == "screen":
-                out += [[k, v] for k, v in value.items()]
+                if "vncpasswd" in value:
+                    out.append(["vncpasswd", value["vncpasswd"]])
             elif f.name in ("device_model", "bios") and not value:
                 continue  # xm filled device_model in from its install; we have none
             else:
