@@ -198,3 +198,18 @@ def test_hvm_save_and_restore(host: Host) -> None:
     with host.console("sr") as con:
         assert con.run("cat /tmp/mark").strip() == "kept"
         assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
+
+
+def test_scsi_boot_disk_and_a_virtio_disk(host: Host) -> None:
+    """``sda`` is a SCSI disk on an HVM machine (the firmware boots it), ``xvdb`` virtio."""
+    disk = disk_copy(host)
+    extra = host.dir / "extra.img"
+    with open(extra, "wb") as f:
+        f.truncate(8 << 20)
+    hvm(host, "scsi", [f"file:{disk},sda,w", f"file:{extra},xvdb,w"])
+    with host.console("scsi", boot_timeout=150) as con:
+        assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
+        # a SCSI target (on QEMU's virtio-scsi HBA), not a virtio-blk disk
+        assert "/host0/target0:0:0/" in con.run("readlink -f /sys/block/sda/device")
+        assert "virtio" in con.run("readlink -f /sys/block/vda/device")
+        assert con.run("cat /sys/block/vda/size").strip() == str((8 << 20) // 512)
