@@ -13,7 +13,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs xz-util
 	linux-source-6.1 make gcc libc6-dev flex bison bc libelf-dev libssl-dev iperf3 hping3 \
 	iproute2 socat python3-venv procps file dnsmasq-base iptables qemu-block-extra tgt \
 	nfs-ganesha nfs-ganesha-vfs iputils-ping nftables swtpm swtpm-tools \
-	novnc libjs-xterm node-xterm chromium
+	novnc libjs-xterm node-xterm chromium ovmf
 BENCH_APT_PACKAGES := libvirt-daemon-system libvirt-clients
 GUEST_IMAGE_DIR := /var/lib/dom0/guest
 

@@ -169,3 +169,47 @@ def test_disk_boot_with_an_e1000_nic_pinging_the_host_and_xm_console(
     term.expect(b"hvm-42\r\n")
     term.type(b"\x1d")  # Ctrl-]
     assert term.wait() == 0
+
+
+def test_bios_ovmf_boots_uefi(host: Host) -> None:
+    """bios='ovmf': UEFI firmware.  The project's images boot through SYSLINUX (BIOS
+    only), so UEFI finds no boot loader on the disk and opens its shell on the serial
+    console, where it answers as UEFI."""
+    disk = disk_copy(host)
+    hvm(host, "uefi", [f"file:{disk},hda,w"], bios="ovmf")
+    with GuestConsole(host.info("uefi")["console"]) as con:
+        con.read_until(b"Shell> ", 120)
+        con.send("ver\r")
+        con.read_until(b"UEFI Interactive Shell", 30)
+    assert "bios ovmf" in host.xm("list", "-l", "uefi").stdout
+
+
+def test_hvm_save_and_restore(host: Host) -> None:
+    disk = disk_copy(host)
+    hvm(host, "sr", [f"file:{disk},hda,w"])
+    with host.console("sr", boot_timeout=150) as con:
+        con.run("echo kept > /tmp/mark")
+    # the disk is IDE without ioemu: too, and in use by the guest
+    row = host.xm("block-list", "sr").stdout.splitlines()[1].split()
+    assert row[0] == "768" and row[3] == "4", row
+    saved = host.dir / "sr.save"
+    host.xm("save", "sr", str(saved))
+    host.xm("restore", str(saved))
+    with host.console("sr") as con:
+        assert con.run("cat /tmp/mark").strip() == "kept"
+        assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
+
+
+def test_scsi_boot_disk_and_a_virtio_disk(host: Host) -> None:
+    """``sda`` is a SCSI disk on an HVM machine (the firmware boots it), ``xvdb`` virtio."""
+    disk = disk_copy(host)
+    extra = host.dir / "extra.img"
+    with open(extra, "wb") as f:
+        f.truncate(8 << 20)
+    hvm(host, "scsi", [f"file:{disk},sda,w", f"file:{extra},xvdb,w"])
+    with host.console("scsi", boot_timeout=150) as con:
+        assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
+        # a SCSI target (on QEMU's virtio-scsi HBA), not a virtio-blk disk
+        assert "/host0/target0:0:0/" in con.run("readlink -f /sys/block/sda/device")
+        assert "virtio" in con.run("readlink -f /sys/block/vda/device")
+        assert con.run("cat /sys/block/vda/size").strip() == str((8 << 20) // 512)

@@ -52,15 +52,17 @@ def option(argv: list[str], flag: str) -> str:
 
 
 def test_create_n_prints_the_hvm_image_as_xm_did() -> None:
-    c = cfg(kernel=HVMLOADER, serial="pty", vnc=1, boot="dc")
+    c = cfg(kernel=HVMLOADER, serial="pty", vnc=1, boot="dc", vncpasswd="")
     image = sxp.child_value(c.to_sxp(), "image")
     assert image[0] == "hvm"
     keys = [k[0] for k in image[1:]]
+    # spec §2.5's xmexample.hvm, less the keys of other features (usb, pci, cpuid, opengl)
     assert keys == [
         "kernel", "videoram", "pae", "vcpus", "boot", "fda", "fdb", "timer_mode", "localtime",
-        "serial", "stdvga", "isa", "nographic", "soundhw", "rtc_timeoffset", "monitor", "acpi",
-        "apic", "keymap", "hpet", "guest_os_type", "hap", "viridian", "pci_msitranslate",
-        "vpt_align", "pci_power_mgmt", "xen_platform_pci", "vnc", "vncunused"]
+        "serial", "stdvga", "isa", "nographic", "soundhw", "vnc", "vncunused",
+        "rtc_timeoffset", "monitor", "acpi", "apic", "keymap", "hpet", "guest_os_type", "hap",
+        "viridian", "pci_msitranslate", "vpt_align", "pci_power_mgmt", "xen_platform_pci",
+        "vncpasswd"]
     assert ["kernel", HVMLOADER] in image and ["boot", "dc"] in image
     assert ["serial", "pty"] in image and ["vnc", "1"] in image and ["fda", ""] in image
     assert "(fda )" in sxp.pretty(c.to_sxp())
@@ -247,6 +249,9 @@ def test_hvm_screen_is_the_display_with_xend_defaults() -> None:
     d = display(cfg(vnc=1, vncdisplay="4"), settings)
     assert d is not None and d.vnc and d.vnc_display == 4 and d.vnc_listen == "127.0.0.2"
     assert d.vnc_password == "xendpw"
+    # vncpasswd='' is "no password" (README), not "unset"
+    none = display(cfg(vnc=1, vncpasswd=""), settings)
+    assert none is not None and none.vnc_password == ""
     assert display(cfg(vnc=1, nographic=1), settings) is None
     assert display(cfg(), settings) is None
     assert cfg(vnc=1).vfbs == []  # no PV framebuffer device: the screen is the VGA card

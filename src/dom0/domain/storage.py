@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dom0.devices import vbd as vbd_mod
 from dom0.devices.vbd import Vbd
+from dom0.domain.spec import hvm_disk
 from dom0.errors import BackendError, DeviceError
 from dom0.model.devices import DiskSpec
 
@@ -109,6 +110,8 @@ class DiskController:
         out = []
         for spec in dom.config.disks:
             vbd = vbd_mod.parse(spec, check_exists=False)
+            if dom.config.builder == "hvm":  # hda/sda are emulated there, ioemu: or not
+                vbd = hvm_disk(vbd)
             connected = False
             if dom.running:
                 connected = vbd.emulated or vbd.cdrom or \

@@ -40,7 +40,7 @@ SOUND_DEVICES = {"sb16": "sb16", "es1370": "ES1370", "ac97": "AC97", "hda": "int
 SERIAL_CONSOLE = ("", "pty", "vc")
 
 #: the top-level screen variables, read through model/preprocess.VFB_VARIABLES
-SCREEN_KEYS = ("vnc", "vncunused", "sdl", "display", "xauthority", "vncdisplay", "vnclisten",
+SCREEN_KEYS = ("vnc", "vncdisplay", "vncunused", "vnclisten", "sdl", "display", "xauthority",
                "vncpasswd")
 
 
@@ -89,8 +89,12 @@ class HvmImage:
             value = getattr(self, f.name)
             if f.name == "boot":
                 out.append(["vcpus", str(vcpus)])
+            if f.name == "rtc_timeoffset":  # xm printed the screen here, its password last
+                out += [[k, self.screen[k]] for k in SCREEN_KEYS
+                        if k in self.screen and k != "vncpasswd"]
             if f.name == "screen":
-                out += [[k, v] for k, v in value.items()]
+                if "vncpasswd" in value:
+                    out.append(["vncpasswd", value["vncpasswd"]])
             elif f.name in ("device_model", "bios") and not value:
                 continue  # xm filled device_model in from its install; we have none
             else:
@@ -152,13 +156,15 @@ def firmware(kernel: str, bios: str) -> str:
     """The firmware an HVM domain boots: "" for QEMU's SeaBIOS, else a file path.
     hvmloader (or no kernel) is SeaBIOS; ``bios='ovmf'`` or a loader whose name says
     OVMF is UEFI; any other file is itself the firmware image."""
+    if bios == "seabios":
+        return ""
     if bios == "ovmf" or (kernel and "ovmf" in os.path.basename(kernel).lower()):
         path = kernel if kernel and os.path.isfile(kernel) else OVMF_PATH
         if not os.path.isfile(path):
             raise ConfigError(f"UEFI firmware {path} not found: install the Debian "
                               "package ovmf")
         return path
-    if bios == "seabios" or not kernel or os.path.basename(kernel) == "hvmloader":
+    if not kernel or os.path.basename(kernel) == "hvmloader":
         return ""
     if not os.path.isfile(kernel):
         raise ConfigError(f"Firmware (loader) {kernel} does not exist: name "
@@ -172,17 +178,17 @@ def firmware(kernel: str, bios: str) -> str:
 HVM_VARIABLES = tuple(f.name for f in dataclasses.fields(HvmImage) if f.name != "screen")
 #: PV image variables that mean nothing to an HVM domain (no kernel is loaded)
 PV_ONLY = ("ramdisk", "root", "extra", "ip", "bootloader")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(HvmImage) if f.name != "screen"}
 
 
 def from_variables(values: Mapping[str, Any], screen: dict[str, str]) -> HvmImage | None:
     """The HVM part of a ``builder='hvm'`` config, None for any other builder.  A
-    variable that means nothing for the builder is reported on xm's stderr (it is
-    kept: -n shows it was read), never silently dropped."""
+    variable that means nothing for the builder is reported on xm's stderr, never
+    silently dropped (a PV variable of an HVM domain stays in the config, unused)."""
     given = {k: values[k] for k in HVM_VARIABLES if values.get(k) is not None}
     if values.get("builder") != "hvm":
         for name in given:
-            default = dataclasses.fields(HvmImage)[HVM_VARIABLES.index(name)].default
-            if str(given[name]) != str(default):
+            if str(given[name]) != str(_DEFAULTS[name]):
                 warn(f"{name} is read for HVM domains only (builder='hvm'): ignored here")
         return None
     for name in PV_ONLY:

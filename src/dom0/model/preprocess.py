@@ -121,7 +121,8 @@ VFB_VARIABLES = ("vnc", "sdl", "vncunused", "vncdisplay", "vnclisten", "vncpassw
 def screen_options(values: Mapping[str, Any]) -> dict[str, str]:
     """The top-level screen variables that were given (a PV domain's vfb without a
     ``vfb`` line, or an HVM domain's screen)."""
-    return {k: str(values[k]) for k in VFB_VARIABLES if values.get(k) not in (None, "")}
+    return {k: str(values[k]) for k in VFB_VARIABLES if values.get(k) not in (None, "")
+            or (k == "vncpasswd" and values.get(k) == "")}  # '' is "no password", not unset
 
 
 def vfbs_from_entries(values: Mapping[str, Any]) -> list[VfbSpec]:
