@@ -271,16 +271,20 @@ class DomainConfig:
         """``(<builder> (key value)...)``: the image fields, then the further image
         keys (``videoram``...), with ``args`` last."""
         image: list[Sxp] = []
+        usb = ("usb", "usbdevice") if self.hvm is not None else ()
         for col in Table.of(type(self)).columns:
             value = getattr(self, col.name)
             if col.spec.place is Place.IMAGE_TAG:
                 image.insert(0, value)
-            elif col.spec.place is IMAGE:
+            elif col.spec.place is IMAGE and col.name not in usb:
                 image += self.sxp_fields(col.name)
             elif col.spec.place is Place.IMAGE_REST:
                 image += [[k, sxp_value(v)] for k, v in value.items()]
             elif col.spec.place is Place.IMAGE_PART and value is not None:
-                image += value.to_sxp(self.vcpus)
+                # an HVM image always printed its USB keys, in their place (spec §2.5)
+                image += value.to_sxp(self.vcpus, [
+                    ["usb", str(self.usb or 0)],
+                    ["usbdevice", sxp_value(self.usbdevice) if self.usbdevice else ""]])
         return image
 
     def device_sxp(self) -> list[Sxp]:
@@ -309,6 +313,8 @@ class DomainConfig:
         image = sxp.child_value(form, "image")
         if isinstance(image, list) and image:
             _read_image(cfg, table, image)
+            # an HVM image prints its USB keys even when unset, as (usb 0) (usbdevice )
+            cfg.usb, cfg.usbdevice = cfg.usb or None, cfg.usbdevice or None
         for dev in sxp.children(form, "device"):
             if len(dev) > 1 and isinstance(dev[1], list) and dev[1]:  # not (device ())
                 _read_device(cfg, table, dev[1])

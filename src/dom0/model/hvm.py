@@ -82,13 +82,16 @@ class HvmImage:
     #: the keys of ``(image (hvm ...))`` this part reads back (``xm create -F``)
     SXP_KEYS: ClassVar[frozenset[str]] = frozenset()
 
-    def to_sxp(self, vcpus: int) -> list[Sxp]:
-        """The image keys after ``kernel``/``videoram``; vcpus sits after pae as in xm."""
+    def to_sxp(self, vcpus: int, usb: list[Sxp] | None = None) -> list[Sxp]:
+        """The image keys after ``kernel``/``videoram``; vcpus sits after pae as in xm,
+        and the USB keys (their own fields, model/usb.py) between apic and keymap."""
         out: list[Sxp] = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "boot":
                 out.append(["vcpus", str(vcpus)])
+            if f.name == "keymap":
+                out += usb or [["usb", "0"], ["usbdevice", ""]]
             if f.name == "rtc_timeoffset":  # xm printed the screen here, its password last
                 out += [[k, self.screen[k]] for k in SCREEN_KEYS
                         if k in self.screen and k != "vncpasswd"]
