@@ -281,10 +281,8 @@ class DomainConfig:
             elif col.spec.place is Place.IMAGE_REST:
                 image += [[k, sxp_value(v)] for k, v in value.items()]
             elif col.spec.place is Place.IMAGE_PART and value is not None:
-                # an HVM image always printed its USB keys, in their place (spec §2.5)
-                image += value.to_sxp(self.vcpus, [
-                    ["usb", str(self.usb or 0)],
-                    ["usbdevice", sxp_value(self.usbdevice) if self.usbdevice else ""]])
+                # an HVM image has its USB keys in their place (spec §2.5), when set
+                image += value.to_sxp(self.vcpus, self.sxp_fields(*usb))
         return image
 
     def device_sxp(self) -> list[Sxp]:
@@ -313,8 +311,6 @@ class DomainConfig:
         image = sxp.child_value(form, "image")
         if isinstance(image, list) and image:
             _read_image(cfg, table, image)
-            # an HVM image prints its USB keys even when unset, as (usb 0) (usbdevice )
-            cfg.usb, cfg.usbdevice = cfg.usb or None, cfg.usbdevice or None
         for dev in sxp.children(form, "device"):
             if len(dev) > 1 and isinstance(dev[1], list) and dev[1]:  # not (device ())
                 _read_device(cfg, table, dev[1])

@@ -91,7 +91,7 @@ class HvmImage:
             if f.name == "boot":
                 out.append(["vcpus", str(vcpus)])
             if f.name == "keymap":
-                out += usb or [["usb", "0"], ["usbdevice", ""]]
+                out += usb or []
             if f.name == "rtc_timeoffset":  # xm printed the screen here, its password last
                 out += [[k, self.screen[k]] for k in SCREEN_KEYS
                         if k in self.screen and k != "vncpasswd"]
