@@ -97,6 +97,8 @@ bench: setup guest $(STAMP)/bench-apt
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_web.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_sched.py
 	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_top.py
+	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_hvm.py
+	DOM0_GUEST_DIR=$(CURDIR)/$(GUEST) $(BIN)/python bench/bench_acm.py
 
 clean:
 	rm -rf build $(VENV)
