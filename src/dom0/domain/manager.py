@@ -20,6 +20,7 @@ from typing import Any
 from dom0.backends.cgroups import CpuCgroups
 from dom0.backends.machine import MachineFactory
 from dom0.domain import usbports
+from dom0.domain.adoption import Adoption
 from dom0.domain.debugkeys import run_keys
 from dom0.domain.domain import Domain
 from dom0.domain.hvlog import HypervisorLog
@@ -65,6 +66,7 @@ class DomainManager:
                                             settings, affinity, host_memory)
         self.lifecycle = Lifecycle(self.table, layout, machines, settings, hvlog, vifs,
                                    self.disks, self.sched, self.resources)
+        self.adoption = Adoption(self.lifecycle)
         self.mover = StateMover(self.table, self.lifecycle, layout, settings, hvlog)
         self.security: DomainSecurity | None = None
         self.stats = StatsCollector(vifs)
@@ -94,7 +96,7 @@ class DomainManager:
     # ---- start and stop of xend ------------------------------------------------
 
     async def adopt_all(self) -> None:
-        await self.lifecycle.adopt_all()
+        await self.adoption.all()
         await self.mover.clean_up_cut_saves()
 
     async def autostart(self) -> None:
