@@ -1,7 +1,8 @@
 """HVM domains (builder='hvm') booting the project's disk and CD images through the
 firmware, checked from inside the guest over its serial console: which medium it
 came from (/proc/cmdline says dom0.boot=disk|cdrom), the disks and CD it sees, a CD
-media change, an installation onto an empty disk, an emulated NIC pinging the host,
+media change, an installation onto an empty disk, an emulated NIC taking an address on
+the default network (NAT, DHCP) and pinging the host,
 and ``xm console``."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from conftest import GUEST_DIR, Host
 from guestconsole import GuestConsole
 from test_console import Terminal
+from test_default_network import shipped_network_script
 from test_vnc import capture, lit_rows
 
 DISK, ISO = GUEST_DIR / "disk.img", GUEST_DIR / "guest.iso"
@@ -141,17 +143,16 @@ def _booted_again(host: Host, name: str) -> bool:
         return False
 
 
-def test_disk_boot_with_an_e1000_nic_pinging_the_host_and_xm_console(
+def test_disk_boot_with_an_e1000_nic_on_the_default_network_and_xm_console(
         make_host) -> None:  # type: ignore[no-untyped-def]
-    host = make_host("(network-script 'network-bridge bridge=xenbr0')\n(vif-script vif-bridge)",
-                     netns=True)
-    host.ns_run("ip", "addr", "add", "10.50.0.1/24", "dev", "xenbr0")
+    # the network a newcomer gets: the shipped xend-config's NAT with DHCP on xenbr0
+    host = make_host(shipped_network_script(), netns=True)
     disk = disk_copy(host)
     floppy = host.dir / "floppy.img"
     with open(floppy, "wb") as f:
         f.truncate(1440 * 1024)
     hvm(host, "net", [f"file:{disk},ioemu:hda,w"],
-        vif=["type=ioemu,model=e1000,bridge=xenbr0"], fda=str(floppy), monitor=1)
+        vif=["type=ioemu,model=e1000"], fda=str(floppy), monitor=1)
     # the guest kernel has no floppy driver: QEMU's own monitor (monitor=1) shows the drive
     (sock,) = host.dir.glob("run/dom/*/monitor.sock")
     blocks = _monitor(sock, "info block")
@@ -160,9 +161,14 @@ def test_disk_boot_with_an_e1000_nic_pinging_the_host_and_xm_console(
         assert "dom0.boot=disk" in con.run("cat /proc/cmdline")
         driver = con.run("basename $(readlink /sys/class/net/eth0/device/driver)").strip()
         assert driver == "e1000"
-        con.run("ip addr add 10.50.0.31/24 dev eth0; ip link set eth0 up")
-        out = con.run("ping -c 3 -W 3 10.50.0.1", timeout=60)
+        # the disk's boot line asks for no address: the guest asks the DHCP server itself
+        con.run("udhcpc -i eth0 -s /etc/udhcpc/default.script -n -q -t 10 -T 1 -S",
+                timeout=60)
+        lease = re.search(r"inet (10\.0\.0\.\d+)/24", con.run("ip -4 -o addr show eth0"))
+        assert lease, con.run("ip -4 -o addr show eth0")
+        out = con.run("ping -c 3 -W 3 10.0.0.1", timeout=60)
         assert "3 packets received" in out, out
+    host.ns_run("ping", "-c", "1", "-W", "5", lease.group(1))  # and the host reaches it
     term = Terminal(host, "console", "net")
     time.sleep(0.3)
     term.type(b"echo hvm-$((6*7))\r")
