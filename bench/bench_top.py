@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,9 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import kill_and_wait, pids_mentioning  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -99,18 +101,8 @@ def main() -> int:
         return 0
     finally:
         subprocess.run([str(BIN / "xend"), "stop"], env=env, capture_output=True, timeout=120)
-        for pid in os.listdir("/proc"):  # every QEMU it started, by its paths
-            if not pid.isdigit():
-                continue
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(tmp).encode() in cmd and b"qemu" in cmd:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
+        for pid in pids_mentioning(str(tmp)):  # every QEMU it started, by its paths
+            kill_and_wait(pid)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
