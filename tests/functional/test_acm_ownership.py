@@ -85,6 +85,10 @@ def test_each_labelled_qemu_is_its_own_user_and_owns_only_its_disks(make_host) -
         # a labelled disk hot-plugged into an unprivileged QEMU: handed over as a descriptor
         host.xm("block-attach", "a", f"file:{extra}", "xvdc", "w")
         assert owner(extra) == (ua, ua, 0o600)
+        # /dev/xvdc is made by the guest's hotplug helper a moment later: until then dd
+        # would write a plain file of that name
+        assert "blk" in con.run("i=0; while [ ! -b /dev/xvdc ] && [ $i -lt 100 ]; do "
+                                "usleep 100000; i=$((i+1)); done; [ -b /dev/xvdc ] && echo blk")
         assert "0+1 records out" in con.run(
             "echo hello > /tmp/h; dd if=/tmp/h of=/dev/xvdc bs=512 count=1 conv=fsync")
         host.xm("block-detach", "a", "xvdc")
